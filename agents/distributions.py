@@ -1,0 +1,81 @@
+"""Action distributions as light tensor containers.
+
+``torch.distributions`` validates and broadcasts on every construction, which costs more than the
+policy's own forward pass at CartPole sizes; these hold the parameters and do the arithmetic only.
+A token distribution of a language model is a ``Categorical`` whose logits end in the vocabulary.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+_HALF_LOG_2PI = 0.5 * math.log(2.0 * math.pi)
+
+
+@dataclass
+class Categorical:
+    """π(a) = softmax(logits)[a] over the last dimension."""
+
+    log_probs: Tensor  # (..., K), normalised
+
+    @classmethod
+    def from_logits(cls, logits: Tensor) -> "Categorical":
+        return cls(torch.log_softmax(logits, dim=-1))
+
+    def sample(self) -> Tensor:  # (...)
+        flat = self.log_probs.reshape(-1, self.log_probs.shape[-1]).exp()
+        return torch.multinomial(flat, 1).reshape(self.log_probs.shape[:-1])
+
+    def mode(self) -> Tensor:
+        return self.log_probs.argmax(dim=-1)
+
+    def log_prob(self, action: Tensor) -> Tensor:
+        return self.log_probs.gather(-1, action.long().unsqueeze(-1)).squeeze(-1)
+
+    def entropy(self) -> Tensor:
+        return -(self.log_probs.exp() * self.log_probs).sum(-1)
+
+    def kl(self, other: "Categorical") -> Tensor:
+        """Exact KL(self‖other) per distribution."""
+        return (self.log_probs.exp() * (self.log_probs - other.log_probs)).sum(-1)
+
+    def detach(self) -> "Categorical":
+        return Categorical(self.log_probs.detach())
+
+
+@dataclass
+class DiagGaussian:
+    """N(mean, diag(exp(log_std)²)); log-probs and entropies sum over the action dimensions."""
+
+    mean: Tensor  # (..., A)
+    log_std: Tensor  # (A,) or (..., A)
+
+    def sample(self) -> Tensor:
+        return self.mean + self.log_std.exp() * torch.randn_like(self.mean)
+
+    def mode(self) -> Tensor:
+        return self.mean
+
+    def log_prob(self, action: Tensor) -> Tensor:
+        z = (action - self.mean) * torch.exp(-self.log_std)
+        return (-0.5 * z.square() - self.log_std - _HALF_LOG_2PI).sum(-1)
+
+    def entropy(self) -> Tensor:
+        per_dim = (self.log_std + 0.5 + _HALF_LOG_2PI).expand_as(self.mean)
+        return per_dim.sum(-1)
+
+    def kl(self, other: "DiagGaussian") -> Tensor:
+        """Exact KL(self‖other) per distribution."""
+        var_ratio = torch.exp(2 * (self.log_std - other.log_std))
+        mean_term = ((self.mean - other.mean) * torch.exp(-other.log_std)).square()
+        return 0.5 * (var_ratio + mean_term - 1.0 - 2 * (self.log_std - other.log_std)).sum(-1)
+
+    def detach(self) -> "DiagGaussian":
+        return DiagGaussian(self.mean.detach(), self.log_std.detach())
+
+
+Distribution = Categorical | DiagGaussian

@@ -1,0 +1,117 @@
+"""A Gymnasium vector env behind the torch interface of ``envs.base.VecEnv``."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+import torch
+from gymnasium.vector import AutoresetMode
+from torch import Tensor
+
+from envs import snapshot
+from envs.base import EpisodeStats, EpisodeTracker, StepResult
+from envs.normalize import ObservationNormalizer, RewardScaler
+
+
+class GymVecEnv:
+    """Converts to and from torch, normalises, tracks episodes, and hides the autoreset mode.
+
+    Both autoreset modes are supported because Gymnasium's own vectorised CartPole only offers
+    NEXT_STEP, while sync and async envs are built with SAME_STEP (no wasted reset steps):
+    - SAME_STEP: an ended env returns its reset observation; the real final one comes in
+      ``final_obs`` (needed only where truncated, to bootstrap).
+    - NEXT_STEP: an ended env returns its real final observation; the following step only resets
+      it, with reward 0, and is reported ``valid=False`` so it is never trained on.
+    """
+
+    def __init__(
+        self,
+        env: gym.vector.VectorEnv,
+        device: torch.device,
+        normalize_obs: bool = False,
+        normalize_reward: bool = False,
+        gamma: float = 0.99,
+        clip_obs: float = 10.0,
+        clip_reward: float = 10.0,
+    ):
+        self.env = env
+        self.device = device
+        self.num_envs = env.num_envs
+        self.single_observation_space = env.single_observation_space
+        self.single_action_space = env.single_action_space
+        self.autoreset_mode = env.metadata.get("autoreset_mode", AutoresetMode.NEXT_STEP)
+        if self.autoreset_mode not in (AutoresetMode.NEXT_STEP, AutoresetMode.SAME_STEP):
+            raise ValueError(f"autoreset mode {self.autoreset_mode} is not supported; expected NEXT_STEP or SAME_STEP")
+        obs_shape = self.single_observation_space.shape
+        self.obs_normalizer = ObservationNormalizer(obs_shape, device, clip_obs) if normalize_obs else None
+        self.reward_scaler = RewardScaler(self.num_envs, gamma, device, clip_reward) if normalize_reward else None
+        self.episodes = EpisodeTracker(self.num_envs, device)
+        self._resetting = torch.zeros(self.num_envs, dtype=torch.bool, device=device)
+
+    def _to_tensor(self, array: np.ndarray, dtype: torch.dtype) -> Tensor:
+        return torch.as_tensor(array, dtype=dtype).to(self.device, non_blocking=True)
+
+    def _observe(self, obs: np.ndarray, update: bool = True) -> Tensor:
+        tensor = self._to_tensor(obs, torch.float32)
+        return self.obs_normalizer(tensor, update) if self.obs_normalizer is not None else tensor
+
+    def set_training(self, training: bool) -> None:
+        """Freeze normalisation statistics (evaluation) or let them update (training)."""
+        for normalizer in (self.obs_normalizer, self.reward_scaler):
+            if normalizer is not None:
+                normalizer.training = training
+
+    def reset(self, seed: int | None = None) -> Tensor:
+        obs, _ = self.env.reset(seed=seed)
+        self._resetting.zero_()
+        return self._observe(obs)
+
+    def step(self, action: Tensor) -> StepResult:
+        obs, reward, terminated, truncated, info = self.env.step(action.cpu().numpy())
+        reward_t = self._to_tensor(reward, torch.float32)
+        terminated_t = self._to_tensor(terminated, torch.bool)
+        truncated_t = self._to_tensor(truncated, torch.bool)
+        valid = ~self._resetting
+        episode_ends = terminated_t | truncated_t
+        self.episodes.update(reward_t, valid, episode_ends)
+        if self.autoreset_mode == AutoresetMode.NEXT_STEP:
+            self._resetting = episode_ends
+        final_obs = None
+        if self.autoreset_mode == AutoresetMode.SAME_STEP and truncated.any():
+            final = np.array(obs, copy=True)
+            for i in np.flatnonzero(truncated):
+                final[i] = info["final_obs"][i]
+            final_obs = self._observe(final, update=False)
+        if self.reward_scaler is not None:
+            reward_t = self.reward_scaler(reward_t, episode_ends)
+        return StepResult(self._observe(obs), reward_t, terminated_t, truncated_t, valid, final_obs, info)
+
+    def pop_episode_stats(self) -> EpisodeStats:
+        return self.episodes.pop()
+
+    def state_dict(self) -> dict[str, Any]:
+        state: dict[str, Any] = {"episodes": self.episodes.state_dict(), "resetting": self._resetting}
+        if self.obs_normalizer is not None:
+            state["obs_normalizer"] = self.obs_normalizer.state_dict()
+        if self.reward_scaler is not None:
+            state["reward_scaler"] = self.reward_scaler.state_dict()
+        if snapshot.can_snapshot(self.env):
+            state["env"] = snapshot.capture(self.env)
+        return state
+
+    def load_state_dict(self, state: dict[str, Any], restore_episodes: bool = True) -> None:
+        """Restore normalisation statistics and, when ``restore_episodes``, the running episodes."""
+        if self.obs_normalizer is not None:
+            self.obs_normalizer.load_state_dict(state["obs_normalizer"])
+        if self.reward_scaler is not None:
+            self.reward_scaler.load_state_dict(state["reward_scaler"])
+        if restore_episodes:
+            self.episodes.load_state_dict(state["episodes"])
+            self._resetting.copy_(state["resetting"])
+            if "env" in state:
+                snapshot.restore(self.env, state["env"])
+
+    def close(self) -> None:
+        self.env.close()

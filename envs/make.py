@@ -1,0 +1,64 @@
+"""Build the training and evaluation vector envs from an ``EnvConfig``."""
+
+from __future__ import annotations
+
+import importlib
+
+import gymnasium as gym
+import torch
+from gymnasium.vector import AutoresetMode
+
+from envs.gym_env import GymVecEnv
+from ppo_core.config import EnvConfig
+from ppo_core.errors import ConfigError
+
+VECTORIZATIONS = ("auto", "sync", "async", "vector_entry_point")
+
+
+def find_spec(env_id: str) -> gym.envs.registration.EnvSpec:
+    """The registered spec of ``env_id``, importing ``module`` first for ``module:Name-v0`` ids."""
+    module, _, name = env_id.rpartition(":")
+    try:
+        if module:
+            importlib.import_module(module)
+        return gym.spec(name)
+    except ImportError as error:
+        raise ConfigError(f"env.id={env_id!r}: cannot import module {module!r} ({error})") from None
+    except gym.error.Error as error:
+        raise ConfigError(
+            f"env.id={env_id!r} is not a registered Gymnasium environment ({error}); "
+            "use an id from gymnasium.registry, e.g. CartPole-v1, or 'package.module:MyEnv-v0'"
+        ) from None
+
+
+def make_gym_env(
+    config: EnvConfig, device: torch.device, gamma: float, num_envs: int | None = None, wrappers: list | None = None
+) -> GymVecEnv:
+    """A torch-facing vector env; ``num_envs`` overrides the config (evaluation uses its own count) and
+    ``wrappers`` wrap each sub-env (sync and async only)."""
+    if config.vectorization not in VECTORIZATIONS:
+        raise ConfigError(f"env.vectorization={config.vectorization!r} is unknown; expected one of {VECTORIZATIONS}")
+    spec = find_spec(config.id)
+    mode = config.vectorization
+    if mode == "auto":
+        mode = "vector_entry_point" if spec.vector_entry_point is not None else "sync"
+    if mode == "vector_entry_point" and spec.vector_entry_point is None:
+        raise ConfigError(f"env.vectorization=vector_entry_point: {config.id} has no vectorised implementation; use sync or async")
+    vector_kwargs = {} if mode == "vector_entry_point" else {"autoreset_mode": AutoresetMode.SAME_STEP}
+    env = gym.make_vec(
+        spec.id if ":" not in config.id else config.id,
+        num_envs=num_envs or config.num_envs,
+        vectorization_mode=mode,
+        vector_kwargs=vector_kwargs,
+        wrappers=wrappers,
+        **config.kwargs,
+    )
+    return GymVecEnv(
+        env,
+        device,
+        normalize_obs=config.normalize_obs,
+        normalize_reward=config.normalize_reward,
+        gamma=gamma,
+        clip_obs=config.clip_obs,
+        clip_reward=config.clip_reward,
+    )

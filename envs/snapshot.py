@@ -1,0 +1,78 @@
+"""Capture and restore the dynamic state of in-process Gymnasium environments.
+
+A resumed run continues the very episodes it was killed in, so it ends with the same parameters
+as an uninterrupted one. The snapshot holds plain data only (tensors, numbers, RNG state dicts),
+which ``torch.load(weights_only=True)`` accepts; no object is ever unpickled.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+import torch
+
+_RNG_KEY = "__numpy_rng_state__"
+
+
+def _encode(value: Any) -> tuple[bool, Any]:
+    """(True, plain value) for state worth saving; (False, None) for everything else."""
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return True, value
+    if isinstance(value, np.generic):
+        return True, value.item()
+    if isinstance(value, np.ndarray) and value.dtype != object:
+        return True, torch.from_numpy(value.copy())
+    if isinstance(value, np.random.Generator):
+        return True, {_RNG_KEY: value.bit_generator.state}
+    return False, None
+
+
+def _decode(value: Any) -> Any:
+    if isinstance(value, torch.Tensor):
+        return value.numpy().copy()
+    if isinstance(value, dict) and _RNG_KEY in value:
+        state = value[_RNG_KEY]
+        generator = np.random.Generator(getattr(np.random, state["bit_generator"])())
+        generator.bit_generator.state = state
+        return generator
+    return value
+
+
+def _layers(env: gym.vector.VectorEnv) -> list[Any]:
+    """The vector env and, for in-process sub-envs, every wrapper down to the base env."""
+    layers: list[Any] = [env]
+    for sub_env in getattr(env, "envs", []):
+        while True:
+            layers.append(sub_env)
+            if not hasattr(sub_env, "env"):
+                break
+            sub_env = sub_env.env
+    return layers
+
+
+def can_snapshot(env: gym.vector.VectorEnv) -> bool:
+    """Sub-environments in other processes (async) cannot be captured."""
+    return not isinstance(env, gym.vector.AsyncVectorEnv)
+
+
+def capture(env: gym.vector.VectorEnv) -> list[dict[str, Any]]:
+    snapshot = []
+    for layer in _layers(env):
+        kept = {}
+        for name, value in vars(layer).items():
+            ok, encoded = _encode(value)
+            if ok:
+                kept[name] = encoded
+        snapshot.append(kept)
+    return snapshot
+
+
+def restore(env: gym.vector.VectorEnv, snapshot: list[dict[str, Any]]) -> None:
+    layers = _layers(env)
+    if len(layers) != len(snapshot):
+        raise ValueError(f"environment snapshot has {len(snapshot)} layers, the environment has {len(layers)}")
+    for layer, state in zip(layers, snapshot):
+        for name, value in state.items():
+            setattr(layer, name, _decode(value))

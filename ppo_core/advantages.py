@@ -1,0 +1,75 @@
+"""Advantage estimation: GAE(λ) over env steps and, within a step, over the tokens of an action.
+
+Every tensor is time-major. An env step ``t`` may hold several decisions ``l`` (the tokens of a
+completion); single-decision actions (CartPole, Pendulum) simply have ``L = 1``. Decisions are
+ordered (t, l) and the λ-trace runs through them in that order, so one function serves both worlds.
+
+``terminated`` and ``truncated`` stay apart (Pardo et al. 2018, "Time Limits in RL"): a terminated
+episode has no future value, while a truncated one bootstraps from V of its real final observation,
+which the caller passes in ``next_values``.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+
+def gae(
+    rewards: Tensor,  # (T, N, L): the env reward sits at the last valid decision of its step
+    values: Tensor,  # (T, N, L): V before each decision
+    next_values: Tensor,  # (T, N): V(s_{t+1}) of the true successor (final obs on truncation)
+    terminated: Tensor,  # (T, N) bool: s_{t+1} is terminal, so no bootstrap
+    episode_ends: Tensor,  # (T, N) bool: terminated or truncated; the λ-trace stops here
+    mask: Tensor,  # (T, N, L) bool: real decisions; the rest (padding, reset steps) is skipped
+    gamma: float,
+    gae_lambda: float,
+) -> tuple[Tensor, Tensor]:
+    """Generalised advantage estimates (Schulman et al. 2016) and λ-returns, both (T, N, L).
+
+    Masked decisions are transparent: the trace passes through them unchanged and their own
+    advantage and return are 0.
+    """
+    num_steps, _, num_decisions = rewards.shape
+    advantages = torch.zeros_like(values)
+    bootstrap = next_values * (~terminated)
+    continues = (~episode_ends).to(values.dtype)
+    carry_advantage = torch.zeros_like(next_values[0])
+    for t in reversed(range(num_steps)):
+        carry_value = bootstrap[t]
+        carry_advantage = carry_advantage * continues[t]
+        for l in reversed(range(num_decisions)):
+            delta = rewards[t, :, l] + gamma * carry_value - values[t, :, l]
+            advantage = delta + gamma * gae_lambda * carry_advantage
+            valid = mask[t, :, l]
+            advantages[t, :, l] = advantage * valid
+            carry_value = torch.where(valid, values[t, :, l], carry_value)
+            carry_advantage = torch.where(valid, advantage, carry_advantage)
+    returns = (advantages + values) * mask
+    return advantages, returns
+
+
+def place_at_last_decision(step_rewards: Tensor, mask: Tensor) -> Tensor:
+    """Spread a per-step reward (T, N) onto decisions (T, N, L), at each step's last valid one."""
+    positions = torch.arange(mask.shape[-1], device=mask.device)
+    last = torch.where(mask, positions, -1).amax(dim=-1, keepdim=True)  # (T, N, 1)
+    return torch.where(positions == last, step_rewards.unsqueeze(-1), 0.0).to(step_rewards.dtype)
+
+
+def whiten(x: Tensor, mask: Tensor | None = None, eps: float = 1e-8) -> Tensor:
+    """Shift and scale ``x`` to mean 0 and std 1 over its valid entries (per-minibatch normalisation)."""
+    if mask is None:
+        return (x - x.mean()) / (x.std() + eps)
+    weights = mask.to(x.dtype)
+    count = weights.sum().clamp_min(1.0)
+    mean = (x * weights).sum() / count
+    var = (((x - mean) * weights) ** 2).sum() / (count - 1).clamp_min(1.0)
+    return (x - mean) / (var.sqrt() + eps) * weights
+
+
+def explained_variance(predictions: Tensor, targets: Tensor, mask: Tensor | None = None) -> Tensor:
+    """1 − Var(targets − predictions) / Var(targets): 1 is a perfect critic, ≤ 0 no better than a constant."""
+    if mask is not None:
+        predictions, targets = predictions[mask], targets[mask]
+    target_var = targets.var()
+    return torch.where(target_var > 0, 1 - (targets - predictions).var() / target_var, torch.nan)

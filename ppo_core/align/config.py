@@ -1,0 +1,152 @@
+"""Typed settings of the supervised alignment stages, registered in hydra's ConfigStore.
+
+YAML under `conf/` holds values (`conf/align.yaml`, `conf/size/*.yaml`); these dataclasses hold types,
+so an unknown key or a wrong type fails when hydra composes the config. Library code receives these
+dataclasses, never a DictConfig.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+
+
+@dataclass
+class ModelConfig:
+    preset: str = "small"
+    """Key of `models.MODEL_PRESETS` used when the base model is built from scratch."""
+    init: str = ""
+    """Local Hugging Face causal-LM directory to continue pretraining from; "" builds from scratch."""
+    vocab_size: int = 3072
+    """Vocabulary size of the tokenizer trained here (ignored when `init` brings its own)."""
+
+
+@dataclass
+class WorldConfig:
+    seed: int = 0
+    """Seed of the generated language world, its corpus, prompts, splits and labeler."""
+    size: int = 24
+    """Size argument of `envs.language_world.build_world`."""
+    n_prompts: int = 3000
+    """Instruction prompts generated (then split by user id)."""
+    split: list[float] = field(default_factory=lambda: [0.7, 0.15, 0.15])
+    """Fractions of users in train / validation / test."""
+    disagreement: float = 0.27
+    """Gold labeler's disagreement rate (InstructGPT labelers agreed ~73% of the time, Sec. 3.4)."""
+
+
+@dataclass
+class PretrainConfig:
+    steps: int = 1500
+    """Optimizer steps."""
+    batch_size: int = 16
+    """Blocks per step."""
+    block_size: int = 128
+    """Tokens per packed block (at most the model context)."""
+    lr: float = 1.0e-3
+    """Peak AdamW learning rate."""
+    warmup_steps: int = 50
+    """Linear warm-up steps before the cosine decay."""
+    min_lr_ratio: float = 0.1
+    """Final learning rate as a fraction of `lr`."""
+    weight_decay: float = 0.1
+    """AdamW weight decay on matrices (not on biases, norms or embeddings of positions)."""
+    grad_clip: float = 1.0
+    """Global gradient-norm clip; 0 disables."""
+    val_fraction: float = 0.05
+    """Fraction of corpus documents held out for validation loss."""
+    eval_every: int = 250
+    """Steps between validation evaluations."""
+
+
+@dataclass
+class SFTConfig:
+    epochs: int = 4
+    """Passes over the train-split demonstrations."""
+    batch_size: int = 16
+    """Demonstrations per step."""
+    lr: float = 5.0e-4
+    """Initial AdamW learning rate (no warm-up)."""
+    min_lr_ratio: float = 0.1
+    """Cosine decay to this fraction of `lr` (InstructGPT Appendix C.1)."""
+    resid_pdrop: float = 0.2
+    """Residual dropout during SFT (InstructGPT Appendix C.1)."""
+    weight_decay: float = 0.0
+    """AdamW weight decay."""
+    grad_clip: float = 1.0
+    """Global gradient-norm clip; 0 disables."""
+    eval_every: int = 100
+    """Steps between validation evaluations (also at the end of each epoch)."""
+    max_prompt_tokens: int = 96
+    """Longer prompts are truncated from the left (logged)."""
+    max_completion_tokens: int = 40
+    """Longer demonstrations are truncated from the right and lose their EOS (logged)."""
+
+
+@dataclass
+class RewardConfig:
+    k: int = 4
+    """Completions sampled and ranked per prompt (InstructGPT used K = 4..9, Sec. 3.5)."""
+    epochs: int = 1
+    """Passes over the ranked prompts (InstructGPT trains one epoch to avoid overfitting, Sec. 3.5)."""
+    batch_size: int = 8
+    """Prompts per step; each carries all K completions and C(K,2) comparisons."""
+    lr: float = 3.0e-4
+    """Initial AdamW learning rate."""
+    min_lr_ratio: float = 0.1
+    """Cosine decay to this fraction of `lr` (InstructGPT Appendix C.2)."""
+    weight_decay: float = 0.0
+    """AdamW weight decay."""
+    grad_clip: float = 1.0
+    """Global gradient-norm clip; 0 disables."""
+    max_new_tokens: int = 28
+    """Tokens sampled per completion."""
+    temperature: float = 1.0
+    """Sampling temperature of the SFT policy when collecting comparisons."""
+    gen_batch_size: int = 128
+    """Sequences per `generate` call."""
+    max_prompt_tokens: int = 96
+    """Longer prompts are truncated from the left (logged)."""
+    n_val_prompts: int = 0
+    """Validation prompts ranked for accuracy; 0 uses the whole validation split."""
+
+
+@dataclass
+class PathsConfig:
+    root: str = "artifacts/small"
+    """Artifact root; each stage writes `<root>/<stage dir>` unless given below."""
+    base: str = ""
+    """Base (pretrained) model dir: written by pretrain, read by sft. "" = `<root>/base`."""
+    sft: str = ""
+    """SFT model dir: written by sft, read by rm. "" = `<root>/sft`."""
+    rm: str = ""
+    """Reward model dir: written by rm. "" = `<root>/rm`."""
+
+    def resolve(self, name: str) -> str:
+        """The directory of stage output `name` ("base", "sft" or "rm")."""
+        return getattr(self, name) or os.path.join(self.root, name)
+
+
+@dataclass
+class AlignConfig:
+    stage: str = "all_supervised"
+    """Stage to run: see `ppo_core.align.stages.STAGES`."""
+    seed: int = 0
+    """Seed of model initialisation, batching and sampling."""
+    device: str = "cpu"
+    """torch device; "auto" picks cuda when available."""
+    threads: int = 2
+    """torch CPU threads."""
+    model: ModelConfig = field(default_factory=ModelConfig)
+    world: WorldConfig = field(default_factory=WorldConfig)
+    pretrain: PretrainConfig = field(default_factory=PretrainConfig)
+    sft: SFTConfig = field(default_factory=SFTConfig)
+    rm: RewardConfig = field(default_factory=RewardConfig)
+    paths: PathsConfig = field(default_factory=PathsConfig)
+
+
+def register_configs() -> None:
+    """Register `AlignConfig` as `align_schema` so `conf/align.yaml` is validated against it."""
+    from hydra.core.config_store import ConfigStore
+
+    ConfigStore.instance().store(name="align_schema", node=AlignConfig)

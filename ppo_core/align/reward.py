@@ -1,0 +1,211 @@
+"""Stage 3: reward-model data and training (InstructGPT Sec. 3.5, Appendix C.2).
+
+For each prompt, K completions are sampled from the SFT policy and ranked best to worst by a labeler.
+The reward model (the SFT trunk plus a scalar head) is trained for one epoch on the ranking loss with
+all C(K,2) pairs of a prompt in one batch element, then shifted so that SFT samples score 0 on average.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import random
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import TypeVar
+
+import torch
+from transformers import PreTrainedModel, PreTrainedTokenizerBase
+
+from agents.reward_model import RewardModel
+from ppo_core.align.config import RewardConfig
+from ppo_core.align.data import encode_prompt, pad_sequences
+from ppo_core.align.errors import AlignError
+from ppo_core.align.generation import decode_completion, generate_completions
+from ppo_core.align.models import context_length
+from ppo_core.align.ranking_loss import ranking_loss
+from ppo_core.align.training import make_optimizer, optimizer_step, tensorboard_writer
+
+log = logging.getLogger(__name__)
+
+P = TypeVar("P")
+K_RANGE = range(2, 10)
+
+
+@dataclass
+class RankedPrompt:
+    """A prompt's sampled completions, best first by the labeler, with their noiseless gold scores."""
+
+    prompt_ids: list[int]
+    completions: list[list[int]]
+    gold: list[float]
+
+
+@dataclass
+class RewardResult:
+    """Summary of a reward-model run."""
+
+    out_dir: str
+    steps: int
+    train_loss: float
+    val_accuracy: float
+    val_gold_accuracy: float
+    offset: float
+    reward_std: float
+    seconds: float
+
+
+def check_k(k: int) -> None:
+    """Raise unless 2 <= k <= 9 (InstructGPT ranks K = 4..9 completions per prompt, Sec. 3.5)."""
+    if k not in K_RANGE:
+        raise AlignError(f"rm.k={k} is outside 2..9: a ranking needs 2..9 completions per prompt")
+
+
+def collect_rankings(
+    policy: PreTrainedModel,
+    tokenizer: PreTrainedTokenizerBase,
+    prompts: Sequence[P],
+    prompt_text: Callable[[P], str],
+    rank: Callable[[P, list[str]], list[int]],
+    gold_score: Callable[[P, str], float],
+    cfg: RewardConfig,
+) -> list[RankedPrompt]:
+    """Sample `cfg.k` completions per prompt from `policy` and order them by `rank` (best first).
+
+    `rank(prompt, texts)` returns indices into `texts`, best to worst (the noisy labeler);
+    `gold_score(prompt, text)` is the noiseless score kept for diagnostics.
+    """
+    check_k(cfg.k)
+    if not prompts:
+        raise AlignError("no prompts to collect reward-model comparisons from")
+    if cfg.max_prompt_tokens + cfg.max_new_tokens > context_length(policy):
+        raise AlignError(
+            f"rm.max_prompt_tokens + rm.max_new_tokens = {cfg.max_prompt_tokens + cfg.max_new_tokens}"
+            f" exceeds the model context {context_length(policy)}"
+        )
+    encoded = [encode_prompt(tokenizer, prompt_text(p), cfg.max_prompt_tokens) for p in prompts]
+    if n_cut := sum(cut for _, cut in encoded):
+        log.warning("truncated %d/%d prompts from the left to %d tokens", n_cut, len(prompts), cfg.max_prompt_tokens)
+    prompt_ids = [ids for ids, _ in encoded]
+    samples = generate_completions(
+        policy, tokenizer, prompt_ids, cfg.k, cfg.max_new_tokens, cfg.temperature, cfg.gen_batch_size
+    )
+    ranked = []
+    for p, ids, completions in zip(prompts, prompt_ids, samples):
+        texts = [decode_completion(tokenizer, c) for c in completions]
+        order = list(rank(p, texts))
+        if sorted(order) != list(range(len(texts))):
+            raise AlignError(f"labeler ranking {order} is not a permutation of {len(texts)} completions")
+        ranked.append(RankedPrompt(ids, [completions[i] for i in order], [gold_score(p, texts[i]) for i in order]))
+    return ranked
+
+
+def ranked_batch(batch: Sequence[RankedPrompt], pad_id: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Flatten prompts x completions into one right-padded batch.
+
+    Returns input_ids and attention_mask (B*K_max, T) and a (B, K_max) mask of real completions.
+    Prompts with fewer completions are filled with a copy of their last one, masked out.
+    """
+    k_max = max(len(r.completions) for r in batch)
+    seqs, valid = [], torch.zeros(len(batch), k_max, dtype=torch.bool)
+    for b, r in enumerate(batch):
+        for j in range(k_max):
+            seqs.append(r.prompt_ids + r.completions[min(j, len(r.completions) - 1)])
+        valid[b, : len(r.completions)] = True
+    ids, mask = pad_sequences(seqs, pad_id, side="right")
+    return ids, mask, valid
+
+
+def batch_rewards(rm: RewardModel, batch: Sequence[RankedPrompt], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Unnormalised rewards (B, K_max) in rank order, each completion forwarded once, and the valid mask."""
+    ids, mask, valid = ranked_batch(batch, pad_id)
+    device = next(rm.parameters()).device
+    rewards = rm(ids.to(device), mask.to(device))  # (B*K_max,)
+    return rewards.view(len(batch), -1), valid.to(device)
+
+
+@torch.no_grad()
+def evaluate_rankings(rm: RewardModel, data: Sequence[RankedPrompt], pad_id: int, batch_size: int) -> dict[str, float]:
+    """Pairwise accuracy on the labeler's rankings, accuracy on noiseless gold preferences (pairs with
+    different gold scores), and the mean and standard deviation of the rewards."""
+    rm.eval()
+    hits = pairs = gold_hits = gold_pairs = 0.0
+    all_rewards = []
+    for i in range(0, len(data), batch_size):
+        batch = data[i : i + batch_size]
+        rewards, valid = batch_rewards(rm, batch, pad_id)
+        _, stats = ranking_loss(rewards, mask=valid)
+        n = sum(math.comb(len(r.completions), 2) for r in batch)
+        hits, pairs = hits + float(stats["accuracy"]) * n, pairs + n
+        for b, r in enumerate(batch):
+            g = torch.tensor(r.gold)
+            better = g[:, None] > g[None, :]  # (K, K): gold prefers i over j
+            margin = rewards[b, : len(g), None].cpu() - rewards[b, None, : len(g)].cpu()
+            gold_hits += float(((margin > 0).float() + 0.5 * (margin == 0).float())[better].sum())
+            gold_pairs += float(better.sum())
+            all_rewards.append(rewards[b, : len(g)].cpu())
+    rm.train()
+    flat = torch.cat(all_rewards)
+    return {
+        "accuracy": hits / max(pairs, 1),
+        "gold_accuracy": gold_hits / max(gold_pairs, 1),
+        "mean": float(flat.mean()),
+        "std": float(flat.std()) if len(flat) > 1 else 0.0,
+    }
+
+
+def train_reward_model(
+    rm: RewardModel,
+    tokenizer: PreTrainedTokenizerBase,
+    train: Sequence[RankedPrompt],
+    val: Sequence[RankedPrompt],
+    cfg: RewardConfig,
+    out_dir: str,
+    seed: int = 0,
+    metadata: dict | None = None,
+) -> RewardResult:
+    """Train `rm` on ranked prompts, set its offset so SFT samples score 0 on average, and save it.
+
+    The offset is the negated mean reward over the training completions (samples of the SFT policy).
+    """
+    if not train or not val:
+        raise AlignError(f"reward model needs train and validation rankings; got {len(train)} and {len(val)}")
+    pad_id = tokenizer.pad_token_id
+    steps_per_epoch = math.ceil(len(train) / cfg.batch_size)
+    total_steps = cfg.epochs * steps_per_epoch
+    optimizer, schedule = make_optimizer(rm, cfg.lr, cfg.weight_decay, total_steps, 0, cfg.min_lr_ratio)
+    writer = tensorboard_writer(out_dir)
+    rng = random.Random(seed)
+    log.info("reward model: %d train / %d val prompts, K=%d, %d steps", len(train), len(val), cfg.k, total_steps)
+    start, step, train_loss = time.time(), 0, math.nan
+    rm.train()
+    for _ in range(cfg.epochs):
+        order = list(range(len(train)))
+        rng.shuffle(order)
+        for i in range(0, len(order), cfg.batch_size):
+            rewards, valid = batch_rewards(rm, [train[j] for j in order[i : i + cfg.batch_size]], pad_id)
+            loss, stats = ranking_loss(rewards, mask=valid)
+            loss.backward()
+            grad_norm = optimizer_step(rm, optimizer, schedule, cfg.grad_clip)
+            step, train_loss = step + 1, float(loss)
+            writer.add_scalar("rm/loss", train_loss, step)
+            writer.add_scalar("rm/accuracy", float(stats["accuracy"]), step)
+            writer.add_scalar("rm/margin", float(stats["margin"]), step)
+            writer.add_scalar("rm/grad_norm", grad_norm, step)
+            writer.add_scalar("charts/learning_rate", schedule.get_last_lr()[0], step)
+    val_stats = evaluate_rankings(rm, val, pad_id, cfg.batch_size)
+    train_stats = evaluate_rankings(rm, train, pad_id, cfg.batch_size)
+    rm.offset = -train_stats["mean"]
+    for k, v in val_stats.items():
+        writer.add_scalar(f"val/{k}", v, step)
+    writer.close()
+    log.info("reward model: val accuracy %.3f (gold %.3f), offset %.3f, reward std %.3f",
+             val_stats["accuracy"], val_stats["gold_accuracy"], rm.offset, train_stats["std"])
+    rm.eval()
+    rm.save_pretrained(
+        out_dir, tokenizer, k=cfg.k, val_accuracy=val_stats["accuracy"],
+        val_gold_accuracy=val_stats["gold_accuracy"], reward_std=train_stats["std"], **(metadata or {}),
+    )
+    return RewardResult(out_dir, step, train_loss, val_stats["accuracy"], val_stats["gold_accuracy"],
+                        rm.offset, train_stats["std"], time.time() - start)

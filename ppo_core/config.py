@@ -1,0 +1,131 @@
+"""Typed schemas of the training app. YAML in conf/ holds values; these hold types, so a typo or a
+wrong type fails at composition with a message naming the key. The library below the front door
+receives these dataclasses, never a DictConfig."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Optional
+
+from hydra.core.config_store import ConfigStore
+from omegaconf import MISSING
+
+
+@dataclass
+class EnvConfig:
+    kind: str = "gym"
+    """Which environment family builds this config."""
+    id: str = "CartPole-v1"
+    """Any Gymnasium id, including a user's own ``package.module:MyEnv-v0``."""
+    num_envs: int = 8
+    """Copies stepped in lockstep."""
+    vectorization: str = "auto"
+    """auto (the env's own vectorised implementation when it has one, else sync) | sync | async | vector_entry_point."""
+    normalize_obs: bool = False
+    """Running mean/std observation normalisation; its statistics are saved with the model."""
+    normalize_reward: bool = False
+    """Scale rewards by the running std of the discounted return."""
+    clip_obs: float = 10.0
+    clip_reward: float = 10.0
+    kwargs: dict[str, Any] = field(default_factory=dict)
+    """Passed to ``gymnasium.make_vec`` (e.g. ``max_episode_steps``)."""
+
+
+@dataclass
+class AgentConfig:
+    name: str = "mlp"
+    hidden_sizes: list[int] = field(default_factory=lambda: [64, 64])
+    activation: str = "tanh"
+    shared_trunk: bool = False
+    """One trunk for actor and critic; the default keeps them separate."""
+    log_std_init: float = 0.0
+    """Initial log-std of the Gaussian head (Box actions)."""
+    ortho_init: bool = True
+
+
+@dataclass
+class AlgoConfig:
+    """Settings every algorithm shares: the rollout and the advantage estimate."""
+
+    name: str = MISSING
+    num_steps: int = 128
+    """Env steps per environment in one rollout."""
+    gamma: float = 0.99
+    gae_lambda: float = 0.95
+    learning_rate: float = 3e-4
+    anneal_lr: bool = True
+    """Decay the learning rate linearly to 0 over ``total_timesteps``."""
+    max_grad_norm: float = 0.5
+    """Global gradient-norm clip; <= 0 turns it off."""
+    normalize_advantages: bool = True
+    """Whiten advantages per minibatch."""
+    vf_coef: float = 0.5
+    ent_coef: float = 0.0
+    adam_eps: float = 1e-5
+
+
+@dataclass
+class PPOConfig(AlgoConfig):
+    name: str = "ppo"
+    update_epochs: int = 10
+    num_minibatches: int = 4
+    objective: str = "clip"
+    """clip (L^CLIP) | kl_penalty (adaptive β, PPO paper §4)."""
+    clip_eps: float = 0.2
+    anneal_clip: bool = False
+    """Decay clip_eps linearly to 0 with the learning rate (rl-zoo's ``lin_`` schedules)."""
+    clip_value_loss: bool = False
+    target_kl: Optional[float] = None
+    """Stop the epochs of an update once approx_kl exceeds this (None: never)."""
+    kl_target: float = 0.01
+    """objective=kl_penalty: the KL the adaptive β steers towards."""
+    kl_beta_init: float = 1.0
+
+
+@dataclass
+class TrainConfig:
+    algo: Any = MISSING
+    env: Any = MISSING
+    agent: Any = MISSING
+    seed: int = 0
+    device: str = "auto"
+    """auto (CUDA when present) | cpu | cuda | cuda:N."""
+    total_timesteps: int = 100_000
+    torch_threads: int = 1
+    """Intra-op CPU threads; small MLPs run fastest on one."""
+    eval_every: int = 10_000
+    """Env steps between deterministic evaluations (0: only at the end)."""
+    eval_episodes: int = 10
+    checkpoint_every: int = 50_000
+    """Env steps between checkpoints (the final one is always written)."""
+    resume: Optional[str] = None
+    """Path of a checkpoint to continue from."""
+    progress: bool = True
+    """Show a progress bar."""
+
+
+SCHEMAS: dict[str, dict[str, type]] = {
+    "algo": {"ppo": PPOConfig},
+    "env": {"gym": EnvConfig},
+    "agent": {"mlp": AgentConfig},
+}
+
+
+def config_from_dict(values: dict[str, Any]) -> TrainConfig:
+    """Rebuild a ``TrainConfig`` saved with ``dataclasses.asdict`` (checkpoints, summaries)."""
+    algo, env, agent = values["algo"], values["env"], values["agent"]
+    return TrainConfig(**{
+        **values,
+        "algo": SCHEMAS["algo"][algo["name"]](**algo),
+        "env": SCHEMAS["env"][env["kind"]](**env),
+        "agent": SCHEMAS["agent"][agent["name"]](**agent),
+    })
+
+
+def register_configs() -> None:
+    """Put the schemas in hydra's ConfigStore; the YAML files extend them."""
+    store = ConfigStore.instance()
+    store.store(name="train_schema", node=TrainConfig)
+    store.store(group="env", name="env_schema", node=EnvConfig)
+    store.store(group="agent", name="mlp_schema", node=AgentConfig)
+    store.store(group="algo", name="ppo_schema", node=PPOConfig)

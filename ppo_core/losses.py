@@ -1,0 +1,91 @@
+"""Policy and value losses. Each takes per-decision tensors (B, L) with an optional mask and
+returns ``(loss, stats)``; means run over valid decisions only, so a token-level completion and a
+single CartPole action go through the same code.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+Stats = dict[str, Tensor]
+
+
+def masked_mean(x: Tensor, mask: Tensor | None) -> Tensor:
+    """Mean of ``x`` over entries where ``mask`` is true (all entries when it is None)."""
+    if mask is None:
+        return x.mean()
+    weights = mask.to(x.dtype)
+    return (x * weights).sum() / weights.sum().clamp_min(1.0)
+
+
+def approx_kl(log_ratio: Tensor, mask: Tensor | None = None) -> Tensor:
+    """KL(π_old‖π_new) estimated as E[(r − 1) − log r], unbiased and ≥ 0 (Schulman 2020, "k3")."""
+    return masked_mean(torch.expm1(log_ratio) - log_ratio, mask)
+
+
+def clipped_surrogate_loss(
+    log_prob: Tensor,  # (B, L) under the current policy
+    old_log_prob: Tensor,  # (B, L) at rollout time
+    advantages: Tensor,  # (B, L)
+    clip_eps: float,
+    mask: Tensor | None = None,
+) -> tuple[Tensor, Stats]:
+    """PPO's clipped objective L^CLIP (Schulman et al. 2017, eq. 7), negated for minimisation."""
+    log_ratio = log_prob - old_log_prob
+    ratio = log_ratio.exp()
+    unclipped = -advantages * ratio
+    clipped = -advantages * ratio.clamp(1.0 - clip_eps, 1.0 + clip_eps)
+    loss = masked_mean(torch.maximum(unclipped, clipped), mask)
+    with torch.no_grad():
+        stats = {
+            "approx_kl": approx_kl(log_ratio, mask),
+            "clipfrac": masked_mean(((ratio - 1.0).abs() > clip_eps).to(ratio.dtype), mask),
+            "ratio": masked_mean(ratio, mask),
+        }
+    return loss, stats
+
+
+def kl_penalty_surrogate_loss(
+    log_prob: Tensor,
+    old_log_prob: Tensor,
+    advantages: Tensor,
+    beta: float,
+    mask: Tensor | None = None,
+) -> tuple[Tensor, Stats]:
+    """PPO's adaptive-KL objective (Schulman et al. 2017, eq. 8): −(r·A − β·KL(π_old‖π)).
+
+    The KL is the sample estimate E_old[(r − 1) − log r] over the rollout's own actions, the
+    direction the PPO paper penalises.
+    """
+    log_ratio = log_prob - old_log_prob
+    ratio = log_ratio.exp()
+    kl = approx_kl(log_ratio, mask)
+    loss = masked_mean(-advantages * ratio, mask) + beta * kl
+    with torch.no_grad():
+        stats = {"approx_kl": kl.detach(), "ratio": masked_mean(ratio, mask)}
+    return loss, stats
+
+
+def policy_gradient_loss(
+    log_prob: Tensor, advantages: Tensor, mask: Tensor | None = None
+) -> tuple[Tensor, Stats]:
+    """REINFORCE (Williams 1992): −E[log π(a|s) · A], with A a return or a return minus a baseline."""
+    loss = -masked_mean(log_prob * advantages, mask)
+    return loss, {}
+
+
+def value_loss(
+    values: Tensor,  # (B, L) current critic
+    returns: Tensor,  # (B, L) targets
+    old_values: Tensor | None = None,  # (B, L) critic at rollout time, for clipping
+    clip_eps: float | None = None,
+    mask: Tensor | None = None,
+) -> tuple[Tensor, Stats]:
+    """½·(V − R)², optionally clipped around the rollout-time value as in the PPO2 baselines."""
+    squared_error = (values - returns) ** 2
+    if clip_eps is not None and old_values is not None:
+        clipped_values = old_values + (values - old_values).clamp(-clip_eps, clip_eps)
+        squared_error = torch.maximum(squared_error, (clipped_values - returns) ** 2)
+    loss = 0.5 * masked_mean(squared_error, mask)
+    return loss, {}

@@ -1,0 +1,36 @@
+"""Train an agent: ``python -m ppo_core.train env=cartpole algo=ppo seed=1``.
+
+Returns the final evaluation's mean return, the objective hydra sweepers optimise.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import hydra
+from hydra.core.hydra_config import HydraConfig
+from omegaconf import DictConfig, OmegaConf
+
+from ppo_core.config import TrainConfig, register_configs
+from ppo_core.errors import ConfigError, NonFiniteError
+
+register_configs()
+
+
+@hydra.main(config_path="pkg://conf", config_name="config", version_base="1.3")
+def main(cfg: DictConfig) -> float | None:
+    from ppo_core.build import run_training
+    from agents.base import UnsupportedSpaceError
+
+    config: TrainConfig = OmegaConf.to_object(cfg)  # type: ignore[assignment]
+    try:
+        summary = run_training(config, Path(HydraConfig.get().runtime.output_dir))
+    except (ConfigError, UnsupportedSpaceError, NonFiniteError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        sys.exit(2)
+    return summary["eval_mean_return"]
+
+
+if __name__ == "__main__":
+    main()

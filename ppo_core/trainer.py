@@ -1,0 +1,207 @@
+"""The one training loop: roll out, estimate advantages, update, log, evaluate, checkpoint.
+
+It sees a vector env, a policy and an algorithm through their interfaces only; CartPole and the
+text bandit go through the same lines.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+from torch import Tensor
+from tqdm import tqdm
+
+from agents.base import ActorCritic
+from envs.base import Observation, VecEnv
+from ppo_core import checkpoint
+from ppo_core.advantages import gae, place_at_last_decision
+from ppo_core.algorithms import Algorithm
+from ppo_core.buffer import RolloutBatch, RolloutBuffer
+from ppo_core.config import TrainConfig
+from ppo_core.errors import NonFiniteError
+from ppo_core.logging import RunLogger
+
+Evaluator = Callable[[], dict[str, float]]
+
+
+class Trainer:
+    def __init__(
+        self,
+        config: TrainConfig,
+        env: VecEnv,
+        policy: ActorCritic,
+        algorithm: Algorithm,
+        run_dir: Path,
+        evaluate: Evaluator | None = None,
+        device: torch.device = torch.device("cpu"),
+    ):
+        self.config = config
+        self.env = env
+        self.policy = policy
+        self.algorithm = algorithm
+        self.run_dir = Path(run_dir)
+        self.evaluate = evaluate
+        self.device = device
+        algo = config.algo
+        self.steps_per_iteration = algo.num_steps * env.num_envs
+        self.num_iterations = max(1, config.total_timesteps // self.steps_per_iteration)
+        self.buffer = RolloutBuffer(algo.num_steps, device)
+        self.iteration = 0
+        self.global_step = 0
+        self.wall_seconds = 0.0  # training time, evaluation excluded
+        self.eval_history: list[dict[str, float]] = []
+        self.obs: Observation = None
+        self.checkpoint_path = self.run_dir / "checkpoint.pt"
+
+    def start(self, seed: int) -> None:
+        """Reset the env for a fresh run (a resumed run gets its observation from the checkpoint)."""
+        self.obs = self.env.reset(seed=seed)
+
+    # ----------------------------------------------------------------------------- rollout
+    @torch.no_grad()
+    def collect_rollout(self) -> Tensor:
+        """Fill the buffer with ``num_steps`` env steps; returns V of the observation after them."""
+        obs = self.obs
+        for t in range(self.config.algo.num_steps):
+            step = self.policy.act(obs)
+            result = self.env.step(self.policy.env_action(step.action))
+            has_final = result.truncated if result.final_obs is not None else torch.zeros_like(result.truncated)
+            final_value = self.policy.value(result.final_obs) if result.final_obs is not None else torch.zeros_like(result.reward)
+            self.buffer.add(
+                t,
+                obs=obs,
+                actions=step.action,
+                log_probs=step.log_prob,
+                values=step.value,
+                mask=step.mask & result.valid.unsqueeze(-1),
+                rewards=result.reward,
+                terminated=result.terminated,
+                episode_ends=result.terminated | result.truncated,
+                has_final=has_final,
+                final_values=final_value,
+            )
+            obs = result.obs
+        self.obs = obs
+        return self.policy.value(obs)
+
+    def compute_batch(self, next_value: Tensor) -> RolloutBatch:
+        """GAE over the rollout; V(s_{t+1}) comes from the next step, or from the real final
+        observation where an episode was truncated (bootstrapping on time limits)."""
+        algo = self.config.algo
+        b = self.buffer
+        values, mask = b["values"], b["mask"]  # (T, N, L)
+        successor_values = torch.cat([values[1:, :, 0], next_value.unsqueeze(0)])  # (T, N)
+        next_values = torch.where(b["has_final"], b["final_values"], successor_values)
+        rewards = place_at_last_decision(b["rewards"], mask)
+        advantages, returns = gae(
+            rewards, values, next_values, b["terminated"], b["episode_ends"], mask, algo.gamma, algo.gae_lambda
+        )
+        return b.flatten(advantages, returns)
+
+    # ----------------------------------------------------------------------------- loop
+    def train(self) -> dict[str, Any]:
+        logger = RunLogger(self.run_dir)
+        progress = tqdm(total=self.num_iterations * self.steps_per_iteration, initial=self.global_step,
+                        unit="step", disable=not self.config.progress, dynamic_ncols=True)
+        next_eval = self._next_multiple(self.config.eval_every)
+        next_checkpoint = self._next_multiple(self.config.checkpoint_every)
+        try:
+            while self.iteration < self.num_iterations:
+                started = time.perf_counter()
+                self.algorithm.set_progress(1.0 - self.iteration / self.num_iterations)
+                next_value = self.collect_rollout()
+                stats = self.algorithm.update(self.compute_batch(next_value))
+                self.iteration += 1
+                self.global_step += self.steps_per_iteration
+                scalars = self._scalars(stats)  # the one host sync of an iteration
+                self.wall_seconds += time.perf_counter() - started
+                self._check_finite(scalars)
+                scalars["charts/SPS"] = self.global_step / max(self.wall_seconds, 1e-9)
+                logger.log(scalars, self.global_step)
+                progress.update(self.steps_per_iteration)
+                progress.set_postfix(sps=f"{scalars['charts/SPS']:.0f}", ret=f"{logger.recent_return:.1f}")
+                last = self.iteration == self.num_iterations
+                if self.evaluate is not None and (last or self.global_step >= next_eval):
+                    self._run_evaluation(logger)
+                    next_eval = self._next_multiple(self.config.eval_every)
+                if last or self.global_step >= next_checkpoint:
+                    self.save_checkpoint()
+                    next_checkpoint = self._next_multiple(self.config.checkpoint_every)
+        finally:
+            progress.close()
+            logger.close()
+        return self.summary()
+
+    def _next_multiple(self, every: int) -> float:
+        return math.inf if every <= 0 else (self.global_step // every + 1) * every
+
+    def _scalars(self, stats: dict[str, Tensor]) -> dict[str, float]:
+        episodes = self.env.pop_episode_stats()
+        values = torch.stack([v.detach().float().cpu() for v in stats.values()]).tolist()
+        scalars = {f"losses/{key}": value for key, value in zip(stats, values)}
+        count = float(episodes.count)
+        if count > 0:
+            scalars["charts/episodic_return"] = float(episodes.return_sum) / count
+            scalars["charts/episodic_length"] = float(episodes.length_sum) / count
+        return scalars
+
+    def _check_finite(self, scalars: dict[str, float]) -> None:
+        bad = [key for key, value in scalars.items() if not math.isfinite(value) and key != "losses/explained_variance"]
+        if bad:
+            raise NonFiniteError(
+                f"non-finite {', '.join(bad)} at env step {self.global_step}; training stopped and the last "
+                f"good checkpoint ({self.checkpoint_path}) was left untouched"
+            )
+
+    def _run_evaluation(self, logger: RunLogger) -> None:
+        result = self.evaluate()
+        result["env_steps"] = self.global_step
+        result["wall_seconds"] = self.wall_seconds
+        self.eval_history.append(result)
+        logger.log({f"eval/{key}": value for key, value in result.items() if key not in ("env_steps",)}, self.global_step)
+
+    # ----------------------------------------------------------------------------- state
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            "model": self.policy.state_dict(),
+            "algorithm": self.algorithm.state_dict(),
+            "env": self.env.state_dict(),
+            "obs": self.obs,
+            "iteration": self.iteration,
+            "global_step": self.global_step,
+            "wall_seconds": self.wall_seconds,
+            "eval_history": self.eval_history,
+            "rng": checkpoint.rng_state(),
+            "config": dataclasses.asdict(self.config),
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.policy.load_state_dict(state["model"])
+        self.algorithm.load_state_dict(state["algorithm"])
+        self.env.load_state_dict(state["env"])
+        self.obs = state["obs"]
+        self.iteration = state["iteration"]
+        self.global_step = state["global_step"]
+        self.wall_seconds = state["wall_seconds"]
+        self.eval_history = list(state["eval_history"])
+        checkpoint.set_rng_state(state["rng"])
+
+    def save_checkpoint(self) -> None:
+        if not all(torch.isfinite(p).all() for p in self.policy.parameters()):
+            raise NonFiniteError(f"non-finite parameters at env step {self.global_step}; checkpoint not written")
+        checkpoint.save_atomic(self.state_dict(), self.checkpoint_path)
+
+    def summary(self) -> dict[str, Any]:
+        last_eval = self.eval_history[-1] if self.eval_history else {}
+        return {
+            "eval_mean_return": last_eval.get("mean_reward"),
+            "eval_std_return": last_eval.get("std_reward"),
+            "env_steps": self.global_step,
+            "wall_seconds": self.wall_seconds,
+            "eval_history": self.eval_history,
+        }
