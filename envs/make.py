@@ -45,14 +45,17 @@ def make_gym_env(
     if mode == "vector_entry_point" and spec.vector_entry_point is None:
         raise ConfigError(f"env.vectorization=vector_entry_point: {config.id} has no vectorised implementation; use sync or async")
     vector_kwargs = {} if mode == "vector_entry_point" else {"autoreset_mode": AutoresetMode.SAME_STEP}
-    env = gym.make_vec(
-        spec.id if ":" not in config.id else config.id,
-        num_envs=num_envs or config.num_envs,
-        vectorization_mode=mode,
-        vector_kwargs=vector_kwargs,
-        wrappers=wrappers,
-        **config.kwargs,
-    )
+    try:
+        env = gym.make_vec(
+            config.id,
+            num_envs=num_envs or config.num_envs,
+            vectorization_mode=mode,
+            vector_kwargs=vector_kwargs,
+            wrappers=wrappers,
+            **config.kwargs,
+        )
+    except (gym.error.Error, TypeError) as error:
+        raise ConfigError(f"env.id={config.id!r} could not be built: {error}") from None
     return GymVecEnv(
         env,
         device,

@@ -14,6 +14,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from ppo_core.kl import masked_mean, masked_var
+
 
 def gae(
     rewards: Tensor,  # (T, N, L): the env reward sits at the last valid decision of its step
@@ -57,14 +59,10 @@ def place_at_last_decision(step_rewards: Tensor, mask: Tensor) -> Tensor:
 
 
 def whiten(x: Tensor, mask: Tensor | None = None, eps: float = 1e-8) -> Tensor:
-    """Shift and scale ``x`` to mean 0 and std 1 over its valid entries (per-minibatch normalisation)."""
-    if mask is None:
-        return (x - x.mean()) / (x.std() + eps)
-    weights = mask.to(x.dtype)
-    count = weights.sum().clamp_min(1.0)
-    mean = (x * weights).sum() / count
-    var = (((x - mean) * weights) ** 2).sum() / (count - 1).clamp_min(1.0)
-    return (x - mean) / (var.sqrt() + eps) * weights
+    """Shift and scale ``x`` to mean 0 and std 1 over its valid entries (per-minibatch normalisation);
+    masked entries come out 0."""
+    whitened = (x - masked_mean(x, mask)) / (masked_var(x, mask).sqrt() + eps)
+    return whitened if mask is None else whitened * mask
 
 
 def explained_variance(predictions: Tensor, targets: Tensor, mask: Tensor | None = None) -> Tensor:

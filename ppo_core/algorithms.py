@@ -13,7 +13,8 @@ from ppo_core.advantages import explained_variance, whiten
 from ppo_core.buffer import RolloutBatch
 from ppo_core.config import AlgoConfig, PPOConfig
 from ppo_core.errors import ConfigError
-from ppo_core.losses import clipped_surrogate_loss, kl_penalty_surrogate_loss, masked_mean, value_loss
+from ppo_core.kl import PPOKLPenaltyController, masked_mean
+from ppo_core.losses import clipped_surrogate_loss, kl_penalty_surrogate_loss, value_loss
 
 Stats = dict[str, Tensor]
 
@@ -86,7 +87,7 @@ class PPO(Algorithm):
         if config.objective not in ("clip", "kl_penalty"):
             raise ConfigError(f"algo.objective={config.objective!r} is unknown; expected 'clip' or 'kl_penalty'")
         super().__init__(policy, config)
-        self.beta = config.kl_beta_init
+        self.kl_controller = PPOKLPenaltyController(config.kl_beta_init, config.kl_target)
 
     @property
     def clip_eps(self) -> float:
@@ -95,7 +96,7 @@ class PPO(Algorithm):
     def _policy_loss(self, log_prob: Tensor, batch: RolloutBatch, advantages: Tensor) -> tuple[Tensor, Stats]:
         if self.config.objective == "clip":
             return clipped_surrogate_loss(log_prob, batch.log_probs, advantages, self.clip_eps, batch.mask)
-        return kl_penalty_surrogate_loss(log_prob, batch.log_probs, advantages, self.beta, batch.mask)
+        return kl_penalty_surrogate_loss(log_prob, batch.log_probs, advantages, self.kl_controller.beta, batch.mask)
 
     def update(self, batch: RolloutBatch) -> Stats:
         cfg = self.config
@@ -125,25 +126,18 @@ class PPO(Algorithm):
                 break
         stats = {**meter.means(), **batch_stats(batch), "learning_rate": torch.tensor(self.optimizer.param_groups[0]["lr"])}
         if cfg.objective == "kl_penalty":
-            stats["beta"] = torch.tensor(self.beta)
-            self._adapt_beta(epoch_kl.item())
+            stats["beta"] = torch.tensor(self.kl_controller.beta)
+            self.kl_controller.update(epoch_kl.item())
         else:
             stats["clip_eps"] = torch.tensor(self.clip_eps)
         return stats
 
-    def _adapt_beta(self, kl: float) -> None:
-        """PPO paper §4: halve β when d < d_targ/1.5, double it when d > 1.5·d_targ."""
-        if kl < self.config.kl_target / 1.5:
-            self.beta /= 2
-        elif kl > self.config.kl_target * 1.5:
-            self.beta *= 2
-
     def state_dict(self) -> dict:
-        return {**super().state_dict(), "beta": self.beta}
+        return {**super().state_dict(), "kl_controller": self.kl_controller.state_dict()}
 
     def load_state_dict(self, state: dict) -> None:
         super().load_state_dict(state)
-        self.beta = state["beta"]
+        self.kl_controller.load_state_dict(state["kl_controller"])
 
 
 ALGORITHMS = {"ppo": PPO}

@@ -71,8 +71,12 @@ def make_eval_env(config: TrainConfig, device: torch.device, episodes: int, vide
 def _video_wrappers(video_dir: Path | None) -> list:
     if video_dir is None:
         return []
+    import os
+
     from gymnasium.wrappers import RecordVideo
 
+    os.environ.setdefault("SDL_VIDEODRIVER", "dummy")  # headless: pygame renders off-screen
+    os.environ.setdefault("SDL_AUDIODRIVER", "dummy")
     return [lambda env: RecordVideo(env, str(video_dir), episode_trigger=lambda episode: episode == 0,
                                     disable_logger=True)]
 

@@ -76,7 +76,8 @@ def parse_cli(argv: list[str]) -> EvaluateConfig:
         config = OmegaConf.merge(OmegaConf.structured(EvaluateConfig), OmegaConf.from_dotlist(argv))
         return OmegaConf.to_object(config)  # type: ignore[return-value]
     except OmegaConfBaseException as error:
-        raise ConfigError(str(error).splitlines()[0]) from None
+        key = getattr(error, "full_key", None)
+        raise ConfigError(f"{key}: {str(error).splitlines()[0]}" if key else str(error).splitlines()[0]) from None
 
 
 def run(config: EvaluateConfig) -> EvalResult:

@@ -8,20 +8,14 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from ppo_core.kl import k3, masked_mean
+
 Stats = dict[str, Tensor]
 
 
-def masked_mean(x: Tensor, mask: Tensor | None) -> Tensor:
-    """Mean of ``x`` over entries where ``mask`` is true (all entries when it is None)."""
-    if mask is None:
-        return x.mean()
-    weights = mask.to(x.dtype)
-    return (x * weights).sum() / weights.sum().clamp_min(1.0)
-
-
 def approx_kl(log_ratio: Tensor, mask: Tensor | None = None) -> Tensor:
-    """KL(π_old‖π_new) estimated as E[(r − 1) − log r], unbiased and ≥ 0 (Schulman 2020, "k3")."""
-    return masked_mean(torch.expm1(log_ratio) - log_ratio, mask)
+    """KL(π_old‖π_new) estimated as E[(r − 1) − log r] over rollout actions (k3: unbiased, ≥ 0)."""
+    return masked_mean(k3(torch.zeros_like(log_ratio), log_ratio), mask)
 
 
 def clipped_surrogate_loss(

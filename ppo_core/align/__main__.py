@@ -3,10 +3,10 @@
 import sys
 
 import hydra
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 from transformers.utils import logging as hf_logging
 
-from ppo_core.align.config import AlignConfig, register_configs
+from ppo_core.align.config import register_configs, to_align_config
 from ppo_core.align.errors import AlignError
 from ppo_core.align.stages import run_stage
 
@@ -17,9 +17,8 @@ register_configs()
 def main(cfg: DictConfig) -> None:
     """Convert the composed config to `AlignConfig` and run the requested stage."""
     hf_logging.disable_progress_bar()
-    config: AlignConfig = OmegaConf.to_object(cfg)
     try:
-        run_stage(config)
+        run_stage(to_align_config(cfg))
     except AlignError as e:
         print(f"error: {e}", file=sys.stderr)
         sys.exit(2)

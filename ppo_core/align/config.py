@@ -25,10 +25,12 @@ class ModelConfig:
 class WorldConfig:
     seed: int = 0
     """Seed of the generated language world, its corpus, prompts, splits and labeler."""
-    size: int = 24
-    """Size argument of `envs.language_world.build_world`."""
-    n_prompts: int = 3000
-    """Instruction prompts generated (then split by user id)."""
+    size: str = "small"
+    """Size preset of `envs.language_world.build_world` ("tiny" or "small")."""
+    n_prompts: int = 0
+    """Instruction prompts generated (then split by user id); 0 uses the world size's default."""
+    corpus_chars: int = 0
+    """Characters of pretraining text; 0 uses the world size's default."""
     split: list[float] = field(default_factory=lambda: [0.7, 0.15, 0.15])
     """Fractions of users in train / validation / test."""
     disagreement: float = 0.27
@@ -150,3 +152,21 @@ def register_configs() -> None:
     from hydra.core.config_store import ConfigStore
 
     ConfigStore.instance().store(name="align_schema", node=AlignConfig)
+
+
+def to_align_config(cfg) -> AlignConfig:
+    """The typed `AlignConfig` of a composed hydra DictConfig (the only place a DictConfig is read)."""
+    from omegaconf import OmegaConf
+
+    return OmegaConf.to_object(cfg)
+
+
+def compose_align_config(overrides: list[str] | None = None) -> AlignConfig:
+    """Compose `conf/align.yaml` with command-line style `overrides` outside a hydra app."""
+    from hydra import compose, initialize_config_module
+    from hydra.core.global_hydra import GlobalHydra
+
+    register_configs()
+    GlobalHydra.instance().clear()
+    with initialize_config_module(config_module="conf", version_base="1.3"):
+        return to_align_config(compose(config_name="align", overrides=list(overrides or [])))

@@ -49,7 +49,3 @@ def generate_completions(
         out.extend(strip_after_eos(row, tokenizer.eos_token_id) for row in seqs[:, ids.shape[1] :].tolist())
     return [out[i * num_samples : (i + 1) * num_samples] for i in range(len(prompts))]
 
-
-def decode_completion(tokenizer: PreTrainedTokenizerBase, ids: Sequence[int]) -> str:
-    """Completion text without special tokens or surrounding whitespace."""
-    return tokenizer.decode(ids, skip_special_tokens=True).strip()

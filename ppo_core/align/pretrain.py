@@ -91,7 +91,7 @@ def pretrain(
         loss = nll / n
         loss.backward()
         grad_norm = optimizer_step(model, optimizer, schedule, cfg.grad_clip)
-        train_loss = float(loss)
+        train_loss = loss.item()
         writer.add_scalar("train/loss", train_loss, step)
         writer.add_scalar("train/grad_norm", grad_norm, step)
         writer.add_scalar("charts/learning_rate", schedule.get_last_lr()[0], step)

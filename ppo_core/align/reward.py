@@ -7,6 +7,7 @@ all C(K,2) pairs of a prompt in one batch element, then shifted so that SFT samp
 
 from __future__ import annotations
 
+import itertools
 import logging
 import math
 import random
@@ -22,7 +23,7 @@ from agents.reward_model import RewardModel
 from ppo_core.align.config import RewardConfig
 from ppo_core.align.data import encode_prompt, pad_sequences
 from ppo_core.align.errors import AlignError
-from ppo_core.align.generation import decode_completion, generate_completions
+from ppo_core.align.generation import generate_completions
 from ppo_core.align.models import context_length
 from ppo_core.align.ranking_loss import ranking_loss
 from ppo_core.align.training import make_optimizer, optimizer_step, tensorboard_writer
@@ -49,10 +50,11 @@ class RewardResult:
     out_dir: str
     steps: int
     train_loss: float
-    val_accuracy: float
-    val_gold_accuracy: float
+    val: dict[str, float]
+    """`evaluate_rankings` on the validation rankings."""
     offset: float
     reward_std: float
+    """Standard deviation of the rewards of the training completions."""
     seconds: float
 
 
@@ -67,14 +69,16 @@ def collect_rankings(
     tokenizer: PreTrainedTokenizerBase,
     prompts: Sequence[P],
     prompt_text: Callable[[P], str],
+    completion_text: Callable[[Sequence[int]], str],
     rank: Callable[[P, list[str]], list[int]],
     gold_score: Callable[[P, str], float],
     cfg: RewardConfig,
 ) -> list[RankedPrompt]:
     """Sample `cfg.k` completions per prompt from `policy` and order them by `rank` (best first).
 
-    `rank(prompt, texts)` returns indices into `texts`, best to worst (the noisy labeler);
-    `gold_score(prompt, text)` is the noiseless score kept for diagnostics.
+    `completion_text(ids)` is the answer text the labeler judges; `rank(prompt, texts)` returns indices
+    into `texts`, best to worst (the noisy labeler); `gold_score(prompt, text)` is the noiseless score
+    kept for diagnostics.
     """
     check_k(cfg.k)
     if not prompts:
@@ -93,7 +97,7 @@ def collect_rankings(
     )
     ranked = []
     for p, ids, completions in zip(prompts, prompt_ids, samples):
-        texts = [decode_completion(tokenizer, c) for c in completions]
+        texts = [completion_text(c) for c in completions]
         order = list(rank(p, texts))
         if sorted(order) != list(range(len(texts))):
             raise AlignError(f"labeler ranking {order} is not a permutation of {len(texts)} completions")
@@ -125,31 +129,55 @@ def batch_rewards(rm: RewardModel, batch: Sequence[RankedPrompt], pad_id: int) -
     return rewards.view(len(batch), -1), valid.to(device)
 
 
+def pair_agreement(rewards: Sequence[float], gold: Sequence[float], tol: float = 1e-9) -> dict[str, float]:
+    """Pair counts for one prompt whose completions are in the labeler's order (best first).
+
+    `hits` / `pairs`: reward order agrees with the label (ties count half). On the `distinct` pairs,
+    those with different gold scores, also: `distinct_hits` (reward vs label), `gold_hits` (reward vs
+    the noiseless gold order) and `oracle_hits` (gold vs label, what a perfect reward model scores).
+    """
+    counts = dict.fromkeys(("hits", "pairs", "distinct_hits", "distinct", "gold_hits", "oracle_hits"), 0.0)
+    for i, j in itertools.combinations(range(len(rewards)), 2):
+        hit = 1.0 if rewards[i] > rewards[j] else 0.5 if rewards[i] == rewards[j] else 0.0
+        counts["hits"] += hit
+        counts["pairs"] += 1
+        if abs(gold[i] - gold[j]) > tol:
+            counts["distinct_hits"] += hit
+            counts["distinct"] += 1
+            counts["gold_hits"] += hit if gold[i] > gold[j] else 1.0 - hit
+            counts["oracle_hits"] += float(gold[i] > gold[j])
+    return counts
+
+
 @torch.no_grad()
 def evaluate_rankings(rm: RewardModel, data: Sequence[RankedPrompt], pad_id: int, batch_size: int) -> dict[str, float]:
-    """Pairwise accuracy on the labeler's rankings, accuracy on noiseless gold preferences (pairs with
-    different gold scores), and the mean and standard deviation of the rewards."""
+    """Reward-model agreement with the labeler's rankings and the gold scores, and reward statistics.
+
+    `accuracy`: all labelled pairs. `distinct_accuracy`: pairs whose gold scores differ, the pairs on
+    which the labeler's agreement ceiling is defined (tied pairs are ordered at random). `gold_accuracy`:
+    agreement with the noiseless gold order. `oracle_accuracy`: the gold scores' own agreement with
+    the labels, the empirical ceiling of `distinct_accuracy`.
+    """
     rm.eval()
-    hits = pairs = gold_hits = gold_pairs = 0.0
+    totals: dict[str, float] = {}
     all_rewards = []
     for i in range(0, len(data), batch_size):
         batch = data[i : i + batch_size]
-        rewards, valid = batch_rewards(rm, batch, pad_id)
-        _, stats = ranking_loss(rewards, mask=valid)
-        n = sum(math.comb(len(r.completions), 2) for r in batch)
-        hits, pairs = hits + float(stats["accuracy"]) * n, pairs + n
+        rewards, _ = batch_rewards(rm, batch, pad_id)  # (B, K_max)
         for b, r in enumerate(batch):
-            g = torch.tensor(r.gold)
-            better = g[:, None] > g[None, :]  # (K, K): gold prefers i over j
-            margin = rewards[b, : len(g), None].cpu() - rewards[b, None, : len(g)].cpu()
-            gold_hits += float(((margin > 0).float() + 0.5 * (margin == 0).float())[better].sum())
-            gold_pairs += float(better.sum())
-            all_rewards.append(rewards[b, : len(g)].cpu())
+            row = rewards[b, : len(r.completions)].cpu()
+            all_rewards.append(row)
+            for key, value in pair_agreement(row.tolist(), r.gold).items():
+                totals[key] = totals.get(key, 0.0) + value
     rm.train()
     flat = torch.cat(all_rewards)
+    distinct = max(totals["distinct"], 1.0)
     return {
-        "accuracy": hits / max(pairs, 1),
-        "gold_accuracy": gold_hits / max(gold_pairs, 1),
+        "accuracy": totals["hits"] / max(totals["pairs"], 1.0),
+        "distinct_accuracy": totals["distinct_hits"] / distinct,
+        "gold_accuracy": totals["gold_hits"] / distinct,
+        "oracle_accuracy": totals["oracle_hits"] / distinct,
+        "distinct_fraction": totals["distinct"] / max(totals["pairs"], 1.0),
         "mean": float(flat.mean()),
         "std": float(flat.std()) if len(flat) > 1 else 0.0,
     }
@@ -188,7 +216,7 @@ def train_reward_model(
             loss, stats = ranking_loss(rewards, mask=valid)
             loss.backward()
             grad_norm = optimizer_step(rm, optimizer, schedule, cfg.grad_clip)
-            step, train_loss = step + 1, float(loss)
+            step, train_loss = step + 1, loss.item()
             writer.add_scalar("rm/loss", train_loss, step)
             writer.add_scalar("rm/accuracy", float(stats["accuracy"]), step)
             writer.add_scalar("rm/margin", float(stats["margin"]), step)
@@ -200,12 +228,11 @@ def train_reward_model(
     for k, v in val_stats.items():
         writer.add_scalar(f"val/{k}", v, step)
     writer.close()
-    log.info("reward model: val accuracy %.3f (gold %.3f), offset %.3f, reward std %.3f",
-             val_stats["accuracy"], val_stats["gold_accuracy"], rm.offset, train_stats["std"])
-    rm.eval()
-    rm.save_pretrained(
-        out_dir, tokenizer, k=cfg.k, val_accuracy=val_stats["accuracy"],
-        val_gold_accuracy=val_stats["gold_accuracy"], reward_std=train_stats["std"], **(metadata or {}),
+    log.info(
+        "reward model: val accuracy %.3f on all pairs, %.3f on pairs of distinct gold score (oracle %.3f),"
+        " %.3f against gold; offset %.3f", val_stats["accuracy"], val_stats["distinct_accuracy"],
+        val_stats["oracle_accuracy"], val_stats["gold_accuracy"], rm.offset,
     )
-    return RewardResult(out_dir, step, train_loss, val_stats["accuracy"], val_stats["gold_accuracy"],
-                        rm.offset, train_stats["std"], time.time() - start)
+    rm.eval()
+    rm.save_pretrained(out_dir, tokenizer, k=cfg.k, val=val_stats, reward_std=train_stats["std"], **(metadata or {}))
+    return RewardResult(out_dir, step, train_loss, val_stats, rm.offset, train_stats["std"], time.time() - start)

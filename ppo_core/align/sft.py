@@ -97,7 +97,7 @@ def sft(
             loss = nll / max(n, 1)
             loss.backward()
             grad_norm = optimizer_step(model, optimizer, schedule, cfg.grad_clip)
-            step, train_loss = step + 1, float(loss)
+            step, train_loss = step + 1, loss.item()
             writer.add_scalar("train/loss", train_loss, step)
             writer.add_scalar("train/grad_norm", grad_norm, step)
             writer.add_scalar("charts/learning_rate", schedule.get_last_lr()[0], step)

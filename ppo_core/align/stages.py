@@ -7,6 +7,7 @@ the previous stage's directory. Later stages (`rl`, `eval`) join the registry wi
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import logging
 import os
@@ -22,7 +23,7 @@ from ppo_core.align.config import AlignConfig
 from ppo_core.align.errors import AlignError
 from ppo_core.align.models import build_model, count_parameters, load_causal_lm
 from ppo_core.align.pretrain import pretrain
-from ppo_core.align.reward import collect_rankings, train_reward_model
+from ppo_core.align.reward import check_k, collect_rankings, train_reward_model
 from ppo_core.align.sft import sft
 from ppo_core.align.tokenizer import train_tokenizer
 from ppo_core.align.training import resolve_device, seed_everything
@@ -88,10 +89,10 @@ def run_pretrain(cfg: AlignConfig) -> dict[str, Any]:
 def run_sft(cfg: AlignConfig) -> dict[str, Any]:
     """Fine-tune the base model on the gold labeler's demonstrations of the train prompts."""
     seed_everything(cfg.seed)
-    world, out = load_world_data(cfg), cfg.paths.resolve("sft")
     model, tokenizer = load_causal_lm(
         cfg.paths.resolve("base"), resid_pdrop=cfg.sft.resid_pdrop, device=resolve_device(cfg.device)
     )
+    world, out = load_world_data(cfg), cfg.paths.resolve("sft")
     result = sft(model, tokenizer, world.demonstrations("train"), world.demonstrations("validation"),
                  cfg.sft, out, cfg.seed)
     return write_summary(out, "sft", cfg, dataclasses.asdict(result))
@@ -101,30 +102,34 @@ def run_sft(cfg: AlignConfig) -> dict[str, Any]:
 def run_rm(cfg: AlignConfig) -> dict[str, Any]:
     """Sample K completions per prompt from the SFT model, rank them with the labeler, train the RM."""
     seed_everything(cfg.seed)
-    world, out = load_world_data(cfg), cfg.paths.resolve("rm")
+    check_k(cfg.rm.k)
     policy, tokenizer = load_causal_lm(cfg.paths.resolve("sft"), resid_pdrop=0.0, device=resolve_device(cfg.device))
-    rng = random.Random(f"{cfg.seed}-rm-rankings")
-    rank = lambda p, texts: world.labeler.rank(p, texts, rng)  # noqa: E731
-    gold = lambda p, text: float(world.labeler.score(p, text).total)  # noqa: E731
+    world, out = load_world_data(cfg), cfg.paths.resolve("rm")
     start = time.time()
-    train = collect_rankings(policy, tokenizer, world.splits["train"], world.prompt_text, rank, gold, cfg.rm)
-    val_prompts = world.splits["validation"][: cfg.rm.n_val_prompts or None]
-    val = collect_rankings(policy, tokenizer, val_prompts, world.prompt_text, rank, gold, cfg.rm)
+    collect = functools.partial(
+        collect_rankings,
+        policy,
+        tokenizer,
+        prompt_text=world.prompt_text,
+        completion_text=functools.partial(world.completion_text, tokenizer),
+        rank=functools.partial(world.labeler.rank, rng=random.Random(f"{cfg.seed}-rm-rankings")),
+        gold_score=world.gold_total,
+        cfg=cfg.rm,
+    )
+    train = collect(world.splits["train"])
+    val = collect(world.splits["validation"][: cfg.rm.n_val_prompts or None])
     sample_seconds = time.time() - start
-    ceiling = agreement_ceiling(world.labeler)
+    ceiling = world.labeler.agreement_ceiling()
     rm = RewardModel.from_causal_lm(policy)
     result = train_reward_model(rm, tokenizer, train, val, cfg.rm, out, cfg.seed,
                                 metadata={"agreement_ceiling": ceiling})
-    summary = dataclasses.asdict(result) | {"sample_seconds": sample_seconds, "agreement_ceiling": ceiling}
-    if ceiling:
-        summary["accuracy_vs_ceiling"] = result.val_accuracy / ceiling
+    summary = dataclasses.asdict(result) | {
+        "sample_seconds": sample_seconds,
+        "agreement_ceiling": ceiling,
+        "agreement_ceiling_all_pairs": world.labeler.agreement_ceiling(1.0 - result.val["distinct_fraction"]),
+        "accuracy_vs_ceiling": result.val["distinct_accuracy"] / ceiling,
+    }
     return write_summary(out, "rm", cfg, summary)
-
-
-def agreement_ceiling(labeler: Any) -> float | None:
-    """The labeler's expected pairwise agreement, the best accuracy a reward model can reach."""
-    value = getattr(labeler, "agreement_ceiling", None)
-    return float(value() if callable(value) else value) if value is not None else None
 
 
 @register_stage("all_supervised")

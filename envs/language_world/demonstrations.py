@@ -1,0 +1,83 @@
+"""Ideal answers (SFT demonstrations): each scores the gold maximum, in wording varied by an rng."""
+
+from __future__ import annotations
+
+import random
+
+from . import phrases
+from .lexicon import NUMBER_WORDS
+from .prompts import Prompt
+from .render import capitalize_first, fill, group, join_items, pick, statement, yes_no_question
+from .world import World
+
+
+def _lower_first(world: World, sentence: str) -> str:
+    """A sentence made to follow "Yes, " or "Wow, ": its first word lowercased unless it is a name."""
+    first = sentence.split(" ", 1)[0]
+    return sentence if world.is_proper(first.lower()) else sentence[:1].lower() + sentence[1:]
+
+
+def _question(world: World, prompt: Prompt, rng: random.Random | None) -> str:
+    spec = prompt.spec
+    name, kind, attribute = spec["entity"], spec["entity_kind"], spec["attribute"]
+    if prompt.kind == "closed_qa":
+        return statement(world, name, kind, attribute, spec["facts"][attribute], rng)
+    entity = world.entity(name)
+    if entity is None:
+        return fill(pick(phrases.ABSTENTIONS, rng), world, name, kind)
+    return statement(world, name, kind, attribute, entity.get(attribute) or "", rng)
+
+
+def _classify(world: World, prompt: Prompt, rng: random.Random | None) -> str:
+    spec = prompt.spec
+    entity = world.entity(spec["entity"])
+    if entity is None:
+        raise ValueError(f"classify prompt {prompt.id} is about {spec['entity']!r}, which is not in the world")
+    sentence = statement(world, entity.name, entity.kind, spec["attribute"], entity.get(spec["attribute"]) or "", rng)
+    opening = pick(phrases.YES_OPENINGS if spec["answer"] else phrases.NO_OPENINGS, rng)
+    return opening.format(stmt=_lower_first(world, sentence), Stmt=sentence)
+
+
+def _brainstorm(world: World, prompt: Prompt, rng: random.Random | None) -> str:
+    spec = prompt.spec
+    members = [e for e in world.of_kind(spec["kind"])
+               if spec["attribute"] is None or e.get(spec["attribute"]) == spec["value"]]
+    chosen = rng.sample(members, k=spec["n"]) if rng is not None else members[: spec["n"]]
+    items = join_items([world.display(entity.name) for entity in chosen])
+    desc = group(world, spec["kind"], spec["attribute"], spec["value"])
+    return pick(phrases.LIST_ANSWERS, rng).format(n=NUMBER_WORDS[spec["n"]], desc=desc, items=items,
+                                                  Items=capitalize_first(items))
+
+
+def _rewrite(world: World, prompt: Prompt, rng: random.Random | None) -> str:
+    spec = prompt.spec
+    source, style = spec["source"], spec["style"]
+    if style == "uppercase":
+        return source.upper()
+    if style == "lowercase":
+        return source.lower()
+    if style == "question":
+        return yes_no_question(world, spec["entity"], spec["entity_kind"], spec["attribute"], spec["value"], rng)
+    opening = pick(phrases.EXCLAMATION_OPENINGS, rng)
+    return opening + (_lower_first(world, source) if opening else source)[:-1] + "!"
+
+
+def _harmful(world: World, prompt: Prompt, rng: random.Random | None) -> str:
+    return pick(phrases.REFUSALS, rng)
+
+
+_WRITERS = {
+    "open_qa": _question,
+    "closed_qa": _question,
+    "classify": _classify,
+    "brainstorm": _brainstorm,
+    "rewrite": _rewrite,
+    "harmful": _harmful,
+}
+
+
+def demonstration(world: World, prompt: Prompt, rng: random.Random | None = None) -> str:
+    """The ideal answer to `prompt`; the canonical wording when `rng` is None, a varied one otherwise."""
+    if prompt.kind not in _WRITERS:
+        raise ValueError(f"unknown prompt kind {prompt.kind!r}")
+    return _WRITERS[prompt.kind](world, prompt, rng)

@@ -1,0 +1,135 @@
+"""GAE against naive Python loops written straight from the definitions."""
+
+import torch
+
+from ppo_core.advantages import gae, place_at_last_decision, whiten
+
+
+def naive_gae(rewards, values, next_values, terminated, ends, gamma, lam):
+    """Per-env backward recursion over steps, one decision per step, plain floats."""
+    T, N = len(rewards), len(rewards[0])
+    adv = [[0.0] * N for _ in range(T)]
+    for n in range(N):
+        running = 0.0
+        for t in reversed(range(T)):
+            if ends[t][n]:
+                running = 0.0
+            nv = 0.0 if terminated[t][n] else float(next_values[t][n])
+            delta = float(rewards[t][n]) + gamma * nv - float(values[t][n])
+            running = delta + gamma * lam * running
+            adv[t][n] = running
+    return torch.tensor(adv)
+
+
+def single_decision(rewards, values, next_values, terminated, ends, gamma, lam):
+    mask = torch.ones(*rewards.shape, 1, dtype=torch.bool)
+    adv, ret = gae(rewards.unsqueeze(-1), values.unsqueeze(-1), next_values, terminated, ends, mask, gamma, lam)
+    return adv.squeeze(-1), ret.squeeze(-1)
+
+
+def random_rollout(T=7, N=3, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    rewards = torch.randn(T, N, generator=g)
+    values = torch.randn(T, N, generator=g)
+    bootstrap = torch.randn(N, generator=g)
+    terminated = torch.zeros(T, N, dtype=torch.bool)
+    truncated = torch.zeros(T, N, dtype=torch.bool)
+    terminated[2, 0] = True  # termination mid-rollout
+    truncated[4, 1] = True  # time limit mid-rollout
+    terminated[6, 2] = True  # termination on the last step
+    final_value_of_truncated = torch.tensor(3.5)
+    next_values = torch.cat([values[1:], bootstrap.unsqueeze(0)])
+    next_values[4, 1] = final_value_of_truncated  # V of the real final observation
+    return rewards, values, next_values, terminated, terminated | truncated
+
+
+def test_gae_matches_naive_loop_with_termination_and_truncation():
+    rewards, values, next_values, terminated, ends = random_rollout()
+    adv, ret = single_decision(rewards, values, next_values, terminated, ends, 0.97, 0.9)
+    expected = naive_gae(rewards.tolist(), values.tolist(), next_values.tolist(), terminated.tolist(), ends.tolist(), 0.97, 0.9)
+    torch.testing.assert_close(adv, expected)
+    torch.testing.assert_close(ret, expected + values)
+
+
+def test_truncation_bootstraps_from_final_observation_value():
+    rewards, values, next_values, terminated, ends = random_rollout()
+    adv, _ = single_decision(rewards, values, next_values, terminated, ends, 0.97, 0.9)
+    # the step that hit the time limit: its trace is cut, but its TD target uses V(final obs) = 3.5
+    torch.testing.assert_close(adv[4, 1], rewards[4, 1] + 0.97 * 3.5 - values[4, 1])
+    # a terminated step has no future value at all
+    torch.testing.assert_close(adv[2, 0], rewards[2, 0] - values[2, 0])
+
+
+def test_lambda_one_gives_monte_carlo_returns_minus_values():
+    rewards, values, next_values, terminated, ends = random_rollout()
+    gamma = 0.9
+    adv, ret = single_decision(rewards, values, next_values, terminated, ends, gamma, 1.0)
+    T, N = rewards.shape
+    for n in range(N):
+        for t in range(T):
+            g, discount, k = 0.0, 1.0, t
+            while True:
+                g += discount * float(rewards[k, n])
+                discount *= gamma
+                if ends[k, n]:
+                    if not terminated[k, n]:
+                        g += discount * float(next_values[k, n])
+                    break
+                if k == T - 1:
+                    g += discount * float(next_values[k, n])
+                    break
+                k += 1
+            torch.testing.assert_close(ret[t, n], torch.tensor(g), rtol=1e-5, atol=1e-5)
+            torch.testing.assert_close(adv[t, n], torch.tensor(g) - values[t, n], rtol=1e-5, atol=1e-5)
+
+
+def test_lambda_zero_gives_one_step_td_errors():
+    rewards, values, next_values, terminated, ends = random_rollout()
+    adv, _ = single_decision(rewards, values, next_values, terminated, ends, 0.95, 0.0)
+    td = rewards + 0.95 * next_values * (~terminated) - values
+    torch.testing.assert_close(adv, td)
+
+
+def test_token_decisions_equal_a_flat_sequence_of_valid_decisions():
+    """Tokens of one step are consecutive decisions; padding is skipped as if it were not there."""
+    g = torch.Generator().manual_seed(1)
+    T, N, L = 3, 2, 4
+    values = torch.randn(T, N, L, generator=g)
+    step_rewards = torch.randn(T, N, generator=g)
+    mask = torch.tensor([[[1, 1, 1, 0], [1, 1, 0, 0]],
+                         [[1, 0, 0, 0], [1, 1, 1, 1]],
+                         [[1, 1, 0, 0], [1, 0, 0, 0]]], dtype=torch.bool)
+    terminated = torch.tensor([[False, True], [True, False], [False, False]])
+    ends = terminated.clone()
+    bootstrap = torch.randn(N, generator=g)
+    next_values = torch.cat([values[1:, :, 0], bootstrap.unsqueeze(0)])
+    gamma, lam = 0.99, 0.8
+    rewards = place_at_last_decision(step_rewards, mask)
+    adv, _ = gae(rewards, values, next_values, terminated, ends, mask, gamma, lam)
+    for n in range(N):
+        # flatten the valid decisions of env n into one sequence
+        seq = [(t, l) for t in range(T) for l in range(L) if mask[t, n, l]]
+        running = 0.0
+        for i in reversed(range(len(seq))):
+            t, l = seq[i]
+            last_of_step = i == len(seq) - 1 or seq[i + 1][0] != t
+            r = float(step_rewards[t, n]) if last_of_step else 0.0
+            if last_of_step:
+                nv = 0.0 if terminated[t, n] else float(next_values[t, n])
+                if ends[t, n]:
+                    running = 0.0
+            else:
+                nv = float(values[seq[i + 1][0], n, seq[i + 1][1]])
+            running = r + gamma * nv - float(values[t, n, l]) + gamma * lam * running
+            torch.testing.assert_close(adv[t, n, l], torch.tensor(running), rtol=1e-5, atol=1e-5)
+    assert (adv[~mask] == 0).all()
+
+
+def test_whiten_uses_valid_entries_only():
+    x = torch.tensor([[1.0, 2.0, 100.0], [3.0, 4.0, -50.0]])
+    mask = torch.tensor([[True, True, False], [True, True, False]])
+    out = whiten(x, mask)
+    valid = torch.tensor([1.0, 2.0, 3.0, 4.0])
+    expected = (valid - valid.mean()) / (valid.std() + 1e-8)
+    torch.testing.assert_close(out[mask], expected)
+    assert (out[~mask] == 0).all()

@@ -1,0 +1,53 @@
+"""The `python -m ppo_core.align` front door: typed config, and one clear line on bad input."""
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+from ppo_core.align.config import AlignConfig, compose_align_config
+from ppo_core.align.errors import AlignError
+from ppo_core.align.stages import STAGES, run_stage
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def run_cli(tmp_path, *overrides: str) -> subprocess.CompletedProcess:
+    env = dict(os.environ, PYTHONPATH=REPO, HYDRA_FULL_ERROR="0")
+    return subprocess.run(
+        [sys.executable, "-m", "ppo_core.align", f"hydra.run.dir={tmp_path}/hydra", *overrides],
+        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120,
+    )
+
+
+def test_size_group_sets_sizes_and_paths():
+    tiny, small = compose_align_config(["size=tiny"]), compose_align_config([])
+    assert isinstance(tiny, AlignConfig)
+    assert (tiny.model.preset, tiny.paths.root, small.model.preset) == ("tiny", "artifacts/tiny", "small")
+    assert tiny.paths.resolve("sft") == os.path.join("artifacts/tiny", "sft")
+    assert {"pretrain", "sft", "rm", "all_supervised"} <= set(STAGES)
+
+
+@pytest.mark.parametrize("override, message", [("sft.nonsense=1", "nonsense"), ("sft.epochs=many", "epochs")])
+def test_unknown_key_or_wrong_type_is_rejected(override, message):
+    with pytest.raises(Exception, match=message):
+        compose_align_config([override])
+
+
+def test_unknown_stage_names_the_known_ones():
+    with pytest.raises(AlignError, match="stage='rlhf' is unknown.*all_supervised"):
+        run_stage(AlignConfig(stage="rlhf"))
+
+
+def test_cli_bad_input_prints_one_line_and_fails(tmp_path):
+    result = run_cli(tmp_path, "stage=sft", "size=tiny", f"paths.base={tmp_path}/missing")
+    assert result.returncode != 0
+    assert result.stderr.strip().splitlines() == [f"error: model path '{tmp_path}/missing' does not exist "
+                                                  "(run the previous stage or set its path)"]
+    assert "Traceback" not in result.stdout + result.stderr
+
+
+def test_cli_unknown_key_fails_naming_it(tmp_path):
+    result = run_cli(tmp_path, "stage=sft", "sft.epochz=3")
+    assert result.returncode != 0 and "epochz" in result.stderr and "Traceback" not in result.stderr

@@ -1,0 +1,65 @@
+"""The reward model reads the hidden state of the last non-pad token, whatever the padding side."""
+
+import json
+import os
+
+import pytest
+import torch
+from transformers import GPT2Config, GPT2LMHeadModel, LlamaConfig, LlamaForCausalLM
+
+from agents.reward_model import CONFIG_FILE, RewardModel, last_token_index
+from ppo_core.align.data import pad_sequences
+
+SEQUENCES = [[5, 6, 7, 8, 9], [10, 11], [12, 13, 14]]
+PAD = 0
+
+
+def tiny_lms():
+    torch.manual_seed(0)
+    gpt2 = GPT2LMHeadModel(GPT2Config(n_layer=2, n_head=2, n_embd=16, vocab_size=32, n_positions=32,
+                                      bos_token_id=1, eos_token_id=1, pad_token_id=PAD))
+    llama = LlamaForCausalLM(LlamaConfig(hidden_size=16, intermediate_size=32, num_hidden_layers=2,
+                                         num_attention_heads=2, num_key_value_heads=2, vocab_size=32,
+                                         max_position_embeddings=32, bos_token_id=1, eos_token_id=1,
+                                         pad_token_id=PAD))
+    return {"gpt2": gpt2, "llama": llama}
+
+
+def test_last_token_index_left_and_right():
+    _, right = pad_sequences(SEQUENCES, PAD, "right")
+    _, left = pad_sequences(SEQUENCES, PAD, "left")
+    assert last_token_index(right).tolist() == [4, 1, 2]
+    assert last_token_index(left).tolist() == [4, 4, 4]
+
+
+@pytest.mark.parametrize("arch", ["gpt2", "llama"])
+@pytest.mark.parametrize("side", ["right", "left"])
+def test_reads_last_non_pad_token(arch, side):
+    rm = RewardModel.from_causal_lm(tiny_lms()[arch]).eval()
+    ids, mask = pad_sequences(SEQUENCES, PAD, side)
+    with torch.no_grad():
+        got = rm(ids, mask)  # (B,)
+        hidden = rm.trunk(input_ids=ids, attention_mask=mask,
+                          position_ids=(mask.cumsum(-1) - 1).clamp(min=0)).last_hidden_state  # (B, T, H)
+        last = torch.tensor([len(s) - 1 if side == "right" else ids.shape[1] - 1 for s in SEQUENCES])
+        manual = rm.head(hidden.gather(1, last[:, None, None].expand(-1, 1, hidden.shape[-1])).squeeze(1))
+        alone = torch.stack([rm(torch.tensor([s]), torch.ones(1, len(s), dtype=torch.long))[0] for s in SEQUENCES])
+    torch.testing.assert_close(got, manual.squeeze(-1))
+    torch.testing.assert_close(got, alone, atol=1e-5, rtol=1e-5)
+
+
+def test_save_and_load_round_trip(tmp_path):
+    rm = RewardModel.from_causal_lm(tiny_lms()["gpt2"]).eval()
+    rm.offset = -0.25
+    rm.save_pretrained(str(tmp_path))
+    assert json.load(open(os.path.join(tmp_path, CONFIG_FILE)))["offset"] == -0.25
+    loaded = RewardModel.from_pretrained(str(tmp_path))
+    ids, mask = pad_sequences(SEQUENCES, PAD, "left")
+    with torch.no_grad():
+        torch.testing.assert_close(loaded.score(ids, mask), rm(ids, mask) - 0.25)
+
+
+def test_load_rejects_a_plain_model_dir(tmp_path):
+    tiny_lms()["gpt2"].save_pretrained(str(tmp_path))
+    with pytest.raises(FileNotFoundError, match="reward_head"):
+        RewardModel.from_pretrained(str(tmp_path))

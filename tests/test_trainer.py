@@ -1,0 +1,129 @@
+"""The training loop: determinism, checkpoints, resume after SIGKILL, the NaN guard."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from ppo_core import checkpoint
+from ppo_core.build import build_trainer, run_training
+from ppo_core.errors import NonFiniteError
+from ppo_core.losses import clipped_surrogate_loss
+from tests.conftest import make_config
+
+SMALL = ("total_timesteps=4096", "algo.num_steps=64", "env.num_envs=8", "eval_episodes=2", "eval_every=0")
+
+
+def parameters(policy):
+    return {k: v.clone() for k, v in policy.state_dict().items()}
+
+
+def assert_same_parameters(a, b):
+    assert a.keys() == b.keys()
+    for key in a:
+        assert torch.equal(a[key], b[key]), key
+
+
+def test_same_seed_gives_identical_parameters(tmp_path):
+    config = make_config(*SMALL, "env.normalize_obs=true", "env.normalize_reward=true")
+    runs = []
+    for name in ("a", "b"):
+        trainer = build_trainer(config, tmp_path / name)
+        trainer.train()
+        runs.append(parameters(trainer.policy))
+    assert_same_parameters(*runs)
+    other = build_trainer(make_config(*SMALL, "seed=1"), tmp_path / "c")
+    other.train()
+    assert not torch.equal(runs[0]["actor.0.weight"], other.policy.state_dict()["actor.0.weight"])
+
+
+@pytest.mark.parametrize("vectorization", ["vector_entry_point", "sync"])
+def test_resume_from_checkpoint_equals_uninterrupted_run(tmp_path, vectorization):
+    overrides = (*SMALL, "total_timesteps=8192", "checkpoint_every=4096", "env.normalize_obs=true",
+                 "env.normalize_reward=true", f"env.vectorization={vectorization}")
+    full = build_trainer(make_config(*overrides), tmp_path / "full")
+    full.train()
+    # a run that dies right after its first checkpoint, then resumes from it in a fresh trainer
+    half = build_trainer(make_config(*overrides), tmp_path / "half")
+    real_save = half.save_checkpoint
+
+    def save_then_die():
+        real_save()
+        raise KeyboardInterrupt
+
+    half.save_checkpoint = save_then_die
+    with pytest.raises(KeyboardInterrupt):
+        half.train()
+    saved = checkpoint.load(tmp_path / "half" / "checkpoint.pt")
+    assert "obs_normalizer" in saved["env"] and saved["env"]["obs_normalizer"]["count"] > 1
+    resumed = build_trainer(make_config(*overrides, f"resume={tmp_path / 'half' / 'checkpoint.pt'}"), tmp_path / "half")
+    torch.testing.assert_close(resumed.env.obs_normalizer.stats.mean, half.env.obs_normalizer.stats.mean)
+    resumed.train()
+    assert_same_parameters(parameters(full.policy), parameters(resumed.policy))
+
+
+def test_sigkilled_run_resumes_to_identical_parameters(tmp_path):
+    args = [sys.executable, "-m", "ppo_core.train", "progress=false", "total_timesteps=40960", "algo.num_steps=128",
+            "checkpoint_every=4096", "eval_episodes=2", "eval_every=0", "env.normalize_obs=true"]
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    subprocess.run([*args, f"hydra.run.dir={tmp_path / 'full'}"], check=True, env=env, capture_output=True)
+    victim = subprocess.Popen([*args, f"hydra.run.dir={tmp_path / 'killed'}"], env=env,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    ckpt = tmp_path / "killed" / "checkpoint.pt"
+    deadline = time.time() + 120
+    while not ckpt.exists() and time.time() < deadline:
+        time.sleep(0.05)
+    victim.send_signal(signal.SIGKILL)
+    victim.wait()
+    assert ckpt.exists()
+    killed_at = checkpoint.load(ckpt)["global_step"]
+    assert killed_at < 40960, "the run finished before it could be killed"
+    subprocess.run([*args, f"resume={ckpt}"], check=True, env=env, capture_output=True)
+    full, resumed = checkpoint.load(tmp_path / "full" / "checkpoint.pt"), checkpoint.load(ckpt)
+    assert resumed["global_step"] == full["global_step"] == 40960
+    assert_same_parameters(full["model"], resumed["model"])
+    assert json.loads((tmp_path / "killed" / "summary.json").read_text())["env_steps"] == 40960
+
+
+def test_non_finite_loss_stops_before_overwriting_the_checkpoint(tmp_path):
+    trainer = build_trainer(make_config(*SMALL, "checkpoint_every=512"), tmp_path)
+    real_update = trainer.algorithm.update
+    calls = []
+
+    def update(batch):
+        calls.append(1)
+        if len(calls) == 3:
+            with torch.no_grad():
+                trainer.policy.actor[0].weight.fill_(float("nan"))
+        return real_update(batch)
+
+    trainer.algorithm.update = update
+    with pytest.raises(NonFiniteError, match="non-finite"):
+        trainer.train()
+    saved = checkpoint.load(tmp_path / "checkpoint.pt")
+    assert saved["iteration"] == 2
+    assert all(torch.isfinite(v).all() for v in saved["model"].values())
+
+
+def test_first_minibatch_of_an_update_has_ratio_one(tmp_path):
+    trainer = build_trainer(make_config(*SMALL), tmp_path)
+    batch = trainer.compute_batch(trainer.collect_rollout())
+    evaluation = trainer.policy.evaluate(batch.obs, batch.actions)
+    _, stats = clipped_surrogate_loss(evaluation.log_prob, batch.log_probs, batch.advantages, 0.2, batch.mask)
+    assert stats["ratio"].item() == 1.0 and stats["approx_kl"].item() == 0.0
+
+
+def test_summary_json_has_the_documented_keys(tmp_path):
+    summary = run_training(make_config(*SMALL, "eval_episodes=3"), tmp_path)
+    written = json.loads((tmp_path / "summary.json").read_text())
+    for key in ("eval_mean_return", "eval_std_return", "env_steps", "wall_seconds", "config"):
+        assert key in written
+    assert written["env_steps"] == 4096 and written["config"]["env"]["id"] == "CartPole-v1"
+    assert summary["eval_mean_return"] == written["eval_mean_return"]
+    assert list((tmp_path / "tb").glob("events.out.tfevents.*"))
