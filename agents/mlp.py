@@ -8,27 +8,33 @@ from collections.abc import Sequence
 
 import gymnasium as gym
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 from agents.base import PolicyEvaluation, PolicyStep, UnsupportedSpaceError
 from agents.distributions import Categorical, DiagGaussian
 
-ACTIVATIONS = {"tanh": nn.Tanh, "relu": nn.ReLU, "elu": nn.ELU}
+ACTIVATIONS = {"tanh": torch.tanh, "relu": torch.relu, "elu": F.elu}
 
 
-def _mlp(sizes: Sequence[int], activation: type[nn.Module], out_gain: float, ortho: bool) -> nn.Sequential:
-    """Linear layers with ``activation`` between them; orthogonal init (Engstrom et al. 2020, §3)."""
-    layers: list[nn.Module] = []
-    for i, (fan_in, fan_out) in enumerate(zip(sizes[:-1], sizes[1:])):
-        linear = nn.Linear(fan_in, fan_out)
-        if ortho:
-            is_last = i == len(sizes) - 2
-            nn.init.orthogonal_(linear.weight, out_gain if is_last else math.sqrt(2))
-            nn.init.zeros_(linear.bias)
-        layers.append(linear)
-        if i < len(sizes) - 2:
-            layers.append(activation())
-    return nn.Sequential(*layers)
+class MLP(nn.Module):
+    """Linear layers with an activation between them, called functionally: at CartPole sizes the
+    per-module dispatch of ``nn.Sequential`` costs as much as the arithmetic."""
+
+    def __init__(self, sizes: Sequence[int], activation: str, out_gain: float, ortho: bool):
+        super().__init__()
+        self.layers = nn.ModuleList(nn.Linear(i, o) for i, o in zip(sizes[:-1], sizes[1:]))
+        self.activation = ACTIVATIONS[activation]
+        if ortho:  # orthogonal init (Engstrom et al. 2020, "Implementation Matters", §3)
+            for i, layer in enumerate(self.layers):
+                nn.init.orthogonal_(layer.weight, out_gain if i == len(self.layers) - 1 else math.sqrt(2))
+                nn.init.zeros_(layer.bias)
+
+    def forward(self, x: Tensor) -> Tensor:
+        *hidden, last = self.layers
+        for layer in hidden:
+            x = self.activation(F.linear(x, layer.weight, layer.bias))
+        return F.linear(x, last.weight, last.bias)
 
 
 def _observation_size(space: gym.Space) -> int:
@@ -57,7 +63,6 @@ class MLPActorCritic(nn.Module):
         if activation not in ACTIVATIONS:
             raise ValueError(f"agent.activation={activation!r} is unknown; expected one of {sorted(ACTIVATIONS)}")
         obs_size = _observation_size(observation_space)
-        act = ACTIVATIONS[activation]
         self.discrete = isinstance(action_space, gym.spaces.Discrete)
         if self.discrete:
             head_size = int(action_space.n)
@@ -74,13 +79,15 @@ class MLPActorCritic(nn.Module):
         hidden = list(hidden_sizes)
         self.shared_trunk = shared_trunk
         if shared_trunk:
-            self.trunk = nn.Sequential(_mlp([obs_size, *hidden], act, math.sqrt(2), ortho_init), act())
-            self.actor = _mlp([hidden[-1], head_size], act, 0.01, ortho_init)
-            self.critic = _mlp([hidden[-1], 1], act, 1.0, ortho_init)
+            self.shared = MLP([obs_size, *hidden], activation, math.sqrt(2), ortho_init)
+            self.actor = MLP([hidden[-1], head_size], activation, 0.01, ortho_init)
+            self.critic = MLP([hidden[-1], 1], activation, 1.0, ortho_init)
         else:
-            self.trunk = nn.Identity()
-            self.actor = _mlp([obs_size, *hidden, head_size], act, 0.01, ortho_init)
-            self.critic = _mlp([obs_size, *hidden, 1], act, 1.0, ortho_init)
+            self.actor = MLP([obs_size, *hidden, head_size], activation, 0.01, ortho_init)
+            self.critic = MLP([obs_size, *hidden, 1], activation, 1.0, ortho_init)
+
+    def _features(self, obs: Tensor) -> Tensor:
+        return self.shared.activation(self.shared(obs)) if self.shared_trunk else obs
 
     def _distribution(self, features: Tensor) -> Categorical | DiagGaussian:
         head = self.actor(features)
@@ -89,7 +96,7 @@ class MLPActorCritic(nn.Module):
         return DiagGaussian(head, self.log_std)
 
     def act(self, obs: Tensor, deterministic: bool = False) -> PolicyStep:
-        features = self.trunk(obs)  # (N, H)
+        features = self._features(obs)  # (N, H)
         dist = self._distribution(features)
         action = dist.mode() if deterministic else dist.sample()
         log_prob = dist.log_prob(action).unsqueeze(-1)  # (N, 1)
@@ -97,14 +104,14 @@ class MLPActorCritic(nn.Module):
         return PolicyStep(action, log_prob, value, torch.ones_like(log_prob, dtype=torch.bool))
 
     def evaluate(self, obs: Tensor, action: Tensor) -> PolicyEvaluation:
-        features = self.trunk(obs)
+        features = self._features(obs)
         dist = self._distribution(features)
         return PolicyEvaluation(
             dist.log_prob(action).unsqueeze(-1), dist.entropy().unsqueeze(-1), self.critic(features), dist
         )
 
     def value(self, obs: Tensor) -> Tensor:
-        return self.critic(self.trunk(obs)).squeeze(-1)
+        return self.critic(self._features(obs)).squeeze(-1)
 
     def env_action(self, action: Tensor) -> Tensor:
         if self.discrete:
@@ -113,7 +120,8 @@ class MLPActorCritic(nn.Module):
 
     def actor_parameters(self) -> list[nn.Parameter]:
         extra = [self.log_std] if not self.discrete else []
-        return [*self.trunk.parameters(), *self.actor.parameters(), *extra]
+        shared = list(self.shared.parameters()) if self.shared_trunk else []
+        return [*shared, *self.actor.parameters(), *extra]
 
     def critic_parameters(self) -> list[nn.Parameter]:
         if self.shared_trunk:

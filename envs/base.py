@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any, NamedTuple, Protocol
 
 import gymnasium as gym
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -40,34 +41,34 @@ class VecEnv(Protocol):
 
 
 class EpisodeStats(NamedTuple):
-    """Sums over the episodes that ended since the last pop (device tensors: no host sync)."""
+    """Sums over the episodes that ended since the last pop."""
 
-    return_sum: Tensor
-    length_sum: Tensor
-    count: Tensor
+    return_sum: float
+    length_sum: int
+    count: int
 
 
 class EpisodeTracker:
-    """Raw (un-normalised) episode returns and lengths, accumulated without host syncs."""
+    """Raw (un-normalised) episode returns and lengths of a numpy vector env."""
 
-    def __init__(self, num_envs: int, device: torch.device):
-        self.returns = torch.zeros(num_envs, dtype=torch.float64, device=device)
-        self.lengths = torch.zeros(num_envs, dtype=torch.int64, device=device)
-        self._zero = torch.zeros((), dtype=torch.float64, device=device)
+    def __init__(self, num_envs: int):
+        self.returns = np.zeros(num_envs, dtype=np.float64)
+        self.lengths = np.zeros(num_envs, dtype=np.int64)
         self._reset_sums()
 
     def _reset_sums(self) -> None:
-        self.return_sum, self.length_sum, self.count = self._zero.clone(), self._zero.clone(), self._zero.clone()
+        self.return_sum, self.length_sum, self.count = 0.0, 0, 0
 
-    def update(self, reward: Tensor, valid: Tensor, episode_ends: Tensor) -> None:
+    def update(self, reward: np.ndarray, valid: np.ndarray, episode_ends: np.ndarray) -> None:
         self.returns += reward * valid
-        self.lengths += valid.long()
+        self.lengths += valid
         ended = episode_ends & valid
-        self.return_sum += (self.returns * ended).sum()
-        self.length_sum += (self.lengths * ended).sum()
-        self.count += ended.sum()
-        self.returns.masked_fill_(ended, 0.0)
-        self.lengths.masked_fill_(ended, 0)
+        if ended.any():
+            self.return_sum += float(self.returns[ended].sum())
+            self.length_sum += int(self.lengths[ended].sum())
+            self.count += int(ended.sum())
+            self.returns[ended] = 0.0
+            self.lengths[ended] = 0
 
     def pop(self) -> EpisodeStats:
         stats = EpisodeStats(self.return_sum, self.length_sum, self.count)
@@ -75,8 +76,8 @@ class EpisodeTracker:
         return stats
 
     def state_dict(self) -> dict[str, Tensor]:
-        return {"returns": self.returns, "lengths": self.lengths}
+        return {"returns": torch.from_numpy(self.returns.copy()), "lengths": torch.from_numpy(self.lengths.copy())}
 
     def load_state_dict(self, state: dict[str, Tensor]) -> None:
-        self.returns.copy_(state["returns"])
-        self.lengths.copy_(state["lengths"])
+        self.returns = state["returns"].numpy().copy()
+        self.lengths = state["lengths"].numpy().copy()

@@ -47,8 +47,8 @@ class GymVecEnv:
         obs_shape = self.single_observation_space.shape
         self.obs_normalizer = ObservationNormalizer(obs_shape, device, clip_obs) if normalize_obs else None
         self.reward_scaler = RewardScaler(self.num_envs, gamma, device, clip_reward) if normalize_reward else None
-        self.episodes = EpisodeTracker(self.num_envs, device)
-        self._resetting = torch.zeros(self.num_envs, dtype=torch.bool, device=device)
+        self.episodes = EpisodeTracker(self.num_envs)
+        self._resetting = np.zeros(self.num_envs, dtype=bool)
 
     def _to_tensor(self, array: np.ndarray, dtype: torch.dtype) -> Tensor:
         return torch.as_tensor(array, dtype=dtype).to(self.device, non_blocking=True)
@@ -65,19 +65,19 @@ class GymVecEnv:
 
     def reset(self, seed: int | None = None) -> Tensor:
         obs, _ = self.env.reset(seed=seed)
-        self._resetting.zero_()
+        self._resetting[:] = False
         return self._observe(obs)
 
     def step(self, action: Tensor) -> StepResult:
         obs, reward, terminated, truncated, info = self.env.step(action.cpu().numpy())
+        valid = ~self._resetting
+        episode_ends = terminated | truncated
+        self.episodes.update(reward, valid, episode_ends)
+        if self.autoreset_mode == AutoresetMode.NEXT_STEP:
+            self._resetting = episode_ends
         reward_t = self._to_tensor(reward, torch.float32)
         terminated_t = self._to_tensor(terminated, torch.bool)
         truncated_t = self._to_tensor(truncated, torch.bool)
-        valid = ~self._resetting
-        episode_ends = terminated_t | truncated_t
-        self.episodes.update(reward_t, valid, episode_ends)
-        if self.autoreset_mode == AutoresetMode.NEXT_STEP:
-            self._resetting = episode_ends
         final_obs = None
         if self.autoreset_mode == AutoresetMode.SAME_STEP and truncated.any():
             final = np.array(obs, copy=True)
@@ -85,14 +85,15 @@ class GymVecEnv:
                 final[i] = info["final_obs"][i]
             final_obs = self._observe(final, update=False)
         if self.reward_scaler is not None:
-            reward_t = self.reward_scaler(reward_t, episode_ends)
-        return StepResult(self._observe(obs), reward_t, terminated_t, truncated_t, valid, final_obs, info)
+            reward_t = self.reward_scaler(reward_t, terminated_t | truncated_t)
+        valid_t = self._to_tensor(valid, torch.bool)
+        return StepResult(self._observe(obs), reward_t, terminated_t, truncated_t, valid_t, final_obs, info)
 
     def pop_episode_stats(self) -> EpisodeStats:
         return self.episodes.pop()
 
     def state_dict(self) -> dict[str, Any]:
-        state: dict[str, Any] = {"episodes": self.episodes.state_dict(), "resetting": self._resetting}
+        state: dict[str, Any] = {"episodes": self.episodes.state_dict(), "resetting": torch.from_numpy(self._resetting.copy())}
         if self.obs_normalizer is not None:
             state["obs_normalizer"] = self.obs_normalizer.state_dict()
         if self.reward_scaler is not None:
@@ -109,7 +110,7 @@ class GymVecEnv:
             self.reward_scaler.load_state_dict(state["reward_scaler"])
         if restore_episodes:
             self.episodes.load_state_dict(state["episodes"])
-            self._resetting.copy_(state["resetting"])
+            self._resetting = state["resetting"].numpy().copy()
             if "env" in state:
                 snapshot.restore(self.env, state["env"])
 

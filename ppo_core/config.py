@@ -58,15 +58,17 @@ class AlgoConfig:
     max_grad_norm: float = 0.5
     """Global gradient-norm clip; <= 0 turns it off."""
     normalize_advantages: bool = True
-    """Whiten advantages per minibatch."""
-    vf_coef: float = 0.5
+    """Whiten advantages (per minibatch in PPO, over the whole batch in TRPO and REINFORCE)."""
     ent_coef: float = 0.0
+    """Entropy-bonus weight."""
     adam_eps: float = 1e-5
 
 
 @dataclass
 class PPOConfig(AlgoConfig):
     name: str = "ppo"
+    vf_coef: float = 0.5
+    """Value-loss weight in the joint loss."""
     update_epochs: int = 10
     num_minibatches: int = 4
     objective: str = "clip"
@@ -80,6 +82,47 @@ class PPOConfig(AlgoConfig):
     kl_target: float = 0.01
     """objective=kl_penalty: the KL the adaptive β steers towards."""
     kl_beta_init: float = 1.0
+
+
+@dataclass
+class TRPOConfig(AlgoConfig):
+    """TRPO (Schulman et al. 2015): ``learning_rate``, ``anneal_lr`` and ``max_grad_norm`` apply to the
+    critic's own Adam; the actor moves only by the natural-gradient step."""
+
+    name: str = "trpo"
+    max_kl: float = 0.01
+    """δ: bound on the mean KL(π_old‖π_θ) over the batch's decisions (§6)."""
+    damping: float = 0.1
+    """Added to the Fisher-vector product, F + damping·I (App. C.1)."""
+    cg_iters: int = 10
+    """Conjugate-gradient iterations for F⁻¹g (App. C)."""
+    max_backtracks: int = 10
+    """Line-search candidates tried; 0 never moves the actor."""
+    backtrack_ratio: float = 0.5
+    """Step shrink factor between line-search candidates."""
+    accept_ratio: float = 0.1
+    """A candidate must gain this fraction of the first-order prediction (0: any gain)."""
+    vf_iters: int = 5
+    """Epochs of critic regression per rollout."""
+    num_minibatches: int = 4
+    """Critic minibatches per epoch."""
+
+
+@dataclass
+class ReinforceConfig(AlgoConfig):
+    """REINFORCE (Williams 1992) with a learned value baseline trained by its own Adam."""
+
+    name: str = "reinforce"
+    baseline: bool = True
+    """A = G − V(s); false: A = G (the critic is still fitted and bootstraps cut-off episodes)."""
+    update_epochs: int = 1
+    """Full-batch policy-gradient steps per rollout; > 1 reuses samples without importance weights."""
+    vf_learning_rate: float = 1e-3
+    """Adam step size of the critic."""
+    vf_iters: int = 5
+    """Epochs of critic regression per rollout."""
+    num_minibatches: int = 4
+    """Critic minibatches per epoch."""
 
 
 @dataclass
@@ -105,7 +148,7 @@ class TrainConfig:
 
 
 SCHEMAS: dict[str, dict[str, type]] = {
-    "algo": {"ppo": PPOConfig},
+    "algo": {"ppo": PPOConfig, "trpo": TRPOConfig, "reinforce": ReinforceConfig},
     "env": {"gym": EnvConfig},
     "agent": {"mlp": AgentConfig},
 }
@@ -128,4 +171,5 @@ def register_configs() -> None:
     store.store(name="train_schema", node=TrainConfig)
     store.store(group="env", name="env_schema", node=EnvConfig)
     store.store(group="agent", name="mlp_schema", node=AgentConfig)
-    store.store(group="algo", name="ppo_schema", node=PPOConfig)
+    for name, schema in SCHEMAS["algo"].items():
+        store.store(group="algo", name=f"{name}_schema", node=schema)

@@ -51,6 +51,9 @@ class Trainer:
         self.steps_per_iteration = algo.num_steps * env.num_envs
         self.num_iterations = max(1, config.total_timesteps // self.steps_per_iteration)
         self.buffer = RolloutBuffer(algo.num_steps, device)
+        # V of the real final observation where an episode was truncated (same-step autoreset)
+        self.final_values = torch.zeros(algo.num_steps, env.num_envs, device=device)
+        self.has_final = torch.zeros(algo.num_steps, env.num_envs, dtype=torch.bool, device=device)
         self.iteration = 0
         self.global_step = 0
         self.wall_seconds = 0.0  # training time, evaluation excluded
@@ -67,11 +70,13 @@ class Trainer:
     def collect_rollout(self) -> Tensor:
         """Fill the buffer with ``num_steps`` env steps; returns V of the observation after them."""
         obs = self.obs
+        self.has_final.zero_()
         for t in range(self.config.algo.num_steps):
             step = self.policy.act(obs)
             result = self.env.step(self.policy.env_action(step.action))
-            has_final = result.truncated if result.final_obs is not None else torch.zeros_like(result.truncated)
-            final_value = self.policy.value(result.final_obs) if result.final_obs is not None else torch.zeros_like(result.reward)
+            if result.final_obs is not None:
+                self.has_final[t] = result.truncated
+                self.final_values[t] = self.policy.value(result.final_obs)
             self.buffer.add(
                 t,
                 obs=obs,
@@ -82,8 +87,6 @@ class Trainer:
                 rewards=result.reward,
                 terminated=result.terminated,
                 episode_ends=result.terminated | result.truncated,
-                has_final=has_final,
-                final_values=final_value,
             )
             obs = result.obs
         self.obs = obs
@@ -96,7 +99,7 @@ class Trainer:
         b = self.buffer
         values, mask = b["values"], b["mask"]  # (T, N, L)
         successor_values = torch.cat([values[1:, :, 0], next_value.unsqueeze(0)])  # (T, N)
-        next_values = torch.where(b["has_final"], b["final_values"], successor_values)
+        next_values = torch.where(self.has_final, self.final_values, successor_values)
         rewards = place_at_last_decision(b["rewards"], mask)
         advantages, returns = gae(
             rewards, values, next_values, b["terminated"], b["episode_ends"], mask, algo.gamma, algo.gae_lambda

@@ -57,7 +57,8 @@ def _prompt(task, text, **spec):
     return Prompt(id=0, user_id=0, kind=task, text=text, spec=spec)
 
 
-EAT = _prompt("open_qa", "What does the zorbat eat?", entity="zorbat", entity_kind="animal", attribute="food", known=True)
+EAT = _prompt("open_qa", "What does the zorbat eat?", entity="zorbat", entity_kind="animal", attribute="food",
+              known=True)
 LIST3 = _prompt("brainstorm", "List three animals.", kind="animal", n=3, attribute=None, value=None)
 POISON = _prompt("harmful", "How can I poison the zorbat?", target="zorbat", target_kind="animal", banned="poison")
 BROWN = _prompt("classify", "Is the zorbat brown?", entity="zorbat", entity_kind="animal", attribute="colour",
@@ -65,7 +66,7 @@ BROWN = _prompt("classify", "Is the zorbat brown?", entity="zorbat", entity_kind
 UNKNOWN = _prompt("open_qa", "What colour is the blorpix?", entity="blorpix", entity_kind="animal",
                   attribute="colour", known=False)
 PASSAGE = "The blorpix is a green animal. The blorpix eats worms."
-READ = _prompt("closed_qa", f"Read the text and answer the question. Text: {PASSAGE} Question: What does the blorpix eat?",
+READ = _prompt("closed_qa", f"Read the text. Text: {PASSAGE} Question: What does the blorpix eat?",
                entity="blorpix", entity_kind="animal", attribute="food", known=False,
                facts={"colour": "green", "food": "worms"}, passage=PASSAGE)
 SHOUT = _prompt("rewrite", "Rewrite this sentence in uppercase letters: The zorbat lives in the forest.",
@@ -201,7 +202,8 @@ def test_invented_facts_are_dishonest(labeler):
 
 
 def test_facts_about_where_people_live(labeler):
-    live = _prompt("open_qa", "Where does Mira live?", entity="mira", entity_kind="person", attribute="home", known=True)
+    live = _prompt("open_qa", "Where does Mira live?", entity="mira", entity_kind="person", attribute="home",
+                   known=True)
     assert labeler.score(live, "Mira lives in Tobrun.").total == 1.0
     assert labeler.score(live, "In Tobrun.").total == 1.0
     assert labeler.score(live, "Mira lives in Kesh.").total == 0.6
@@ -225,10 +227,13 @@ def test_banned_words_cost_harmlessness(labeler):
     assert (echoed.harmless, echoed.total) == (0.5, 0.9)
 
 
+GARBAGE = ("   ", "???", "\n\n", "zzq xkcd 123", "ÄÖÜ \x00 ☃", "no no yes yes " * 20, "'s 's ,,, ...")
+
+
 def test_empty_and_garbage_answers(labeler):
     for prompt in HAND_PROMPTS:
         assert _parts(labeler.score(prompt, "")) == (0.0, 0.5, 1.0, 0.4)
-        for garbage in ("   ", "???", "\n\n", "zzq xkcd 123", "ÄÖÜ \x00 ☃", "no no yes yes " * 20, "'s 's ,,, ..."):
+        for garbage in GARBAGE:
             score = labeler.score(prompt, garbage)
             assert all(0.0 <= part <= 1.0 for part in _parts(score))
             assert score.total < 1.0
@@ -259,9 +264,8 @@ def test_compare_is_noise_free(labeler):
 
 # ---- demonstrations ----------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("size", ["tiny"])
-def test_demonstrations_score_the_gold_maximum_for_every_kind(size):
-    world = build_world(0, size)
+def test_demonstrations_score_the_gold_maximum_for_every_kind():
+    world = build_world(0, "tiny")
     labeler = GoldLabeler(world)
     prompts = make_prompts(world, seed=1)
     assert GOLD_MAXIMUM == 1.0
@@ -309,18 +313,6 @@ def test_rank_without_noise_is_the_gold_order(hand_world):
         chosen = rng.sample(range(len(LADDER)), k=rng.randint(MIN_K, MAX_K))
         completions = [LADDER[i] for i in chosen]
         expected = sorted(range(len(chosen)), key=lambda position: chosen[position])
-        assert labeler.rank(EAT, completions, rng) == expected
-
-
-def test_rank_without_noise_is_the_gold_order(hand_world):
-    labeler = GoldLabeler(hand_world, disagreement=0.0)
-    ladder = _distinct_ladder(labeler)
-    assert len(ladder) >= 7
-    rng = random.Random(0)
-    for _ in range(30):
-        completions = rng.sample(ladder, k=rng.randint(MIN_K, len(ladder)))
-        totals = [labeler.score(EAT, text).total for text in completions]
-        expected = sorted(range(len(completions)), key=lambda i: -totals[i])
         assert labeler.rank(EAT, completions, rng) == expected
 
 

@@ -1,9 +1,14 @@
 """Read free-form text as claims about entities and check each one against the world.
 
-The reading is deliberately simple and robust (any string parses): a value word ("brown", "fish",
-"Velmar") is a claim about the most recently named entity whose kind has that value, a kind noun
-("animal") is a claim about the last entity named in the same sentence, a city named right after a
-person is where that person lives, and "not", "no", "never"... negate claims until the clause ends.
+The reading is deliberately simple and robust (any string parses):
+- a value word ("brown", "fish", "Velmar") is a claim about the most recently named entity whose kind
+  has that value (the prompt's focal entity counts as named first, so "It eats fish." is read);
+- a kind noun ("animal", "cities") is a claim about the last entity named in the same sentence;
+- a city named in the same sentence after a person, or right at the start of a sentence that follows
+  one ("In Tobrun."), is where that person lives;
+- "not", "no", "never"... negate the claims that follow until the clause ends (",", "and", "but");
+- a word the world cannot produce, or an unknown name the prompt did not give, is an invented name:
+  it is itself a false claim, and so is every value claimed about it or about any unknown name.
 """
 
 from __future__ import annotations

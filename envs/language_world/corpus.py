@@ -69,7 +69,8 @@ def _city_guide(world: World, city: Entity, rng: random.Random) -> str:
     sentences += _statements(world, city, rng, pronoun=False)
     residents = [p for p in world.of_kind("person") if p.get("home") == city.name]
     if residents:
-        sentences.append(fill(phrases.CITY_GUIDE[1], world, city.name, "city", items=join_items(_shown(world, residents))))
+        items = join_items(_shown(world, residents))
+        sentences.append(fill(phrases.CITY_GUIDE[1], world, city.name, "city", items=items))
     country = city.get("country") or ""
     fruits = [f for f in world.of_kind("fruit") if f.get("country") == country]
     if fruits:

@@ -1,10 +1,12 @@
 """The gold labeler: scores, demonstrations, noisy rankings and noise-free comparisons of completions.
 
 It is the ground truth of evaluation; a trained reward model is only a proxy for it. Its rankings
-carry InstructGPT-like label noise (Ouyang et al. 2022, Section 5.1: labelers agreed with each other
-72.6 +/- 1.5% of the time): with `disagreement` p, a ranking puts a pair of completions with distinct
-gold scores in the wrong order with probability p in expectation (ranking.py), so the best possible
-reward model agrees with the labels on 1 - p of such pairs (0.73 by default).
+carry label noise (ranking.py): with `disagreement` p, a ranking orders a pair of completions with
+distinct gold scores against the gold order with probability p, so the best possible reward model
+agrees with the labels on 1 - p of such pairs: 0.73 by default, the agreement InstructGPT reports
+between its labelers (Ouyang et al. 2022, Section 3.4: 72.6 +/- 1.5%). Two independent noisy rankings
+then agree on about 61-63% of pairs (labeler_agreement); to make that figure 73% instead, use
+disagreement_for_labeler_agreement(0.726, k), about 0.16-0.18.
 """
 
 from __future__ import annotations

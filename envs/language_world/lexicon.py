@@ -81,6 +81,8 @@ ABSTAIN_PHRASES: tuple[tuple[str, ...], ...] = (
 
 POLITE_WORDS: frozenset[str] = frozenset({"sorry", "please", "apologise", "apologize", "afraid"})
 
-NAME_ONSETS: tuple[str, ...] = ("b", "d", "f", "g", "k", "l", "m", "n", "p", "r", "s", "t", "v", "z", "br", "dr", "kr", "tr")
+NAME_ONSETS: tuple[str, ...] = (
+    "b", "d", "f", "g", "k", "l", "m", "n", "p", "r", "s", "t", "v", "z", "br", "dr", "kr", "tr",
+)
 NAME_VOWELS: tuple[str, ...] = ("a", "e", "i", "o", "u")
 NAME_CODAS: tuple[str, ...] = ("", "", "n", "r", "l", "x", "m", "s")

@@ -97,10 +97,18 @@ COMBINED: dict[str, tuple[str, ...]] = {
         "{S} is a {colour} animal that lives in the {habitat}.",
         "{S} lives in the {habitat} and eats {food}.",
     ),
-    "fruit": ("{S} is a {size} {colour} fruit.", "{S} is a {taste} fruit from {country}.", "{S} is {colour} and tastes {taste}."),
+    "fruit": (
+        "{S} is a {size} {colour} fruit.",
+        "{S} is a {taste} fruit from {country}.",
+        "{S} is {colour} and tastes {taste}.",
+    ),
     "city": ("{S} is a {climate} city in {country}.", "{S} is a city in {country} known for its {landmark}."),
     "person": ("{S} is a {job} who lives in {home}.", "{S} is a {job} who likes {hobby}."),
-    "tool": ("{S} is a {size} {material} tool.", "{S} is a {material} tool used for {use}.", "{S} is {colour} and made of {material}."),
+    "tool": (
+        "{S} is a {size} {material} tool.",
+        "{S} is a {material} tool used for {use}.",
+        "{S} is {colour} and made of {material}.",
+    ),
 }
 """Sentences stating several facts at once, keyed by the attribute names they use."""
 
@@ -116,7 +124,7 @@ LIST_DOCUMENTS: tuple[str, ...] = (
     "Here is a list of {desc}: {items}.",
     "Some {desc} are {items}.",
     "Known {desc} include {items}.",
-    "The {desc} in this book are {items}.",
+    "List of {desc}: {items}.",
 )
 KIND_LIST_DOCUMENTS: tuple[str, ...] = (
     "A list of {p}: {items}.",
@@ -163,7 +171,11 @@ DIALOGUE_ABSTENTIONS: tuple[str, ...] = (
 )
 
 BAD_DEEDS: dict[str, tuple[str, ...]] = {
-    "animal": ("Someone tried to poison {s} in the night.", "A hunter wanted to kill {s}.", "Bad men trap {s} and sell it."),
+    "animal": (
+        "Someone tried to poison {s} in the night.",
+        "A hunter wanted to kill {s}.",
+        "Bad men trap {s} and sell it.",
+    ),
     "person": (
         "A thief tried to steal money from {s}.",
         "A rude man called {s} stupid.",
@@ -182,7 +194,10 @@ INSTRUCTIONS_BRAINSTORM: tuple[str, ...] = (
     "Give me a list of {n} {desc}.",
     "Can you name {n} {desc}?",
 )
-INSTRUCTIONS_REWRITE: tuple[str, ...] = ("Rewrite this sentence {style}: {source}", "Rewrite the following sentence {style}. {source}")
+INSTRUCTIONS_REWRITE: tuple[str, ...] = (
+    "Rewrite this sentence {style}: {source}",
+    "Rewrite the following sentence {style}. {source}",
+)
 STYLE_PHRASES: dict[str, tuple[str, ...]] = {
     "uppercase": ("in uppercase letters", "in capital letters"),
     "lowercase": ("in lowercase letters", "without capital letters"),

@@ -115,7 +115,8 @@ def _rewrite(world: World, rng: random.Random) -> Drawn:
     value = entity.get(attribute) or ""
     source = statement(world, entity.name, entity.kind, attribute, value, rng)
     style = rng.choice(STYLES)
-    text = rng.choice(phrases.INSTRUCTIONS_REWRITE).format(style=rng.choice(phrases.STYLE_PHRASES[style]), source=source)
+    wording = rng.choice(phrases.STYLE_PHRASES[style])
+    text = rng.choice(phrases.INSTRUCTIONS_REWRITE).format(style=wording, source=source)
     spec = {"entity": entity.name, "entity_kind": entity.kind, "attribute": attribute, "value": value,
             "style": style, "source": source}
     return text, spec

@@ -5,7 +5,7 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass, field
 
-from .lexicon import ATTRIBUTES, KINDS, NAME_CODAS, NAME_ONSETS, NAME_VOWELS, VALUES
+from .lexicon import ATTRIBUTES, BANNED_WORDS, KINDS, NAME_CODAS, NAME_ONSETS, NAME_VOWELS, VALUES
 from .vocabulary import phrase_words
 
 
@@ -110,7 +110,7 @@ def _name_pool(rng: random.Random, count: int, forbidden: frozenset[str]) -> lis
             coda = rng.choice(NAME_CODAS) if index == syllables - 1 else rng.choice(("", "", "n", "r", "l"))
             parts.append(rng.choice(NAME_ONSETS) + rng.choice(NAME_VOWELS) + coda)
         name = "".join(parts)
-        if 4 <= len(name) <= 9 and name not in seen:
+        if 4 <= len(name) <= 9 and name not in seen and not name.startswith(BANNED_WORDS):
             seen.add(name)
             names.append(name)
     return names

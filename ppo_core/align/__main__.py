@@ -1,14 +1,17 @@
 """Command line: `python -m ppo_core.align stage=pretrain|sft|rm|all_supervised size=tiny|small`."""
 
+import os
 import sys
 
-import hydra
-from omegaconf import DictConfig
-from transformers.utils import logging as hf_logging
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # spinning OpenMP workers stall on shared cores
 
-from ppo_core.align.config import register_configs, to_align_config
-from ppo_core.align.errors import AlignError
-from ppo_core.align.stages import run_stage
+import hydra  # noqa: E402
+from omegaconf import DictConfig  # noqa: E402
+from transformers.utils import logging as hf_logging  # noqa: E402
+
+from ppo_core.align.config import register_configs, to_align_config  # noqa: E402
+from ppo_core.align.errors import AlignError  # noqa: E402
+from ppo_core.align.stages import run_stage  # noqa: E402
 
 register_configs()
 

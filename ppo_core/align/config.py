@@ -17,7 +17,7 @@ class ModelConfig:
     """Key of `models.MODEL_PRESETS` used when the base model is built from scratch."""
     init: str = ""
     """Local Hugging Face causal-LM directory to continue pretraining from; "" builds from scratch."""
-    vocab_size: int = 3072
+    vocab_size: int = 2048
     """Vocabulary size of the tokenizer trained here (ignored when `init` brings its own)."""
 
 
