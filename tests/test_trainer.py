@@ -40,7 +40,7 @@ def test_same_seed_gives_identical_parameters(tmp_path):
     assert_same_parameters(*runs)
     other = build_trainer(make_config(*SMALL, "seed=1"), tmp_path / "c")
     other.train()
-    assert not torch.equal(runs[0]["actor.0.weight"], other.policy.state_dict()["actor.0.weight"])
+    assert not torch.equal(runs[0]["actor.layers.0.weight"], other.policy.state_dict()["actor.layers.0.weight"])
 
 
 @pytest.mark.parametrize("vectorization", ["vector_entry_point", "sync"])
@@ -100,7 +100,7 @@ def test_non_finite_loss_stops_before_overwriting_the_checkpoint(tmp_path):
         calls.append(1)
         if len(calls) == 3:
             with torch.no_grad():
-                trainer.policy.actor[0].weight.fill_(float("nan"))
+                trainer.policy.actor.layers[0].weight.fill_(float("nan"))
         return real_update(batch)
 
     trainer.algorithm.update = update
