@@ -44,8 +44,9 @@ class ActorCritic(Protocol):
     def value(self, obs: Observation) -> Tensor:  # (N,): V(s) before any decision
         ...
 
-    def env_action(self, action: Tensor) -> Tensor:
-        """The action the environment receives (e.g. clipped into its bounds)."""
+    def env_action(self, step: PolicyStep) -> Any:
+        """What the environment receives for ``step``: a Box action clipped into its bounds, or a
+        completion with its per-token log-probs (the text env's KL penalty needs them)."""
         ...
 
     def actor_parameters(self) -> list[nn.Parameter]: ...

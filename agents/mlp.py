@@ -113,10 +113,10 @@ class MLPActorCritic(nn.Module):
     def value(self, obs: Tensor) -> Tensor:
         return self.critic(self._features(obs)).squeeze(-1)
 
-    def env_action(self, action: Tensor) -> Tensor:
+    def env_action(self, step: PolicyStep) -> Tensor:
         if self.discrete:
-            return action + self.action_offset
-        return torch.maximum(torch.minimum(action, self.action_high), self.action_low)
+            return step.action + self.action_offset
+        return torch.maximum(torch.minimum(step.action, self.action_high), self.action_low)
 
     def actor_parameters(self) -> list[nn.Parameter]:
         extra = [self.log_std] if not self.discrete else []

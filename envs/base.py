@@ -20,6 +20,7 @@ class StepResult(NamedTuple):
     valid: Tensor  # (N,) bool: False where the step only reset the env (next-step autoreset)
     final_obs: Observation | None  # (N, ...) real last observations where truncated, else None
     info: dict[str, Any]
+    extras: dict[str, Tensor] = {}  # per-step tensors (N, ...) the algorithm may use, stored in the buffer
 
 
 class VecEnv(Protocol):

@@ -34,6 +34,7 @@ class RolloutBatch(NamedTuple):
     advantages: Tensor  # (B, L)
     returns: Tensor  # (B, L)
     mask: Tensor  # (B, L) bool: real decisions
+    extras: dict[str, Tensor]  # (B, ...) env-provided per-step tensors, e.g. reference log-probs
 
     def __len__(self) -> int:
         return self.mask.shape[0]
@@ -72,4 +73,5 @@ class RolloutBuffer:
             advantages=flat(advantages),
             returns=flat(returns),
             mask=flat(self.storage["mask"]),
+            extras=tree_map(flat, self.storage.get("extras", {})),
         )

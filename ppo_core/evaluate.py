@@ -46,7 +46,7 @@ def evaluate_policy(policy: ActorCritic, env: VecEnv, seed: int, deterministic: 
     final_returns = torch.zeros(n, dtype=torch.float64)
     while not bool(finished.all()):
         step = policy.act(obs, deterministic=deterministic)
-        result = env.step(policy.env_action(step.action))
+        result = env.step(policy.env_action(step))
         counting = (result.valid & ~finished).cpu()
         running += result.reward.cpu().double() * counting
         lengths += counting.long()

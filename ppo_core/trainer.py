@@ -73,7 +73,7 @@ class Trainer:
         self.has_final.zero_()
         for t in range(self.config.algo.num_steps):
             step = self.policy.act(obs)
-            result = self.env.step(self.policy.env_action(step.action))
+            result = self.env.step(self.policy.env_action(step))
             if result.final_obs is not None:
                 self.has_final[t] = result.truncated
                 self.final_values[t] = self.policy.value(result.final_obs)
@@ -87,6 +87,7 @@ class Trainer:
                 rewards=result.reward,
                 terminated=result.terminated,
                 episode_ends=result.terminated | result.truncated,
+                extras=result.extras,
             )
             obs = result.obs
         self.obs = obs

@@ -54,7 +54,7 @@ def test_box_policy_stores_unclipped_sample_and_clips_for_env():
     torch.manual_seed(0)
     step = policy.act(torch.zeros(256, 3))
     assert step.action.abs().max() > 1.0  # wide Gaussian: samples leave the bounds
-    env_action = policy.env_action(step.action)
+    env_action = policy.env_action(step)
     assert env_action.abs().max() <= 1.0
     # the stored action is the one scored: evaluate reproduces the rollout log-prob
     torch.testing.assert_close(policy.evaluate(torch.zeros(256, 3), step.action).log_prob, step.log_prob)
