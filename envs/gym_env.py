@@ -92,6 +92,9 @@ class GymVecEnv:
     def pop_episode_stats(self) -> EpisodeStats:
         return self.episodes.pop()
 
+    def pop_metrics(self) -> dict[str, float]:
+        return {}
+
     def state_dict(self) -> dict[str, Any]:
         state: dict[str, Any] = {"episodes": self.episodes.state_dict(), "resetting": torch.from_numpy(self._resetting.copy())}
         if self.obs_normalizer is not None:

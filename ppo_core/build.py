@@ -16,11 +16,15 @@ import numpy as np
 import torch
 
 from agents.base import ActorCritic
+from agents.lm import LMActorCritic
 from agents.mlp import MLPActorCritic
 from envs.base import VecEnv
 from envs.make import make_gym_env
+from envs.text_bandit import TextBanditVecEnv, TextReward, tokenize_prompts
+from ppo_core import text_artifacts as artifacts
 from ppo_core.algorithms import make_algorithm
-from ppo_core.config import AgentConfig, EnvConfig, TrainConfig, config_from_dict
+from ppo_core.align.models import context_length
+from ppo_core.config import AgentConfig, EnvConfig, LMAgentConfig, TextEnvConfig, TrainConfig, config_from_dict
 from ppo_core.errors import ConfigError
 from ppo_core.evaluate import evaluate_policy
 from ppo_core.trainer import Trainer
@@ -50,6 +54,9 @@ def seed_everything(seed: int) -> None:
 def make_env(config: TrainConfig, device: torch.device) -> VecEnv:
     if isinstance(config.env, EnvConfig):
         return make_gym_env(config.env, device, gamma=config.algo.gamma)
+    if isinstance(config.env, TextEnvConfig):
+        return make_text_env(config.env, device, config.env.prompts, "env.prompts", config.env.num_envs,
+                             shuffle=True, gold=config.env.gold)
     raise ConfigError(f"env config of type {type(config.env).__name__} has no builder")
 
 
@@ -65,7 +72,38 @@ def make_eval_env(config: TrainConfig, device: torch.device, episodes: int, vide
                            wrappers=_video_wrappers(video_dir))
         env.set_training(False)
         return env
+    if isinstance(config.env, TextEnvConfig):
+        return make_text_env(config.env, device, config.env.eval_prompts, "env.eval_prompts", episodes,
+                             shuffle=False, gold=True)
     raise ConfigError(f"env config of type {type(config.env).__name__} has no builder")
+
+
+def make_text_env(
+    config: TextEnvConfig, device: torch.device, source: str, key: str, num_envs: int, shuffle: bool, gold: bool
+) -> TextBanditVecEnv:
+    """The text bandit over prompts ``source``, scored by the frozen π_SFT and reward model (shared
+    between the training and evaluation envs)."""
+    if config.temperature <= 0 or config.max_new_tokens < 1 or config.num_envs < 1 or config.beta < 0:
+        raise ConfigError(f"env.temperature={config.temperature}, env.max_new_tokens={config.max_new_tokens}, "
+                          f"env.num_envs={config.num_envs} and env.beta={config.beta} must be > 0, >= 1, >= 1, >= 0")
+    sft = artifacts.sft_dir(config)
+    reference, tokenizer = artifacts.frozen_reference(sft, str(device))
+    if tokenizer.pad_token_id == tokenizer.eos_token_id:
+        raise ConfigError(f"the tokenizer in {sft!r} pads with EOS (id {tokenizer.eos_token_id}); completions "
+                          "are padded after their EOS, so pad_token_id must differ from eos_token_id")
+    rm = artifacts.rm_dir(config)
+    reward_model = artifacts.frozen_reward_model(rm, str(device))
+    artifacts.check_same_vocabulary(tokenizer, rm, "env.rm_path")
+    prompts = artifacts.load_prompts(config, source, key)
+    room = context_length(reference) - config.max_new_tokens
+    if room < 1:
+        raise ConfigError(f"env.max_new_tokens={config.max_new_tokens} leaves no room for a prompt in the "
+                          f"context of {context_length(reference)} tokens")
+    reward = TextReward(reference, reward_model.score, tokenizer.eos_token_id, config.temperature, config.beta,
+                        config.kl_in_reward, config.no_eos_penalty, config.empty_penalty, config.nonfinite_penalty)
+    return TextBanditVecEnv(tokenize_prompts(prompts.texts, tokenizer, room, config.prompt_overflow), reward,
+                            tokenizer, num_envs, config.max_new_tokens, device, shuffle,
+                            prompts.gold if gold else None)
 
 
 def _video_wrappers(video_dir: Path | None) -> list:
@@ -83,6 +121,10 @@ def _video_wrappers(video_dir: Path | None) -> list:
 
 def make_policy(config: TrainConfig, env: VecEnv, device: torch.device) -> ActorCritic:
     agent = config.agent
+    if isinstance(agent, LMAgentConfig):
+        return make_lm_policy(config, env, device)
+    if isinstance(config.env, TextEnvConfig):
+        raise ConfigError(f"env=text_bandit answers prompts with text: it needs agent=lm, not agent={agent.name}")
     if isinstance(agent, AgentConfig):
         policy = MLPActorCritic(
             env.single_observation_space,
@@ -95,6 +137,41 @@ def make_policy(config: TrainConfig, env: VecEnv, device: torch.device) -> Actor
         )
         return policy.to(device)
     raise ConfigError(f"agent config of type {type(agent).__name__} has no builder")
+
+
+def make_lm_policy(config: TrainConfig, env: TextBanditVecEnv, device: torch.device) -> LMActorCritic:
+    """The policy starts from ``agent.model_path`` (default π_SFT) and samples ``env.max_new_tokens``
+    tokens at ``env.temperature``, the values the env scores the reference with."""
+    agent, env_config = config.agent, config.env
+    if not isinstance(env_config, TextEnvConfig):
+        raise ConfigError(f"agent=lm generates text: it needs env=text_bandit, not env kind {env_config.kind!r}")
+    path = agent.model_path or artifacts.sft_dir(env_config)
+    model, tokenizer = artifacts.load_lm(path, device, "agent.model_path")
+    if tokenizer.get_vocab() != env.tokenizer.get_vocab():
+        raise ConfigError(f"agent.model_path={path!r} has a different tokenizer from env.sft_path")
+    if agent.value_init_path and agent.critic != "separate":
+        raise ConfigError(f"agent.value_init_path={agent.value_init_path!r} initialises a separate value trunk: "
+                          "set agent.critic=separate")
+    value_init = None
+    if agent.value_init_path:
+        value_path = artifacts.rm_dir(env_config) if agent.value_init_path == "rm" else agent.value_init_path
+        value_init = artifacts.load_reward_model(value_path, device, "agent.value_init_path")
+    attention = agent.attn_implementation
+    if attention == "auto":
+        attention = "eager" if config.algo.name == "trpo" else ""
+    for module in (model, value_init.trunk if value_init is not None else None):
+        if attention and module is not None:
+            try:
+                module.set_attn_implementation(attention)
+            except (ValueError, ImportError) as error:
+                raise ConfigError(f"agent.attn_implementation={attention!r}: {str(error).splitlines()[0]}") from None
+    try:
+        policy = LMActorCritic(model, tokenizer.pad_token_id, tokenizer.eos_token_id, env_config.max_new_tokens,
+                               env_config.temperature, agent.critic, value_init, agent.top_k, agent.top_p,
+                               agent.exit_check_every)
+    except ValueError as error:
+        raise ConfigError(f"agent=lm: {error}") from None
+    return policy.to(device)
 
 
 def build_trainer(config: TrainConfig, run_dir: Path) -> Trainer:
@@ -110,9 +187,11 @@ def build_trainer(config: TrainConfig, run_dir: Path) -> Trainer:
     def evaluate() -> dict[str, float]:
         eval_env.load_state_dict(env.state_dict(), restore_episodes=False)  # current normaliser statistics
         policy.eval()
-        result = evaluate_policy(policy, eval_env, seed=config.seed + 1_000_000)
+        result = evaluate_policy(policy, eval_env, seed=config.seed + 1_000_000).as_dict()
         policy.train()
-        return result.as_dict()
+        if isinstance(eval_env, TextBanditVecEnv):
+            result.update(eval_env.pop_metrics())  # RM score, KL to π_SFT and gold score of the evaluation
+        return result
 
     trainer = Trainer(config, env, policy, algorithm, run_dir, evaluate if eval_env else None, device)
     if config.resume:

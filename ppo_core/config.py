@@ -44,6 +44,75 @@ class AgentConfig:
 
 
 @dataclass
+class TextEnvConfig:
+    """The text bandit (envs/text_bandit.py): one prompt in, one completion out, rewarded by the reward
+    model minus β times the KL to the SFT policy (InstructGPT, Ouyang et al. 2022, §3.5).
+
+    It reads the artifacts of ``python -m ppo_core.align``: ``<artifacts>/sft`` (π_SFT, its tokenizer
+    and, for the embedded world's prompts, its ``stage_summary.json``) and ``<artifacts>/rm``.
+    ``max_new_tokens`` and ``temperature`` live here only; the LM agent is built with the same values.
+    """
+
+    kind: str = "text_bandit"
+    """Which environment family builds this config."""
+    artifacts: str = "artifacts/small"
+    """Root written by ``python -m ppo_core.align`` (its ``paths.root``)."""
+    sft_path: str = ""
+    """π_SFT dir: the frozen KL reference and, unless ``agent.model_path`` says otherwise, the policy's
+    initial weights. "" = ``<artifacts>/sft``."""
+    rm_path: str = ""
+    """Reward-model dir (agents/reward_model.py layout). "" = ``<artifacts>/rm``."""
+    prompts: str = "train"
+    """Training prompts: an embedded-world split (train | validation | test) or a .jsonl of {"prompt": ...}."""
+    eval_prompts: str = "validation"
+    """Evaluation prompts, in order from the first; same forms as ``prompts``."""
+    num_envs: int = 32
+    """Prompts answered per env step."""
+    max_new_tokens: int = 28
+    """L: tokens per completion (the action length), shared with the policy."""
+    temperature: float = 1.0
+    """Sampling temperature T of the policy; the KL compares π and π_SFT both at T."""
+    beta: float = 0.02
+    """β: weight of the KL penalty (InstructGPT's value)."""
+    kl_in_reward: bool = True
+    """Subtract β·KL from the reward (InstructGPT); false: reward = RM score, the KL is left to the loss."""
+    no_eos_penalty: float = 1.0
+    """Subtracted from the score of a completion without EOS (TRL's missing_eos_penalty)."""
+    empty_penalty: float = 1.0
+    """Subtracted from the score of an empty completion (EOS first)."""
+    nonfinite_penalty: float = 10.0
+    """A non-finite RM score is replaced by −nonfinite_penalty (and counted)."""
+    prompt_overflow: str = "error"
+    """A prompt longer than the context minus max_new_tokens: error | truncate (from the left, logged)."""
+    gold: bool = False
+    """Also score training completions with the gold labeler (a decode on the host every step);
+    evaluation always does when the prompts come from the embedded world."""
+
+
+@dataclass
+class LMAgentConfig:
+    """A causal LM with a value head (agents/lm.py); sampling length and temperature come from the env."""
+
+    name: str = "lm"
+    model_path: str = ""
+    """Initial policy weights, a local Hugging Face causal-LM dir; "" = the env's SFT dir."""
+    critic: str = "head"
+    """head: value head on the policy's trunk | separate: its own trunk and head."""
+    value_init_path: str = ""
+    """critic=separate: a reward-model dir to start the value function from (InstructGPT §3.5); "rm" =
+    the env's reward model; "" = a copy of the policy's initial trunk with a zero head."""
+    top_k: int = 0
+    """Sample from the k most likely tokens only (0: off); applied in training too."""
+    top_p: float = 1.0
+    """Nucleus sampling mass (1: off); applied in training too."""
+    exit_check_every: int = 4
+    """Tokens between the sampling loop's checks that every completion has ended (one host sync each)."""
+    attn_implementation: str = "auto"
+    """auto (eager for algo=trpo, whose Fisher-vector product needs attention twice differentiable;
+    else the model's own) | eager | sdpa | any transformers attention implementation."""
+
+
+@dataclass
 class AlgoConfig:
     """Settings every algorithm shares: the rollout and the advantage estimate."""
 
@@ -149,8 +218,8 @@ class TrainConfig:
 
 SCHEMAS: dict[str, dict[str, type]] = {
     "algo": {"ppo": PPOConfig, "trpo": TRPOConfig, "reinforce": ReinforceConfig},
-    "env": {"gym": EnvConfig},
-    "agent": {"mlp": AgentConfig},
+    "env": {"gym": EnvConfig, "text_bandit": TextEnvConfig},
+    "agent": {"mlp": AgentConfig, "lm": LMAgentConfig},
 }
 
 
@@ -170,6 +239,8 @@ def register_configs() -> None:
     store = ConfigStore.instance()
     store.store(name="train_schema", node=TrainConfig)
     store.store(group="env", name="env_schema", node=EnvConfig)
+    store.store(group="env", name="text_bandit_schema", node=TextEnvConfig)
     store.store(group="agent", name="mlp_schema", node=AgentConfig)
+    store.store(group="agent", name="lm_schema", node=LMAgentConfig)
     for name, schema in SCHEMAS["algo"].items():
         store.store(group="algo", name=f"{name}_schema", node=schema)

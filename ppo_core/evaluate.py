@@ -91,7 +91,8 @@ def run(config: EvaluateConfig) -> EvalResult:
     policy.load_state_dict(state["model"])
     env.load_state_dict(state["env"], restore_episodes=False)
     result = evaluate_policy(policy, env, config.seed, config.deterministic)
-    print(f"{train_config.env.id}: mean return {result.mean:.2f} ± {result.std:.2f} over {config.episodes} episodes")
+    name = getattr(train_config.env, "id", train_config.env.kind)
+    print(f"{name}: mean return {result.mean:.2f} ± {result.std:.2f} over {config.episodes} episodes")
     if config.video:
         video_dir = Path(config.video_dir or Path(config.checkpoint).parent / "videos")
         video_env = build.make_eval_env(train_config, device, 1, video_dir=video_dir)

@@ -148,6 +148,7 @@ class Trainer:
         episodes = self.env.pop_episode_stats()
         values = torch.stack([v.detach().float().cpu() for v in stats.values()]).tolist()
         scalars = {f"losses/{key}": value for key, value in zip(stats, values)}
+        scalars.update({f"objective/{key}": value for key, value in self.env.pop_metrics().items()})
         count = float(episodes.count)
         if count > 0:
             scalars["charts/episodic_return"] = float(episodes.return_sum) / count
@@ -155,7 +156,8 @@ class Trainer:
         return scalars
 
     def _check_finite(self, scalars: dict[str, float]) -> None:
-        bad = [key for key, value in scalars.items() if not math.isfinite(value) and key != "losses/explained_variance"]
+        bad = [key for key, value in scalars.items()
+               if key.startswith("losses/") and key != "losses/explained_variance" and not math.isfinite(value)]
         if bad:
             raise NonFiniteError(
                 f"non-finite {', '.join(bad)} at env step {self.global_step}; training stopped and the last "

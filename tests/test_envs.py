@@ -30,7 +30,7 @@ def test_next_step_mode_marks_the_reset_step_invalid_and_keeps_the_final_obs():
     assert not result.valid.any() and (result.reward == 0).all()
     assert result.obs.abs().max() <= 0.05  # now reset
     stats = env.pop_episode_stats()
-    assert stats.count.item() == 3 and stats.return_sum.item() == 15.0 and stats.length_sum.item() == 15
+    assert stats.count == 3 and stats.return_sum == 15.0 and stats.length_sum == 15
 
 
 def test_same_step_mode_returns_reset_obs_and_final_obs_on_truncation():
@@ -42,7 +42,7 @@ def test_same_step_mode_returns_reset_obs_and_final_obs_on_truncation():
     assert result.obs.abs().max() <= 0.05  # reset already
     expected = np.stack(result.info["final_obs"])
     torch.testing.assert_close(result.final_obs, torch.as_tensor(expected))
-    assert env.pop_episode_stats().count.item() == 3
+    assert env.pop_episode_stats().count == 3
 
 
 def test_running_mean_std_matches_numpy():

@@ -1,0 +1,242 @@
+"""A Hugging Face causal LM as an actor-critic over completions (Ouyang et al. 2022, "InstructGPT").
+
+An observation is a batch of LEFT-padded prompts, ``{"input_ids": (N, P), "attention_mask": (N, P)}``
+(other keys, e.g. ``prompt_index``, are ignored). An action is a completion of exactly
+``max_new_tokens`` = L tokens, right-padded with ``pad_token_id`` after its first EOS; each token is
+one decision. Log-probs come from ``token_log_probs`` (logits / T, then log-softmax) in sampling and
+in training alike, and the rollout's log-probs and values come from the same ``_forward`` that
+``evaluate`` uses, so the first PPO minibatch has ratio exactly 1.
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import NamedTuple
+
+import torch
+from torch import Tensor, nn
+from transformers import PreTrainedModel
+
+from agents.base import Observation, PolicyEvaluation, PolicyStep
+from agents.distributions import Categorical
+from agents.reward_model import RewardModel
+
+CRITICS = ("head", "separate")
+_FILTERED = torch.finfo(torch.float32).min  # logit of a token removed by top-k/top-p: exp() is 0, no NaN
+
+
+class Completion(NamedTuple):
+    """What the sampling loop produced, before the fresh scoring pass of ``act``."""
+
+    tokens: Tensor  # (N, L) right-padded with pad after the first EOS
+    mask: Tensor  # (N, L) bool: tokens up to and including the first EOS
+    log_prob: Tensor  # (N, L) generation-time log π(y_l | x, y_<l) at temperature T; 0 where masked
+
+
+def position_ids(attention_mask: Tensor) -> Tensor:
+    """Positions counted over real tokens only, so left padding does not shift them: (B, T)."""
+    return (attention_mask.long().cumsum(-1) - 1).clamp(min=0)
+
+
+def completion_mask(tokens: Tensor, eos_token_id: int) -> Tensor:
+    """(N, L) bool: the tokens up to and including the first EOS (all of them when there is none)."""
+    is_eos = (tokens == eos_token_id).long()  # (N, L)
+    return (is_eos.cumsum(-1) - is_eos) == 0
+
+
+def token_log_probs(logits: Tensor, temperature: float, top_k: int = 0, top_p: float = 1.0) -> Tensor:
+    """log-softmax(logits / T) over the vocabulary, after optional top-k / top-p filtering: (..., V).
+
+    The one place a sampling distribution is defined: the rollout samples from it and training scores
+    the same tokens under it. Filtered tokens get a finite, hugely negative log-prob.
+    """
+    logits = logits.float() / temperature
+    if top_k > 0:
+        kth = logits.topk(min(top_k, logits.shape[-1]), dim=-1).values[..., -1:]
+        logits = logits.masked_fill(logits < kth, _FILTERED)
+    if top_p < 1.0:
+        ordered, order = logits.sort(dim=-1, descending=True)
+        probs = ordered.softmax(-1)
+        drop = probs.cumsum(-1) - probs > top_p  # keeps the smallest prefix whose mass reaches top_p
+        logits = logits.masked_fill(drop.scatter(-1, order, drop), _FILTERED)
+    return torch.log_softmax(logits, dim=-1)
+
+
+def sequence_inputs(prompt_ids: Tensor, prompt_mask: Tensor, tokens: Tensor, mask: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    """Model inputs that predict every completion token: prompt plus all but the last completion token.
+
+    Returns input_ids, attention_mask and position_ids, each (N, P + L − 1); the last L positions
+    predict tokens 0 .. L − 1. Completion positions after the first EOS are masked out.
+    """
+    input_ids = torch.cat([prompt_ids, tokens[:, :-1]], dim=1)
+    attention_mask = torch.cat([prompt_mask.long(), mask[:, :-1].long()], dim=1)
+    return input_ids, attention_mask, position_ids(attention_mask)
+
+
+def completion_logits(
+    model: PreTrainedModel, prompt_ids: Tensor, prompt_mask: Tensor, tokens: Tensor, mask: Tensor, hidden: bool = False
+) -> tuple[Tensor, Tensor | None]:
+    """One forward over prompt + completion: logits that predict each completion token (N, L, V) and,
+    when ``hidden``, the final hidden states at those positions (N, L, H)."""
+    length = tokens.shape[1]
+    input_ids, attention_mask, positions = sequence_inputs(prompt_ids, prompt_mask, tokens, mask)
+    out = model(input_ids=input_ids, attention_mask=attention_mask, position_ids=positions,
+                output_hidden_states=hidden, logits_to_keep=length, use_cache=False)
+    return out.logits, (out.hidden_states[-1][:, -length:] if hidden else None)
+
+
+def sequence_log_probs(
+    model: PreTrainedModel, prompt_ids: Tensor, prompt_mask: Tensor, tokens: Tensor, mask: Tensor, temperature: float
+) -> Tensor:
+    """log π(y_l | x, y_<l) at temperature T for each completion token, 0 where masked: (N, L).
+    The text env scores its frozen reference π_SFT with this."""
+    logits, _ = completion_logits(model, prompt_ids, prompt_mask, tokens, mask)
+    log_prob = Categorical(token_log_probs(logits, temperature)).log_prob(tokens)  # (N, L)
+    return torch.where(mask, log_prob, 0.0)
+
+
+class LMActorCritic(nn.Module):
+    """Policy π_θ(y | x) = Π_l π_θ(y_l | x, y_<l) of a causal LM, and a per-token critic.
+
+    V before decision l is a linear value head on the final hidden state at the position that
+    predicts token l (the last prompt token for l = 0), as in Ziegler et al. 2019 and Stiennon et al.
+    2020. ``critic="head"`` puts that head on the policy's own trunk: ``critic_parameters()`` is then
+    the head alone, but PPO's combined loss (policy + vf_coef · value) still backpropagates the value
+    loss into the shared trunk. ``critic="separate"`` gives the critic its own trunk, initialised from
+    ``value_init`` (a reward model, as InstructGPT §3.5 initialises the value function from the RM) or
+    else from a copy of the policy's initial trunk.
+
+    Dropout is off in rollouts and updates alike (``train()`` keeps the module in eval mode): the
+    rollout's log-probs must be those of the function being trained.
+    """
+
+    def __init__(
+        self,
+        model: PreTrainedModel,
+        pad_token_id: int,
+        eos_token_id: int,
+        max_new_tokens: int,
+        temperature: float = 1.0,
+        critic: str = "head",
+        value_init: RewardModel | None = None,
+        top_k: int = 0,
+        top_p: float = 1.0,
+        exit_check_every: int = 4,
+    ):
+        super().__init__()
+        if pad_token_id is None or eos_token_id is None or pad_token_id == eos_token_id:
+            raise ValueError(
+                f"pad_token_id ({pad_token_id}) must be set and differ from eos_token_id ({eos_token_id}): "
+                "completions are right-padded after EOS and the mask is read off the first EOS; give the "
+                "tokenizer its own pad token (e.g. '<|pad|>') and resize the model's embeddings"
+            )
+        if critic not in CRITICS:
+            raise ValueError(f"critic={critic!r} is unknown; expected one of {CRITICS}")
+        if value_init is not None and critic != "separate":
+            raise ValueError("value_init needs critic='separate' (the value function gets its own trunk)")
+        if temperature <= 0 or max_new_tokens < 1 or exit_check_every < 1 or not 0 < top_p <= 1 or top_k < 0:
+            raise ValueError(f"need temperature > 0 (got {temperature}), max_new_tokens >= 1 (got {max_new_tokens}), "
+                             f"exit_check_every >= 1 (got {exit_check_every}), top_k >= 0 (got {top_k}), "
+                             f"0 < top_p <= 1 (got {top_p})")
+        self.model = model
+        self.pad_token_id, self.eos_token_id = int(pad_token_id), int(eos_token_id)
+        self.max_new_tokens, self.temperature = int(max_new_tokens), float(temperature)
+        self.top_k, self.top_p, self.exit_check_every = int(top_k), float(top_p), int(exit_check_every)
+        self.critic = critic
+        self.value_trunk: nn.Module | None = None
+        if critic == "separate":
+            self.value_trunk = value_init.trunk if value_init is not None else copy.deepcopy(model.base_model)
+        trunk_config = (self.value_trunk or model).config.get_text_config()
+        self.value_head = nn.Linear(trunk_config.hidden_size, 1)
+        nn.init.zeros_(self.value_head.weight)  # V = 0 at first: the value loss leaves a shared trunk alone
+        nn.init.zeros_(self.value_head.bias)
+        if value_init is not None:
+            with torch.no_grad():
+                self.value_head.weight.copy_(value_init.head.weight)
+                self.value_head.bias.copy_(value_init.head.bias + value_init.offset)
+        self.train(False)
+
+    def train(self, mode: bool = True) -> "LMActorCritic":
+        """Always eval mode, so dropout never makes the rollout and the update score different functions."""
+        return super().train(False)
+
+    # ----------------------------------------------------------------------------- scoring
+    def _forward(self, obs: Observation, tokens: Tensor, mask: Tensor) -> tuple[Categorical, Tensor]:
+        """Token distributions (N, L, V) at temperature T and values V before each decision (N, L)."""
+        prompt_ids, prompt_mask = obs["input_ids"], obs["attention_mask"]
+        head = self.critic == "head"
+        logits, hidden = completion_logits(self.model, prompt_ids, prompt_mask, tokens, mask, hidden=head)
+        if not head:
+            input_ids, attention_mask, positions = sequence_inputs(prompt_ids, prompt_mask, tokens, mask)
+            hidden = self.value_trunk(input_ids=input_ids, attention_mask=attention_mask,
+                                      position_ids=positions).last_hidden_state[:, -tokens.shape[1]:]
+        dist = Categorical(token_log_probs(logits, self.temperature, self.top_k, self.top_p))
+        return dist, self.value_head(hidden).squeeze(-1)
+
+    def evaluate(self, obs: Observation, action: Tensor) -> PolicyEvaluation:
+        mask = completion_mask(action, self.eos_token_id)  # (B, L)
+        dist, value = self._forward(obs, action, mask)
+        log_prob = torch.where(mask, dist.log_prob(action), 0.0)  # (B, L)
+        return PolicyEvaluation(log_prob, dist.entropy(), value, dist)
+
+    def value(self, obs: Observation) -> Tensor:
+        """V at the last prompt token: (N,)."""
+        prompt_ids, prompt_mask = obs["input_ids"], obs["attention_mask"]
+        inputs = dict(input_ids=prompt_ids, attention_mask=prompt_mask, position_ids=position_ids(prompt_mask))
+        if self.critic == "head":
+            hidden = self.model(**inputs, output_hidden_states=True, logits_to_keep=1, use_cache=False).hidden_states[-1]
+        else:
+            hidden = self.value_trunk(**inputs).last_hidden_state
+        return self.value_head(hidden[:, -1]).squeeze(-1)
+
+    # ----------------------------------------------------------------------------- acting
+    @torch.no_grad()
+    def sample(self, obs: Observation, deterministic: bool = False) -> Completion:
+        """Batched ancestral sampling (greedy when ``deterministic``) with the KV cache.
+
+        The only host sync is the early exit: every ``exit_check_every`` tokens, stop once all rows
+        have emitted EOS (the rest of the completion stays pad).
+        """
+        prompt_ids, prompt_mask = obs["input_ids"], obs["attention_mask"]  # (N, P)
+        n, p = prompt_ids.shape
+        length = self.max_new_tokens
+        tokens = prompt_ids.new_full((n, length), self.pad_token_id)  # (N, L)
+        log_prob = torch.zeros(n, length, device=prompt_ids.device)  # (N, L)
+        attention = torch.cat([prompt_mask.long(), prompt_mask.new_ones(n, length - 1, dtype=torch.long)], dim=1)
+        positions = position_ids(prompt_mask)  # (N, P)
+        next_position = positions[:, -1:] + 1  # (N, 1)
+        done = torch.zeros(n, dtype=torch.bool, device=prompt_ids.device)
+        out = self.model(input_ids=prompt_ids, attention_mask=prompt_mask, position_ids=positions,
+                         use_cache=True, logits_to_keep=1)
+        for l in range(length):
+            dist = Categorical(token_log_probs(out.logits[:, -1], self.temperature, self.top_k, self.top_p))  # (N, V)
+            token = torch.where(done, self.pad_token_id, dist.mode() if deterministic else dist.sample())  # (N,)
+            tokens[:, l] = token
+            log_prob[:, l] = torch.where(done, 0.0, dist.log_prob(token))
+            done = done | (token == self.eos_token_id)
+            if l == length - 1 or ((l + 1) % self.exit_check_every == 0 and bool(done.all())):
+                break
+            out = self.model(input_ids=token[:, None], attention_mask=attention[:, : p + l + 1],
+                             position_ids=next_position + l, past_key_values=out.past_key_values, use_cache=True)
+        return Completion(tokens, completion_mask(tokens, self.eos_token_id), log_prob)
+
+    @torch.no_grad()
+    def act(self, obs: Observation, deterministic: bool = False) -> PolicyStep:
+        """Sample completions, then score them with a fresh ``_forward`` (the one ``evaluate`` uses)."""
+        completion = self.sample(obs, deterministic)
+        evaluation = self.evaluate(obs, completion.tokens)
+        return PolicyStep(completion.tokens, evaluation.log_prob, evaluation.value, completion.mask)
+
+    def env_action(self, step: PolicyStep) -> dict[str, Tensor]:
+        """The completion and its log π(y|x) per token, which the env's KL penalty needs."""
+        return {"tokens": step.action, "mask": step.mask, "log_prob": step.log_prob}
+
+    # ----------------------------------------------------------------------------- parameters
+    def actor_parameters(self) -> list[nn.Parameter]:
+        return list(self.model.parameters())
+
+    def critic_parameters(self) -> list[nn.Parameter]:
+        """critic="head": the value head alone (PPO's joint loss still trains the shared trunk through
+        the value loss); critic="separate": the value trunk and head."""
+        trunk = list(self.value_trunk.parameters()) if self.value_trunk is not None else []
+        return [*trunk, *self.value_head.parameters()]

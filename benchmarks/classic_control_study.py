@@ -1,0 +1,275 @@
+"""Classic control study: REINFORCE, PPO and TRPO on five tasks, against SB3 PPO and sb3-contrib TRPO.
+
+Runs, for every algorithm × task, N seeds of our tuned preset (conf/tuned/<algo>_<env>.yaml) as one
+hydra multirun with the joblib launcher; then the peers at rl-baselines3-zoo settings (with gSDE
+where the zoo uses it; we have none), each run in its own process; then ``python -m ppo_core.compare``
+over both. Every run evaluates deterministically at the preset's ``eval_every`` (evaluation time is
+excluded from the training clock). ``--timesteps-scale`` shrinks budgets and evaluation intervals
+alike, for a quick check of the pipeline.
+
+    pip install -e ".[bench]"
+    python benchmarks/classic_control_study.py                       # 3 algos × 5 tasks × 10 seeds + peers
+    python benchmarks/classic_control_study.py --seeds 1 --timesteps-scale 0.02 --no-record   # smoke check
+
+Prints the comparison table and appends command, machine, date, table and figures to
+benchmarks/RESULTS.md (``--results`` to write elsewhere, ``--no-record`` to skip).
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+sys.path.insert(0, str(ROOT))
+
+ALGOS = ("ppo", "trpo", "reinforce")
+ENVS = {"cartpole": "CartPole-v1", "acrobot": "Acrobot-v1", "mountaincar": "MountainCar-v0",
+        "mountaincar_continuous": "MountainCarContinuous-v0", "pendulum": "Pendulum-v1"}
+WORKER_ENV = {"PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1", "OMP_WAIT_POLICY": "PASSIVE",
+              "PATH": os.environ.get("PATH", "/usr/bin:/bin")}
+
+# rl-baselines3-zoo hyperparams/ppo.yml and hyperparams/trpo.yml; keys left out take the library defaults.
+ZOO = {
+    "sb3_ppo": {
+        "CartPole-v1": dict(n_envs=8, n_timesteps=1e5, n_steps=32, batch_size=256, gae_lambda=0.8, gamma=0.98,
+                            n_epochs=20, ent_coef=0.0, learning_rate="lin_0.001", clip_range="lin_0.2"),
+        "Acrobot-v1": dict(normalize=True, n_envs=16, n_timesteps=1e6, n_steps=256, gae_lambda=0.94, gamma=0.99,
+                           n_epochs=4, ent_coef=0.0),
+        "MountainCar-v0": dict(normalize=True, n_envs=16, n_timesteps=1e6, n_steps=16, gae_lambda=0.98, gamma=0.99,
+                               n_epochs=4, ent_coef=0.0),
+        "MountainCarContinuous-v0": dict(normalize=True, n_envs=1, n_timesteps=20000, batch_size=256, n_steps=8,
+                                         gamma=0.9999, learning_rate=7.77e-05, ent_coef=0.00429, clip_range=0.1,
+                                         n_epochs=10, gae_lambda=0.9, max_grad_norm=5, vf_coef=0.19, use_sde=True,
+                                         policy_kwargs=dict(log_std_init=-3.29, ortho_init=False)),
+        "Pendulum-v1": dict(n_envs=4, n_timesteps=1e5, n_steps=1024, gae_lambda=0.95, gamma=0.9, n_epochs=10,
+                            ent_coef=0.0, learning_rate=1e-3, clip_range=0.2, use_sde=True, sde_sample_freq=4),
+    },
+    "sb3_trpo": {
+        "CartPole-v1": dict(n_envs=2, n_timesteps=1e5, n_steps=512, batch_size=512, cg_damping=1e-3, gae_lambda=0.98,
+                            gamma=0.99, learning_rate=1e-3, n_critic_updates=20),
+        "Acrobot-v1": dict(normalize=True, n_envs=2, n_timesteps=1e5, n_steps=1024),
+        "MountainCar-v0": dict(normalize=True, n_envs=2, n_timesteps=1e5, n_steps=1024, n_critic_updates=20),
+        "MountainCarContinuous-v0": dict(normalize=True, n_envs=2, n_timesteps=50000, use_sde=True,
+                                         sde_sample_freq=4),
+        "Pendulum-v1": dict(n_envs=2, n_timesteps=1e5, n_steps=1024, gamma=0.9, n_critic_updates=15, use_sde=True,
+                            sde_sample_freq=4),
+    },
+}
+PEER_OF = {"sb3_ppo": "ppo", "sb3_trpo": "trpo"}  # whose preset sets the peer's evaluation interval
+
+
+# --------------------------------------------------------------------------------------- budgets
+def preset_budget(algo: str, env: str) -> tuple[int, int]:
+    """(total_timesteps, eval_every) of the tuned preset, as the training app composes them."""
+    from tests.conftest import make_config
+
+    config = make_config(f"algo={algo}", f"env={env}")
+    return config.total_timesteps, config.eval_every
+
+
+def scaled(value: float, scale: float) -> int:
+    return max(1, round(value * scale))
+
+
+# --------------------------------------------------------------------------------------- our runs
+def run_ours(algo: str, env: str, seeds: int, scale: float, eval_episodes: int, n_jobs: int, out: Path) -> None:
+    """One hydra multirun over the seeds of one algorithm × task, with the joblib launcher."""
+    total, eval_every = preset_budget(algo, env)
+    command = [sys.executable, "-m", "ppo_core.train", "-m", f"algo={algo}", f"env={env}",
+               f"seed={','.join(map(str, range(seeds)))}", f"total_timesteps={scaled(total, scale)}",
+               f"eval_every={scaled(eval_every, scale)}", f"eval_episodes={eval_episodes}", "checkpoint_every=0",
+               "torch_threads=1", "progress=false", "hydra/launcher=joblib", f"hydra.launcher.n_jobs={n_jobs}",
+               f"hydra.sweep.dir={out / f'{algo}_{env}'}"]
+    subprocess.run(command, cwd=ROOT, env=WORKER_ENV, check=True, capture_output=True, text=True)
+
+
+# --------------------------------------------------------------------------------------- peers
+def peer_worker(peer: str, env_id: str, seed: int, scale: float, eval_every: int, eval_episodes: int,
+                run_dir: Path) -> None:
+    """Train one SB3 peer at zoo settings, evaluating every ``eval_every`` env steps; writes summary.json
+    with the keys ppo_core.compare reads."""
+    import numpy as np
+    import torch
+    from sb3_contrib import TRPO
+    from stable_baselines3 import PPO
+    from stable_baselines3.common.callbacks import BaseCallback
+    from stable_baselines3.common.env_util import make_vec_env
+    from stable_baselines3.common.evaluation import evaluate_policy
+    from stable_baselines3.common.vec_env import VecNormalize, sync_envs_normalization
+
+    torch.set_num_threads(1)
+    settings = dict(ZOO[peer][env_id])
+    n_envs, budget, normalize = settings.pop("n_envs"), settings.pop("n_timesteps"), settings.pop("normalize", False)
+    for key in ("learning_rate", "clip_range"):  # the zoo's lin_<x> schedules: x · progress_remaining
+        if isinstance(settings.get(key), str):
+            start = float(settings[key].removeprefix("lin_"))
+            settings[key] = lambda remaining, start=start: remaining * start
+    gamma = settings.get("gamma", 0.99)
+    env = make_vec_env(env_id, n_envs=n_envs, seed=seed)
+    eval_env = make_vec_env(env_id, n_envs=1, seed=seed + 1_000_000)
+    if normalize:
+        env = VecNormalize(env, gamma=gamma)
+        eval_env = VecNormalize(eval_env, training=False, norm_reward=False, gamma=gamma)
+
+    class TimedEval(BaseCallback):
+        """Evaluate every eval_every env steps and at the end; the clock stops while evaluating."""
+
+        def __init__(self) -> None:
+            super().__init__()
+            self.history: list[dict] = []
+            self.paused = 0.0
+            self.next_eval = eval_every
+            self.start = time.perf_counter()
+
+        def _on_step(self) -> bool:
+            return True
+
+        def evaluate(self) -> None:
+            paused_at = time.perf_counter()
+            if normalize:
+                sync_envs_normalization(self.model.get_env(), eval_env)
+            returns, lengths = evaluate_policy(self.model, eval_env, n_eval_episodes=eval_episodes,
+                                               deterministic=True, return_episode_rewards=True)
+            self.history.append({"mean_reward": float(np.mean(returns)), "std_reward": float(np.std(returns)),
+                                 "mean_length": float(np.mean(lengths)), "env_steps": int(self.num_timesteps),
+                                 "wall_seconds": paused_at - self.start - self.paused})
+            self.paused += time.perf_counter() - paused_at
+
+        def _on_rollout_end(self) -> None:
+            if self.num_timesteps >= self.next_eval:
+                self.evaluate()
+                self.next_eval = (self.num_timesteps // eval_every + 1) * eval_every
+
+    algo_class = PPO if peer == "sb3_ppo" else TRPO
+    model = algo_class("MlpPolicy", env, seed=seed, device="cpu", verbose=0, **settings)
+    callback = TimedEval()
+    model.learn(scaled(budget, scale), callback=callback)
+    if not callback.history or callback.history[-1]["env_steps"] != model.num_timesteps:
+        callback.evaluate()
+    final = callback.history[-1]
+    summary = {"eval_mean_return": final["mean_reward"], "eval_std_return": final["std_reward"],
+               "env_steps": int(model.num_timesteps), "wall_seconds": final["wall_seconds"],
+               "eval_history": callback.history,
+               "config": {"algo": {"name": peer, **{k: v for k, v in ZOO[peer][env_id].items()}},
+                          "env": {"id": env_id}, "seed": seed, "total_timesteps": scaled(budget, scale)}}
+    run_dir.mkdir(parents=True, exist_ok=True)
+    (run_dir / "summary.json").write_text(json.dumps(summary, indent=2, default=str))
+
+
+def run_peer(peer: str, env: str, seed: int, scale: float, eval_episodes: int, out: Path) -> None:
+    _, eval_every = preset_budget(PEER_OF[peer], env)
+    command = [sys.executable, str(Path(__file__).resolve()), "--peer-worker", peer, ENVS[env], str(seed), str(scale),
+               str(scaled(eval_every, scale)), str(eval_episodes), str(out / f"{peer}_{env}_{seed}")]
+    subprocess.run(command, cwd=ROOT, env=WORKER_ENV, check=True, capture_output=True, text=True)
+
+
+def run_peers(envs: list[str], seeds: int, scale: float, eval_episodes: int, n_jobs: int, out: Path) -> None:
+    from joblib import Parallel, delayed
+
+    jobs = [(peer, env, seed) for peer in ZOO for env in envs for seed in range(seeds)]
+    Parallel(n_jobs=n_jobs)(delayed(run_peer)(peer, env, seed, scale, eval_episodes, out) for peer, env, seed in jobs)
+
+
+# --------------------------------------------------------------------------------------- report
+def cpu_name() -> str:
+    try:
+        with open("/proc/cpuinfo") as f:
+            return next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
+    except (OSError, StopIteration):
+        return platform.processor() or platform.machine()
+
+
+def load_average() -> str:
+    return ", ".join(f"{x:.2f}" for x in os.getloadavg())
+
+
+def versions() -> str:
+    import gymnasium
+    import torch
+
+    found = [f"torch {torch.__version__}", f"gymnasium {gymnasium.__version__}"]
+    try:
+        import sb3_contrib
+        import stable_baselines3
+
+        found += [f"stable-baselines3 {stable_baselines3.__version__}", f"sb3-contrib {sb3_contrib.__version__}"]
+    except ImportError:
+        pass
+    return ", ".join(found)
+
+
+def record(report: str, figures: Path, results: Path) -> None:
+    """Append the report to ``results`` with the figures copied beside it."""
+    stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
+    target = results.parent / "figures" / f"classic_control_{stamp}"
+    target.mkdir(parents=True, exist_ok=True)
+    links = []
+    for png in sorted(figures.glob("*.png")):
+        shutil.copy(png, target / png.name)
+        links.append(f"![{png.stem}]({(target / png.name).relative_to(results.parent)})")
+    with open(results, "a") as f:
+        f.write("\n" + report + "\n\n" + "\n".join(links) + "\n")
+
+
+def main() -> None:
+    if len(sys.argv) > 1 and sys.argv[1] == "--peer-worker":
+        peer, env_id, seed, scale, eval_every, eval_episodes, run_dir = sys.argv[2:9]
+        peer_worker(peer, env_id, int(seed), float(scale), int(eval_every), int(eval_episodes), Path(run_dir))
+        return
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--seeds", type=int, default=10, help="seeds 0 .. N-1 per algorithm and task")
+    parser.add_argument("--timesteps-scale", type=float, default=1.0, help="multiplies budgets and eval intervals")
+    parser.add_argument("--eval-episodes", type=int, default=10, help="deterministic episodes per evaluation")
+    parser.add_argument("--n-jobs", type=int, default=2, help="runs at once (each uses one torch thread)")
+    parser.add_argument("--algos", nargs="+", default=list(ALGOS), choices=ALGOS)
+    parser.add_argument("--envs", nargs="+", default=list(ENVS), choices=list(ENVS))
+    parser.add_argument("--no-peers", action="store_true", help="skip SB3 PPO and sb3-contrib TRPO")
+    parser.add_argument("--out", type=Path, default=None, help="default: artifacts/classic_control/<date-time>")
+    parser.add_argument("--results", type=Path, default=HERE / "RESULTS.md")
+    parser.add_argument("--no-record", action="store_true", help="do not append to --results")
+    args = parser.parse_args()
+    out = args.out or ROOT / "artifacts" / "classic_control" / datetime.datetime.now().strftime("%Y-%m-%d_%H-%M-%S")
+    out.mkdir(parents=True, exist_ok=True)
+    started, load_at_start = time.time(), load_average()
+    for algo in args.algos:
+        for env in args.envs:
+            print(f"ours  {algo:9s} {env:22s} {args.seeds} seeds", flush=True)
+            run_ours(algo, env, args.seeds, args.timesteps_scale, args.eval_episodes, args.n_jobs, out / "ours")
+    if not args.no_peers:
+        print(f"peers sb3_ppo, sb3_trpo on {len(args.envs)} tasks, {args.seeds} seeds", flush=True)
+        run_peers(args.envs, args.seeds, args.timesteps_scale, args.eval_episodes, args.n_jobs, out / "peers")
+    from ppo_core.compare import compare, markdown_table
+
+    directories = [out / "ours"] + ([] if args.no_peers else [out / "peers"])
+    rows, aggregates = compare(directories, out / "compare")
+    table = markdown_table(rows, aggregates)
+    command = "python benchmarks/classic_control_study.py " + " ".join(sys.argv[1:])
+    report = "\n".join([
+        f"## Classic control: REINFORCE, PPO, TRPO vs SB3 peers ({datetime.date.today().isoformat()})", "",
+        f"Command: `{command.strip()}`",
+        f"Machine: {cpu_name()}, {os.cpu_count()} cores, Python {platform.python_version()}, {versions()}; "
+        f"{args.n_jobs} runs at once, one torch thread each; load average {load_at_start} at start, "
+        f"{load_average()} at end; {time.time() - started:.0f} s in all.",
+        f"Budgets: tuned presets (ours) and rl-baselines3-zoo (peers) × {args.timesteps_scale}; {args.seeds} seeds; "
+        f"{args.eval_episodes} deterministic evaluation episodes. The peers use gSDE where the zoo does "
+        "(Pendulum, MountainCarContinuous); ours use a plain diagonal Gaussian.", "",
+        table,
+    ])
+    print(report)
+    print(f"\nruns, tables and plots in {out}")
+    if not args.no_record:
+        record(report, out / "compare", args.results)
+
+
+if __name__ == "__main__":
+    main()

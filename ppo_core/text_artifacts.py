@@ -1,0 +1,122 @@
+"""What a text-bandit run reads from disk: π_SFT with its tokenizer, the reward model and the prompts.
+
+``python -m ppo_core.align`` writes them (``<root>/sft``, ``<root>/rm``); a missing one is a
+``ConfigError`` that names the stage to run. Frozen models (the KL reference and the reward model)
+are loaded once per path and device and shared by the training and evaluation envs.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+from collections.abc import Callable
+from typing import NamedTuple
+
+import torch
+from transformers import PreTrainedModel, PreTrainedTokenizerBase
+
+from agents.reward_model import CONFIG_FILE, RewardModel
+from envs.language_world import clean_completion
+from ppo_core.align.config import WorldConfig
+from ppo_core.align.errors import AlignError
+from ppo_core.align.models import load_causal_lm, load_tokenizer
+from ppo_core.align.world import load_world
+from ppo_core.config import TextEnvConfig
+from ppo_core.errors import ConfigError
+
+WORLD_SPLITS = ("train", "validation", "test")
+STAGE_SUMMARY = "stage_summary.json"
+
+
+class Prompts(NamedTuple):
+    texts: list[str]
+    gold: Callable[[int, str], float] | None  # (prompt index, completion text) -> gold total
+
+
+def sft_dir(config: TextEnvConfig) -> str:
+    return config.sft_path or os.path.join(config.artifacts, "sft")
+
+
+def rm_dir(config: TextEnvConfig) -> str:
+    return config.rm_path or os.path.join(config.artifacts, "rm")
+
+
+def require_dir(path: str, key: str, stage: str, marker: str = "config.json") -> str:
+    """``path`` if it holds ``marker``; else a ConfigError telling the user which stage writes it."""
+    if not os.path.isfile(os.path.join(path, marker)):
+        state = "does not exist" if not os.path.exists(path) else f"has no {marker}"
+        raise ConfigError(f"{key}={path!r} {state}; run `python -m ppo_core.align stage={stage}` first "
+                          f"(or point {key} at a saved model)")
+    return path
+
+
+def load_lm(path: str, device: torch.device, key: str) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
+    """A local causal LM and its tokenizer (pad token added when missing), as the SFT stage saved them."""
+    require_dir(path, key, "sft")
+    try:
+        return load_causal_lm(path, device=device)
+    except AlignError as error:
+        raise ConfigError(f"{key}: {error}") from None
+
+
+@functools.lru_cache(maxsize=4)
+def frozen_reference(path: str, device: str) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
+    model, tokenizer = load_lm(path, torch.device(device), "env.sft_path")
+    return model.eval().requires_grad_(False), tokenizer
+
+
+def load_reward_model(path: str, device: torch.device, key: str) -> RewardModel:
+    require_dir(path, key, "rm", CONFIG_FILE)
+    return RewardModel.from_pretrained(path, device=device)
+
+
+@functools.lru_cache(maxsize=4)
+def frozen_reward_model(path: str, device: str) -> RewardModel:
+    return load_reward_model(path, torch.device(device), "env.rm_path").requires_grad_(False)
+
+
+def check_same_vocabulary(tokenizer: PreTrainedTokenizerBase, path: str, key: str) -> None:
+    """Token ids mean the same thing to the policy, the reference and the reward model."""
+    if not any(os.path.isfile(os.path.join(path, name)) for name in ("tokenizer.json", "tokenizer_config.json")):
+        return
+    if load_tokenizer(path).get_vocab() != tokenizer.get_vocab():
+        raise ConfigError(f"{key}={path!r} has a different tokenizer from env.sft_path; the policy, the "
+                          "reference and the reward model must share one vocabulary")
+
+
+def load_prompts(config: TextEnvConfig, source: str, key: str) -> Prompts:
+    """A world split (with the gold labeler) or the "prompt" field of each line of a .jsonl file."""
+    if source in WORLD_SPLITS:
+        return world_prompts(config, source, key)
+    if source.endswith(".jsonl"):
+        if not os.path.isfile(source):
+            raise ConfigError(f"{key}={source!r} does not exist")
+        with open(source) as f:
+            rows = [json.loads(line) for line in f if line.strip()]
+        missing = [i for i, row in enumerate(rows) if not isinstance(row.get("prompt"), str)]
+        if missing:
+            raise ConfigError(f"{key}={source!r}: line {missing[0] + 1} has no string field \"prompt\"")
+        return Prompts([row["prompt"] for row in rows], None)
+    raise ConfigError(f"{key}={source!r} is neither a world split {WORLD_SPLITS} nor a .jsonl file")
+
+
+def world_prompts(config: TextEnvConfig, split: str, key: str) -> Prompts:
+    """The split of the embedded world that the SFT stage was trained in (read from its summary)."""
+    summary = os.path.join(sft_dir(config), STAGE_SUMMARY)
+    if not os.path.isfile(summary):
+        raise ConfigError(f"{key}={split} takes the embedded world's prompts, whose settings are read from "
+                          f"{summary!r}, written by `python -m ppo_core.align stage=sft`; for another model "
+                          f"give {key}=path/to/prompts.jsonl")
+    with open(summary) as f:
+        settings = json.load(f)["config"]["world"]
+    try:
+        world = load_world(WorldConfig(**settings))
+    except AlignError as error:
+        raise ConfigError(f"{key}: {error}") from None
+    prompts = world.splits[split]
+
+    def gold(index: int, text: str) -> float:
+        return world.gold_total(prompts[index], clean_completion(text))
+
+    return Prompts([world.prompt_text(p) for p in prompts], gold)

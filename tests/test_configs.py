@@ -1,0 +1,73 @@
+"""Every algorithm × task composes with its tuned preset; bad algorithm settings fail with one line."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from ppo_core.build import build_trainer
+from ppo_core.config import ReinforceConfig, TRPOConfig
+from ppo_core.errors import ConfigError
+from tests.conftest import make_config
+
+ROOT = Path(__file__).resolve().parents[1]
+ALGOS = ("ppo", "trpo", "reinforce")
+ENVS = {"cartpole": "CartPole-v1", "acrobot": "Acrobot-v1", "mountaincar": "MountainCar-v0",
+        "mountaincar_continuous": "MountainCarContinuous-v0", "pendulum": "Pendulum-v1"}
+
+
+@pytest.mark.parametrize("algo", ALGOS)
+@pytest.mark.parametrize("env", sorted(ENVS))
+def test_every_pair_composes_with_a_marked_tuned_preset(algo, env):
+    config = make_config(f"algo={algo}", f"env={env}")
+    assert config.algo.name == algo and config.env.id == ENVS[env]
+    preset = ROOT / "conf" / "tuned" / f"{algo}_{env}.yaml"
+    header = "".join(preset.read_text().splitlines(keepends=True)[:3])
+    assert preset.read_text().startswith("# @package _global_") and "erified" in header
+
+
+def test_tuned_values_land_and_command_line_overrides_win():
+    config = make_config("algo=trpo", "env=cartpole")
+    assert isinstance(config.algo, TRPOConfig)
+    assert (config.env.num_envs, config.algo.num_steps, config.algo.damping, config.algo.vf_iters) == (2, 512, 1e-3, 20)
+    assert config.total_timesteps == 100_000
+    assert make_config("algo=trpo", "env=cartpole", "total_timesteps=1024").total_timesteps == 1024
+    acrobot = make_config("algo=reinforce", "env=acrobot")
+    assert isinstance(acrobot.algo, ReinforceConfig) and acrobot.algo.gae_lambda == 1.0
+    assert acrobot.env.normalize_obs and acrobot.env.normalize_reward
+
+
+def run_train(*overrides: str, cwd: Path) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    return subprocess.run([sys.executable, "-m", "ppo_core.train", *overrides, "total_timesteps=256", "progress=false"],
+                          cwd=cwd, env=env, capture_output=True, text=True)
+
+
+@pytest.mark.parametrize(
+    "overrides, expected",
+    [
+        (("algo=trpo", "algo.max_kl=abc"), "full_key: algo.max_kl"),
+        (("algo=trpo", "algo.clip_eps=0.1"), "Key 'clip_eps' not in 'TRPOConfig'"),
+        (("algo=reinforce", "algo.baseline=maybe"), "full_key: algo.baseline"),
+    ],
+)
+def test_mistyped_algorithm_settings_name_the_key(tmp_path, overrides, expected):
+    result = run_train(*overrides, cwd=tmp_path)
+    assert result.returncode != 0
+    assert "Traceback" not in result.stderr
+    assert expected in result.stderr, result.stderr
+
+
+@pytest.mark.parametrize(
+    "overrides, expected",
+    [
+        (("algo=trpo", "algo.max_kl=-1"), r"algo.max_kl=-1.0 is invalid; expected > 0"),
+        (("algo=reinforce", "algo.num_minibatches=0"), r"algo.num_minibatches=0 is invalid; expected >= 1"),
+        (("algo=reinforce", "agent.shared_trunk=true"), r"algo=reinforce fits the critic with its own optimiser"),
+    ],
+)
+def test_unusable_algorithm_settings_are_config_errors(tmp_path, overrides, expected):
+    with pytest.raises(ConfigError, match=expected):
+        build_trainer(make_config(*overrides, "eval_episodes=0"), tmp_path)

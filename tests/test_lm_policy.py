@@ -1,0 +1,149 @@
+"""The LM actor-critic: sampling and training score tokens with one function, left padding changes
+nothing, masks end at the first EOS, and the critic options partition the parameters."""
+
+import pytest
+import torch
+
+from agents.lm import LMActorCritic, completion_mask, token_log_probs
+from agents.reward_model import RewardModel
+from ppo_core.align.data import pad_sequences
+from ppo_core.losses import approx_kl
+from tests.lm_fixtures import EOS, PAD, make_lm
+
+PROMPTS = [[5, 6, 7, 8, 9, 10], [11, 12], [13, 14, 15], [16]]
+TEMPERATURE = 0.7
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+def left_padded(prompts=PROMPTS):
+    ids, mask = pad_sequences(prompts, PAD, side="left")
+    return {"input_ids": ids, "attention_mask": mask, "prompt_index": torch.arange(len(prompts))}
+
+
+def policy(**kwargs) -> LMActorCritic:
+    options = dict(max_new_tokens=10, temperature=TEMPERATURE) | kwargs
+    return LMActorCritic(make_lm(0), PAD, EOS, **options)
+
+
+def unpadded_log_probs(model, prompt: list[int], completion: torch.Tensor, temperature: float) -> torch.Tensor:
+    """log π(y_l | x, y_<l) from a plain forward over one unpadded sequence with default positions."""
+    ids = torch.tensor([prompt + completion.tolist()])
+    logits = model(input_ids=ids).logits[0, len(prompt) - 1 : -1]  # (L, V)
+    return torch.log_softmax(logits / temperature, -1).gather(-1, completion[:, None]).squeeze(-1)
+
+
+def test_rollout_log_probs_equal_a_fresh_forward_pass():
+    torch.manual_seed(0)
+    pi, obs = policy(), left_padded()
+    sampled = pi.sample(obs)
+    with torch.no_grad():
+        fresh = pi.evaluate(obs, sampled.tokens).log_prob  # (N, L)
+        for i, prompt in enumerate(PROMPTS):
+            keep = sampled.mask[i]
+            alone = unpadded_log_probs(pi.model, prompt, sampled.tokens[i][keep], TEMPERATURE)
+            torch.testing.assert_close(sampled.log_prob[i][keep], alone, atol=1e-5, rtol=0)
+    torch.testing.assert_close(sampled.log_prob, fresh, atol=1e-5, rtol=0)
+    assert (sampled.log_prob[~sampled.mask] == 0).all()
+
+
+def test_act_then_evaluate_gives_ratio_exactly_one():
+    torch.manual_seed(1)
+    pi, obs = policy(), left_padded()
+    step = pi.act(obs)
+    with torch.no_grad():
+        evaluation = pi.evaluate(obs, step.action)
+    log_ratio = evaluation.log_prob - step.log_prob
+    assert torch.equal(log_ratio.exp()[step.mask], torch.ones(int(step.mask.sum())))
+    assert approx_kl(log_ratio, step.mask).item() == 0.0
+    assert torch.equal(evaluation.value, step.value)
+    assert step.action.shape == step.log_prob.shape == step.value.shape == step.mask.shape == (len(PROMPTS), 10)
+    assert evaluation.distribution.log_probs.shape == (len(PROMPTS), 10, 100)
+
+
+def test_left_padding_changes_neither_logits_nor_values():
+    pi = policy()
+    completion = torch.tensor([[20, 21, 22, EOS, PAD]] * len(PROMPTS))
+    with torch.no_grad():
+        batch = pi.evaluate(left_padded(), completion)
+        for i, prompt in enumerate(PROMPTS):
+            alone = pi.evaluate(left_padded([prompt]), completion[i : i + 1])
+            torch.testing.assert_close(batch.distribution.log_probs[i], alone.distribution.log_probs[0], atol=1e-5, rtol=0)
+            torch.testing.assert_close(batch.value[i], alone.value[0], atol=1e-5, rtol=0)
+            plain = pi.model(input_ids=torch.tensor([prompt])).logits[0, -1]  # no padding, default positions
+            torch.testing.assert_close(batch.distribution.log_probs[i, 0], token_log_probs(plain, TEMPERATURE),
+                                       atol=1e-5, rtol=0)
+
+
+def test_value_is_the_first_decision_value():
+    pi = policy(critic="separate")
+    torch.nn.init.normal_(pi.value_head.weight)
+    obs = left_padded()
+    with torch.no_grad():
+        step = pi.act(obs)
+        torch.testing.assert_close(pi.value(obs), step.value[:, 0], atol=1e-5, rtol=0)
+
+
+def test_mask_covers_tokens_up_to_the_first_eos():
+    tokens = torch.tensor([[5, EOS, 7, EOS], [5, 6, 7, 8], [EOS, 3, 3, 3]])
+    assert completion_mask(tokens, EOS).tolist() == [[True, True, False, False], [True] * 4, [True, False, False, False]]
+    torch.manual_seed(0)
+    pi = policy(max_new_tokens=16, temperature=3.0)  # flat distributions: some completions end early
+    sampled = pi.sample(left_padded(PROMPTS * 16))
+    ended = (sampled.tokens == EOS).any(-1)
+    assert ended.any() and not ended.all()
+    first_eos = torch.where(sampled.tokens == EOS, torch.arange(16), 16).amin(-1)  # (N,)
+    after = torch.arange(16) > first_eos[:, None]
+    assert (sampled.tokens[after] == PAD).all()
+    assert torch.equal(sampled.mask, ~after)
+
+
+def test_pad_equal_to_eos_is_an_error_naming_both():
+    with pytest.raises(ValueError, match=r"pad_token_id \(1\).*eos_token_id \(1\)"):
+        LMActorCritic(make_lm(0), pad_token_id=EOS, eos_token_id=EOS, max_new_tokens=4)
+
+
+def test_greedy_sampling_is_deterministic():
+    pi, obs = policy(), left_padded()
+    first, second = pi.sample(obs, deterministic=True), pi.sample(obs, deterministic=True)
+    assert torch.equal(first.tokens, second.tokens)
+
+
+def test_top_k_restricts_sampling_and_scoring():
+    torch.manual_seed(0)
+    pi, obs = policy(top_k=3), left_padded()
+    sampled = pi.sample(obs)
+    with torch.no_grad():
+        evaluation = pi.evaluate(obs, sampled.tokens)
+    kept = (evaluation.distribution.log_probs.exp() > 0).sum(-1)  # (N, L)
+    assert (kept[sampled.mask] == 3).all()
+    torch.testing.assert_close(sampled.log_prob, evaluation.log_prob, atol=1e-5, rtol=0)
+    assert torch.isfinite(evaluation.entropy).all()
+
+
+def test_critic_head_and_separate_partition_the_parameters():
+    head = policy()
+    actor, critic = set(map(id, head.actor_parameters())), set(map(id, head.critic_parameters()))
+    assert critic == set(map(id, head.value_head.parameters()))
+    assert not actor & critic and actor | critic == set(map(id, head.parameters()))
+    separate = policy(critic="separate")
+    actor, critic = set(map(id, separate.actor_parameters())), set(map(id, separate.critic_parameters()))
+    assert not actor & critic and actor | critic == set(map(id, separate.parameters()))
+    head.train()
+    assert not head.model.training  # dropout stays off in updates
+
+
+def test_value_function_initialised_from_the_reward_model():
+    rm = RewardModel.from_causal_lm(make_lm(1)).eval()
+    rm.offset = 0.5
+    obs = left_padded()
+    with torch.no_grad():
+        expected = rm.score(obs["input_ids"], obs["attention_mask"])  # RM read at the last prompt token
+        pi = policy(critic="separate", value_init=rm)
+        torch.testing.assert_close(pi.value(obs), expected, atol=1e-5, rtol=0)

@@ -1,0 +1,223 @@
+"""The text bandit: its reward is RM − β·KL to π_SFT, it passes gymnasium's checker, it handles long
+prompts and bad scores as documented, and the CartPole trainer aligns a tiny LM through it."""
+
+import logging
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import gymnasium as gym
+import pytest
+import torch
+from gymnasium.utils.env_checker import check_env
+
+from agents.lm import LMActorCritic
+from agents.reward_model import RewardModel
+from envs.text_bandit import TextBanditVecEnv, TextReward, tokenize_prompts
+from ppo_core.algorithms import make_algorithm
+from ppo_core.build import build_trainer
+from ppo_core.config import PPOConfig, TrainConfig
+from ppo_core.errors import ConfigError
+from ppo_core.trainer import Trainer
+from tests.conftest import make_config
+from tests.lm_fixtures import CONTEXT, EOS, PAD, make_lm, make_tokenizer, prompt_text, write_artifacts
+
+BETA = 0.1
+L = 6
+TEXTS = [prompt_text(i, 1 + i % 4) for i in range(10)]
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+@pytest.fixture(scope="module")
+def artifacts(tmp_path_factory):
+    return write_artifacts(tmp_path_factory.mktemp("text_artifacts"))
+
+
+def parts(reward_model=None, **kwargs):
+    tokenizer = make_tokenizer()
+    reference = make_lm(0)
+    rm = reward_model or RewardModel.from_causal_lm(make_lm(1)).eval()
+    reward = TextReward(reference, rm.score if isinstance(rm, RewardModel) else rm, EOS, **{"beta": BETA, **kwargs})
+    return tokenizer, reference, rm, reward
+
+
+def vec_env(num_envs=4, reward_model=None, **kwargs):
+    tokenizer, reference, rm, reward = parts(reward_model, **kwargs)
+    prompts = tokenize_prompts(TEXTS, tokenizer, CONTEXT - L)
+    return TextBanditVecEnv(prompts, reward, tokenizer, num_envs, L), rm
+
+
+def sequence_log_prob(model, prompt, completion, temperature=1.0):
+    ids = torch.tensor([prompt + completion])
+    logits = model(input_ids=ids).logits[0, len(prompt) - 1 : -1]
+    return torch.log_softmax(logits / temperature, -1).gather(-1, torch.tensor(completion)[:, None]).sum()
+
+
+@pytest.mark.parametrize("kl_in_reward", [True, False])
+def test_reward_is_rm_minus_beta_kl_computed_independently(kl_in_reward):
+    env, rm = vec_env(kl_in_reward=kl_in_reward, temperature=0.8)
+    policy = LMActorCritic(make_lm(2), PAD, EOS, max_new_tokens=L, temperature=0.8)
+    obs = env.reset(seed=0)
+    torch.manual_seed(0)
+    step = policy.act(obs)
+    step = step._replace(action=step.action.clone(), mask=step.mask.clone())
+    step.action[0] = torch.tensor([7, 8, EOS, PAD, PAD, PAD])  # one completion that ends early
+    step.mask[0] = torch.tensor([True, True, True, False, False, False])
+    step = step._replace(log_prob=policy.evaluate(obs, step.action).log_prob.detach())
+    result = env.step(policy.env_action(step))
+    reference = make_lm(0)
+    with torch.no_grad():
+        for i in range(env.num_envs):
+            prompt = obs["input_ids"][i][obs["attention_mask"][i].bool()].tolist()
+            completion = step.action[i][step.mask[i]].tolist()
+            score = rm.score(torch.tensor([prompt + completion]), torch.ones(1, len(prompt + completion), dtype=torch.long))
+            kl = sequence_log_prob(policy.model, prompt, completion, 0.8) - sequence_log_prob(reference, prompt, completion, 0.8)
+            penalty = 1.0 * (EOS not in completion)
+            expected = score[0] - penalty - (BETA * kl if kl_in_reward else 0.0)
+            torch.testing.assert_close(result.reward[i], expected, atol=1e-4, rtol=0)
+            torch.testing.assert_close(result.info["kl"][i], kl, atol=1e-4, rtol=0)
+    assert result.terminated.all() and not result.truncated.any() and result.valid.all()
+    assert torch.equal(result.extras["ref_log_prob"], result.info["ref_log_prob"])
+    assert result.info["per_token_kl"].shape == (env.num_envs, L)
+
+
+def test_nonfinite_scores_and_unfinished_or_empty_completions_are_penalised():
+    def bad_rm(ids, mask):
+        return torch.tensor([float("nan"), float("inf"), 2.0, 3.0])
+
+    env, _ = vec_env(reward_model=bad_rm, beta=0.0, no_eos_penalty=1.0, empty_penalty=0.5, nonfinite_penalty=10.0)
+    env.reset(seed=0)
+    tokens = torch.tensor([[5, EOS, PAD, PAD, PAD, PAD], [5, 6, EOS, PAD, PAD, PAD],
+                           [EOS, PAD, PAD, PAD, PAD, PAD], [5, 6, 7, 8, 9, 10]])
+    mask = torch.tensor([[1, 1, 0, 0, 0, 0], [1, 1, 1, 0, 0, 0], [1, 0, 0, 0, 0, 0], [1] * 6], dtype=torch.bool)
+    result = env.step({"tokens": tokens, "mask": mask, "log_prob": torch.zeros(4, L)})
+    assert result.reward.tolist() == [-10.0, -10.0, 1.5, 2.0]
+    assert result.info["nonfinite"].tolist() == [True, True, False, False]
+    metrics = env.pop_metrics()
+    assert metrics["nonfinite"] == 0.5 and metrics["empty"] == 0.25 and metrics["no_eos"] == 0.25
+
+
+def test_single_step_env_passes_the_gymnasium_checker():
+    tokenizer, _, _, reward = parts()
+    prompts = tokenize_prompts(TEXTS, tokenizer, CONTEXT - L)
+    env = gym.make("TextBandit-v0", prompts=prompts, reward=reward, tokenizer=tokenizer, max_new_tokens=L)
+    check_env(env.unwrapped)
+    obs, _ = env.reset(seed=3)
+    action = env.action_space.sample()
+    _, reward_value, terminated, truncated, info = env.step(action)
+    assert terminated and not truncated and isinstance(reward_value, float)
+    assert set(info) >= {"scores", "kl", "per_token_kl", "ref_log_prob", "nonfinite"}
+
+
+def test_a_prompt_too_long_for_the_context_is_an_error_or_cut_from_the_left(caplog):
+    tokenizer = make_tokenizer()
+    long = prompt_text(0, CONTEXT)
+    with pytest.raises(ConfigError, match=rf"prompt 1 .* has {CONTEXT} tokens but only {CONTEXT - L} fit"):
+        tokenize_prompts([TEXTS[0], long], tokenizer, CONTEXT - L)
+    with caplog.at_level(logging.WARNING, logger="envs.text_bandit"):
+        prompts = tokenize_prompts([TEXTS[0], long], tokenizer, CONTEXT - L, overflow="truncate")
+    assert "truncated 1/2 prompts from the left" in caplog.text
+    assert prompts.input_ids.shape == (2, CONTEXT - L)
+    assert prompts.input_ids[1].tolist() == tokenizer(long)["input_ids"][L:]
+
+
+def test_prompt_stream_is_seeded_and_resumes_from_its_state():
+    env, _ = vec_env(num_envs=4)
+    first = env.reset(seed=7)["prompt_index"]
+    assert torch.equal(env.reset(seed=7)["prompt_index"], first)
+    action = {"tokens": torch.full((4, L), 5), "mask": torch.ones(4, L, dtype=torch.bool), "log_prob": torch.zeros(4, L)}
+    second = env.step(action).obs["prompt_index"]
+    assert len(set(torch.cat([first, second]).tolist())) == 8  # without replacement within a pass over 10
+    state = env.state_dict()
+    following = [env.step(action).obs["prompt_index"] for _ in range(3)]
+    env.load_state_dict(state)
+    assert all(torch.equal(env.step(action).obs["prompt_index"], expected) for expected in following)
+    stats = env.pop_episode_stats()  # the 4 episodes before the state plus the 3 · 4 replayed after it
+    assert stats.count == stats.length_sum == 16
+
+
+def test_missing_artifacts_tell_the_user_which_stage_to_run(tmp_path):
+    config = make_config("env=text_bandit", "agent=lm", f"env.artifacts={tmp_path}", "device=cpu")
+    with pytest.raises(ConfigError, match=r"run `python -m ppo_core.align stage=sft` first"):
+        build_trainer(config, tmp_path / "run")
+
+
+def text_config(artifacts, *overrides):
+    return make_config("env=text_bandit", "agent=lm", f"env.artifacts={artifacts}", "device=cpu",
+                       f"env.prompts={artifacts / 'prompts.jsonl'}", f"env.eval_prompts={artifacts / 'prompts.jsonl'}",
+                       "env.num_envs=8", f"env.max_new_tokens={L}", "eval_episodes=4", "eval_every=0", *overrides)
+
+
+@pytest.mark.parametrize("algo, critic", [("ppo", "head"), ("reinforce", "head"), ("trpo", "separate")])
+def test_algorithms_train_the_lm_through_the_control_trainer(artifacts, tmp_path, algo, critic):
+    config = text_config(artifacts, f"algo={algo}", f"agent.critic={critic}", "total_timesteps=24")
+    trainer = build_trainer(config, tmp_path / "run")
+    assert type(trainer) is Trainer
+    before = [p.detach().clone() for p in trainer.policy.actor_parameters()]
+    summary = trainer.train()
+    assert trainer.iteration == 3 and summary["env_steps"] == 24
+    assert any(not torch.equal(a, b) for a, b in zip(before, trainer.policy.actor_parameters()))
+    assert {"mean_reward", "scores", "kl", "completion_length"} <= set(summary["eval_history"][-1])
+    assert (tmp_path / "run" / "checkpoint.pt").exists()
+
+
+def test_resume_restores_policy_and_prompt_stream(artifacts, tmp_path):
+    trainer = build_trainer(text_config(artifacts, "total_timesteps=16"), tmp_path / "run")
+    trainer.train()
+    resumed = build_trainer(text_config(artifacts, "total_timesteps=16", f"resume={tmp_path / 'run' / 'checkpoint.pt'}"),
+                            tmp_path / "run")
+    assert torch.equal(resumed.env.order, trainer.env.order) and resumed.env.cursor == trainer.env.cursor
+    for a, b in zip(resumed.policy.state_dict().values(), trainer.policy.state_dict().values()):
+        assert torch.equal(a, b)
+
+
+TARGET = 50  # never in a prompt (prompt words are ids 3..42)
+
+
+def count_target(ids, mask):
+    return ((ids == TARGET) & mask.bool()).sum(-1).float()  # (N,)
+
+
+def test_ppo_raises_a_known_reward_while_the_kl_stays_bounded(tmp_path):
+    """The reward model is a fixed function: the number of TARGET tokens in the completion."""
+    torch.manual_seed(0)
+    env, _ = vec_env(num_envs=16, reward_model=count_target, beta=0.25, no_eos_penalty=0.0, empty_penalty=0.0)
+    policy = LMActorCritic(make_lm(0), PAD, EOS, max_new_tokens=L)
+    algo = PPOConfig(num_steps=1, gamma=1.0, gae_lambda=0.95, learning_rate=3e-3, update_epochs=4, num_minibatches=2,
+                     ent_coef=0.0, anneal_lr=False, max_grad_norm=1.0)
+    config = TrainConfig(algo=algo, env=None, agent=None, total_timesteps=16 * 40, eval_every=0, eval_episodes=0,
+                         checkpoint_every=0, progress=False)
+    trainer = Trainer(config, env, policy, make_algorithm(policy, algo), tmp_path)
+    trainer.start(seed=0)
+    scores, kls = [], []
+    for _ in range(40):
+        trainer.collect_rollout()
+        next_value = policy.value(trainer.obs).detach()
+        trainer.algorithm.update(trainer.compute_batch(next_value))
+        metrics = env.pop_metrics()
+        scores.append(metrics["scores"])
+        kls.append(metrics["kl"])
+    start, end = sum(scores[:5]) / 5, sum(scores[-5:]) / 5
+    assert start < 0.3 and end > 1.0, scores
+    # the KL-regularised optimum π* ∝ π_SFT·exp(r/β) has a sequence KL near 6 here; without the
+    # penalty the policy heads for all-target completions, a KL near L·log(V) ≈ 28
+    assert sum(kls[-10:]) / 10 < 8.0, kls
+
+
+def test_train_cli_runs_end_to_end(artifacts, tmp_path):
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    args = [sys.executable, "-m", "ppo_core.train", "env=text_bandit", "agent=lm", "algo=ppo", "progress=false",
+            f"env.artifacts={artifacts}", f"env.prompts={artifacts / 'prompts.jsonl'}",
+            f"env.eval_prompts={artifacts / 'prompts.jsonl'}", "env.num_envs=4", f"env.max_new_tokens={L}",
+            "total_timesteps=8", "eval_episodes=2", "device=cpu", "hydra.run.dir=run"]
+    result = subprocess.run(args, cwd=tmp_path, env=env, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    assert (tmp_path / "run" / "checkpoint.pt").exists() and (tmp_path / "run" / "summary.json").exists()
