@@ -75,7 +75,8 @@ class DiagGaussian:
         return 0.5 * (var_ratio + mean_term - 1.0 - 2 * (self.log_std - other.log_std)).sum(-1)
 
     def detach(self) -> "DiagGaussian":
-        return DiagGaussian(self.mean.detach(), self.log_std.detach())
+        """A frozen copy: ``log_std`` is a live parameter, so detaching alone would alias it."""
+        return DiagGaussian(self.mean.detach().clone(), self.log_std.detach().clone())
 
 
 Distribution = Categorical | DiagGaussian

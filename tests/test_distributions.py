@@ -75,3 +75,11 @@ def test_unsupported_spaces_are_named():
         MLPActorCritic(gym.spaces.Discrete(16), gym.spaces.Discrete(4))
     with pytest.raises(UnsupportedSpaceError, match="MultiBinary"):
         MLPActorCritic(gym.spaces.Box(-1, 1, (4,)), gym.spaces.MultiBinary(3))
+
+
+def test_detached_gaussian_is_a_snapshot_of_a_live_log_std():
+    log_std = torch.nn.Parameter(torch.zeros(2))
+    frozen = DiagGaussian(torch.zeros(3, 2), log_std).detach()
+    with torch.no_grad():
+        log_std.add_(1.0)
+    assert torch.equal(frozen.log_std, torch.zeros(2))
