@@ -3,12 +3,22 @@
 from __future__ import annotations
 
 import pytest
+import torch
 from hydra import compose, initialize_config_module
 from omegaconf import OmegaConf
 
 from ppo_core.config import TrainConfig, register_configs
 
 register_configs()
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """Tiny models run fastest, and reproducibly, on one intra-op thread."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
 
 
 def make_config(*overrides: str) -> TrainConfig:

@@ -11,14 +11,6 @@ from ppo_core.align.training import cosine_lr
 
 TEXTS = ["The quick brown fox jumps over the lazy dog.", "User: name three colours\nAssistant: red, blue, green"] * 20
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 
 @pytest.fixture(scope="module")
 def tokenizer():

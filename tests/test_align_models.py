@@ -18,14 +18,6 @@ TEXTS = [f"User: what colour is the {n}?\nAssistant: The {n} is {c}." for n in (
          for c in ("red", "blue", "green")] * 5
 PAIRS = [(t.split(" The ")[0], " The " + t.split(" The ")[1]) for t in TEXTS[:9]]
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 
 @pytest.fixture(scope="module")
 def tokenizer():

@@ -14,12 +14,6 @@ from ppo_core.align.errors import AlignError
 from ppo_core.align.stages import SUMMARY_FILE, run_stage
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    n = torch.get_num_threads()
-    yield
-    torch.set_num_threads(n)
-
 
 @pytest.fixture(scope="module")
 def artifacts(tmp_path_factory):

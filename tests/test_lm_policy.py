@@ -14,13 +14,6 @@ PROMPTS = [[5, 6, 7, 8, 9, 10], [11, 12], [13, 14, 15], [16]]
 TEMPERATURE = 0.7
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
 
 def left_padded(prompts=PROMPTS):
     ids, mask = pad_sequences(prompts, PAD, side="left")

@@ -28,13 +28,6 @@ L = 6
 TEXTS = [prompt_text(i, 1 + i % 4) for i in range(10)]
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
 
 @pytest.fixture(scope="module")
 def artifacts(tmp_path_factory):
