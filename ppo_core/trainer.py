@@ -91,6 +91,9 @@ class Trainer:
             )
             obs = result.obs
         self.obs = obs
+        last_terminated = self.buffer["terminated"][-1]
+        if bool(last_terminated.all()):  # e.g. one-step episodes: no bootstrap, skip the forward pass
+            return torch.zeros(last_terminated.shape, device=self.device)
         return self.policy.value(obs)
 
     def compute_batch(self, next_value: Tensor) -> RolloutBatch:

@@ -27,7 +27,7 @@ class WorldConfig:
     """Seed of the generated language world, its corpus, prompts, splits and labeler."""
     size: str = "small"
     """Size preset of `envs.language_world.build_world` ("tiny" or "small")."""
-    n_prompts: int = 0
+    n_prompts: int = 3000
     """Instruction prompts generated (then split by user id); 0 uses the world size's default."""
     corpus_chars: int = 0
     """Characters of pretraining text; 0 uses the world size's default."""
@@ -39,13 +39,13 @@ class WorldConfig:
 
 @dataclass
 class PretrainConfig:
-    steps: int = 1500
+    steps: int = 700
     """Optimizer steps."""
     batch_size: int = 16
     """Blocks per step."""
     block_size: int = 128
     """Tokens per packed block (at most the model context)."""
-    lr: float = 1.0e-3
+    lr: float = 2.0e-3
     """Peak AdamW learning rate."""
     warmup_steps: int = 50
     """Linear warm-up steps before the cosine decay."""
@@ -57,17 +57,17 @@ class PretrainConfig:
     """Global gradient-norm clip; 0 disables."""
     val_fraction: float = 0.05
     """Fraction of corpus documents held out for validation loss."""
-    eval_every: int = 250
+    eval_every: int = 100
     """Steps between validation evaluations."""
 
 
 @dataclass
 class SFTConfig:
-    epochs: int = 4
-    """Passes over the train-split demonstrations."""
-    batch_size: int = 16
+    epochs: int = 12
+    """Passes over the train-split demonstrations (InstructGPT Appendix C.1: 16)."""
+    batch_size: int = 32
     """Demonstrations per step."""
-    lr: float = 5.0e-4
+    lr: float = 1.0e-3
     """Initial AdamW learning rate (no warm-up)."""
     min_lr_ratio: float = 0.1
     """Cosine decay to this fraction of `lr` (InstructGPT Appendix C.1)."""
@@ -91,9 +91,9 @@ class RewardConfig:
     """Completions sampled and ranked per prompt (InstructGPT used K = 4..9, Sec. 3.5)."""
     epochs: int = 1
     """Passes over the ranked prompts (InstructGPT trains one epoch to avoid overfitting, Sec. 3.5)."""
-    batch_size: int = 8
+    batch_size: int = 16
     """Prompts per step; each carries all K completions and C(K,2) comparisons."""
-    lr: float = 3.0e-4
+    lr: float = 1.0e-4
     """Initial AdamW learning rate."""
     min_lr_ratio: float = 0.1
     """Cosine decay to this fraction of `lr` (InstructGPT Appendix C.2)."""
@@ -101,7 +101,7 @@ class RewardConfig:
     """AdamW weight decay."""
     grad_clip: float = 1.0
     """Global gradient-norm clip; 0 disables."""
-    max_new_tokens: int = 28
+    max_new_tokens: int = 24
     """Tokens sampled per completion."""
     temperature: float = 1.0
     """Sampling temperature of the SFT policy when collecting comparisons."""
@@ -109,7 +109,7 @@ class RewardConfig:
     """Sequences per `generate` call."""
     max_prompt_tokens: int = 96
     """Longer prompts are truncated from the left (logged)."""
-    n_val_prompts: int = 0
+    n_val_prompts: int = 300
     """Validation prompts ranked for accuracy; 0 uses the whole validation split."""
 
 
