@@ -18,6 +18,7 @@ import argparse  # noqa: E402
 import dataclasses  # noqa: E402
 import datetime  # noqa: E402
 import json  # noqa: E402
+import logging  # noqa: E402
 import platform  # noqa: E402
 import sys  # noqa: E402
 import time  # noqa: E402
@@ -127,7 +128,8 @@ def markdown(cfg: AlignConfig, command: str, summaries, seconds, loads, reports)
         f"Reward model on validation rankings (K={cfg.rm.k}, labeler disagreement {cfg.world.disagreement}): "
         f"accuracy {val['distinct_accuracy']:.3f} on pairs with distinct gold scores against the labeler ceiling "
         f"{rm['agreement_ceiling']:.3f} (**{rm['accuracy_vs_ceiling']:.1%} of the ceiling**; the gold scores "
-        f"themselves reach {val['oracle_accuracy']:.3f} on these labels); {val['accuracy']:.3f} on all pairs "
+        f"themselves reach {val['oracle_accuracy']:.3f} on these labels, so the model gets "
+        f"{val['distinct_accuracy'] / val['oracle_accuracy']:.1%} of that); {val['accuracy']:.3f} on all pairs "
         f"(ceiling {rm['agreement_ceiling_all_pairs']:.3f} with {1 - val['distinct_fraction']:.0%} tied pairs); "
         f"{val['gold_accuracy']:.3f} against the noiseless gold order. Offset {rm['offset']:+.3f}, "
         f"reward std {rm['reward_std']:.3f} on SFT samples.",
@@ -142,6 +144,7 @@ def main(argv: list[str]) -> None:
     parser.add_argument("--no-append", action="store_true", help="print without appending to RESULTS.md")
     args, overrides = parser.parse_known_args(argv)
     hf_logging.disable_progress_bar()
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     cfg = compose_align_config(overrides)
     torch.set_num_threads(cfg.threads)
     summaries, seconds, loads = run_stages(cfg, args.skip_train)

@@ -40,9 +40,12 @@ def test_labels_cover_completion_tokens_only():
 
 
 def test_pack_blocks_separates_documents_with_eos(tokenizer):
-    blocks = pack_blocks(tokenizer, TEXTS, 16)
-    assert blocks.shape[1] == 16
-    assert (blocks == tokenizer.eos_token_id).sum() >= len(TEXTS) * blocks.numel() // (len(TEXTS) * 40)
+    stream = []
+    for text in TEXTS:
+        stream += tokenizer(text, add_special_tokens=False)["input_ids"] + [tokenizer.eos_token_id]
+    blocks = pack_blocks(tokenizer, TEXTS, 16)  # (N, 16)
+    assert blocks.shape == (len(stream) // 16, 16)
+    assert blocks.flatten().tolist() == stream[: blocks.numel()]
     with pytest.raises(AlignError, match="fewer than one block"):
         pack_blocks(tokenizer, ["a"], 16)
 

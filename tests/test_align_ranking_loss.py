@@ -86,3 +86,13 @@ def test_ranking_gives_all_ordered_pairs(k):
     position = {c: i for i, c in enumerate(ranking)}
     assert all(position[w] < position[l] for w, l in pairs)
     assert {frozenset(p) for p in pairs} == {frozenset(p) for p in itertools.combinations(range(k), 2)}
+
+
+def test_pair_agreement_counts_against_labels_gold_and_oracle():
+    from ppo_core.align.reward import pair_agreement
+
+    # labeler order: completions 0 > 1 > 2; gold prefers 1 over 0 (a label flip); 1 and 2 tie in gold
+    counts = pair_agreement(rewards=[0.0, 1.0, -1.0], gold=[0.5, 0.8, 0.8])
+    assert counts["pairs"] == 3 and counts["hits"] == 2  # (1,2) and (0,2) agree with the labels
+    assert counts["distinct"] == 2  # (0,1) and (0,2)
+    assert counts["distinct_hits"] == 1 and counts["gold_hits"] == 1 and counts["oracle_hits"] == 0

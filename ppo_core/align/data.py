@@ -114,7 +114,3 @@ def collate_examples(examples: Sequence[Example], pad_id: int) -> dict[str, torc
         labels[i, start : start + len(e.completion_ids)] = ids[i, start : start + len(e.completion_ids)]
     return {"input_ids": ids, "attention_mask": mask, "labels": labels}
 
-
-def position_ids(attention_mask: torch.Tensor) -> torch.Tensor:
-    """Positions counted over real tokens only, so left padding does not shift them: (B, T)."""
-    return (attention_mask.long().cumsum(-1) - 1).clamp(min=0)
