@@ -26,7 +26,7 @@ from ppo_core.align.errors import AlignError
 from ppo_core.align.generation import generate_completions
 from ppo_core.align.models import context_length
 from ppo_core.align.ranking_loss import ranking_loss
-from ppo_core.align.training import make_optimizer, optimizer_step, tensorboard_writer
+from ppo_core.align.training import make_optimizer, optimizer_step, shuffled_batches, tensorboard_writer
 
 log = logging.getLogger(__name__)
 
@@ -209,10 +209,8 @@ def train_reward_model(
     start, step, train_loss = time.time(), 0, math.nan
     rm.train()
     for _ in range(cfg.epochs):
-        order = list(range(len(train)))
-        rng.shuffle(order)
-        for i in range(0, len(order), cfg.batch_size):
-            rewards, valid = batch_rewards(rm, [train[j] for j in order[i : i + cfg.batch_size]], pad_id)
+        for prompts, _ in shuffled_batches(train, cfg.batch_size, rng):
+            rewards, valid = batch_rewards(rm, prompts, pad_id)
             loss, stats = ranking_loss(rewards, mask=valid)
             loss.backward()
             grad_norm = optimizer_step(rm, optimizer, schedule, cfg.grad_clip)

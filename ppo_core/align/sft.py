@@ -21,7 +21,14 @@ from ppo_core.align.config import SFTConfig
 from ppo_core.align.data import Example, collate_examples, encode_examples
 from ppo_core.align.errors import AlignError
 from ppo_core.align.models import context_length
-from ppo_core.align.training import make_optimizer, optimizer_step, snapshot, tensorboard_writer, token_nll
+from ppo_core.align.training import (
+    make_optimizer,
+    optimizer_step,
+    shuffled_batches,
+    snapshot,
+    tensorboard_writer,
+    token_nll,
+)
 
 log = logging.getLogger(__name__)
 
@@ -89,10 +96,8 @@ def sft(
     start, step, train_loss = time.time(), 0, math.nan
     model.train()
     for epoch in range(cfg.epochs):
-        order = list(range(len(train)))
-        rng.shuffle(order)
-        for i in range(0, len(order), cfg.batch_size):
-            batch = collate_examples([train[j] for j in order[i : i + cfg.batch_size]], pad_id)
+        for examples, last in shuffled_batches(train, cfg.batch_size, rng):
+            batch = collate_examples(examples, pad_id)
             nll, n = token_nll(model, **{k: v.to(device) for k, v in batch.items()})
             loss = nll / max(n, 1)
             loss.backward()
@@ -101,7 +106,7 @@ def sft(
             writer.add_scalar("train/loss", train_loss, step)
             writer.add_scalar("train/grad_norm", grad_norm, step)
             writer.add_scalar("charts/learning_rate", schedule.get_last_lr()[0], step)
-            if step % cfg.eval_every == 0 or i + cfg.batch_size >= len(order):
+            if step % cfg.eval_every == 0 or last:
                 val_loss = completion_loss(model, val, pad_id, 4 * cfg.batch_size)
                 writer.add_scalar("val/loss", val_loss, step)
                 log.info("epoch %d step %d: train loss %.3f, val loss %.3f", epoch + 1, step, train_loss, val_loss)

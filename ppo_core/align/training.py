@@ -5,10 +5,22 @@ from __future__ import annotations
 import math
 import os
 import random
+from collections.abc import Iterator, Sequence
+from typing import TypeVar
 
 import numpy as np
 import torch
 from torch.utils.tensorboard import SummaryWriter
+
+T = TypeVar("T")
+
+
+def shuffled_batches(items: Sequence[T], batch_size: int, rng: random.Random) -> Iterator[tuple[list[T], bool]]:
+    """One epoch of shuffled batches, each with a flag that says whether it is the epoch's last."""
+    order = list(range(len(items)))
+    rng.shuffle(order)
+    for i in range(0, len(order), batch_size):
+        yield [items[j] for j in order[i : i + batch_size]], i + batch_size >= len(order)
 
 
 def seed_everything(seed: int) -> None:
