@@ -23,6 +23,7 @@ class PolicyStep(NamedTuple):
     log_prob: Tensor  # (N, L)
     value: Tensor  # (N, L): V before each decision
     mask: Tensor  # (N, L) bool: real decisions
+    distribution: Distribution | None = None  # per decision, when the env wants exact KLs (text env)
 
 
 class PolicyEvaluation(NamedTuple):

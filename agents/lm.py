@@ -85,13 +85,20 @@ def completion_logits(
     return out.logits, (out.hidden_states[-1][:, -length:] if hidden else None)
 
 
+def sequence_distributions(
+    model: PreTrainedModel, prompt_ids: Tensor, prompt_mask: Tensor, tokens: Tensor, mask: Tensor, temperature: float
+) -> Categorical:
+    """π(· | x, y_<l) at temperature T before each completion token: log-probs (N, L, V).
+    The text env scores its frozen reference π_SFT with this."""
+    logits, _ = completion_logits(model, prompt_ids, prompt_mask, tokens, mask)
+    return Categorical(token_log_probs(logits, temperature))
+
+
 def sequence_log_probs(
     model: PreTrainedModel, prompt_ids: Tensor, prompt_mask: Tensor, tokens: Tensor, mask: Tensor, temperature: float
 ) -> Tensor:
-    """log π(y_l | x, y_<l) at temperature T for each completion token, 0 where masked: (N, L).
-    The text env scores its frozen reference π_SFT with this."""
-    logits, _ = completion_logits(model, prompt_ids, prompt_mask, tokens, mask)
-    log_prob = Categorical(token_log_probs(logits, temperature)).log_prob(tokens)  # (N, L)
+    """log π(y_l | x, y_<l) at temperature T for each completion token, 0 where masked: (N, L)."""
+    log_prob = sequence_distributions(model, prompt_ids, prompt_mask, tokens, mask, temperature).log_prob(tokens)
     return torch.where(mask, log_prob, 0.0)
 
 
@@ -225,11 +232,16 @@ class LMActorCritic(nn.Module):
         """Sample completions, then score them with a fresh ``_forward`` (the one ``evaluate`` uses)."""
         completion = self.sample(obs, deterministic)
         evaluation = self.evaluate(obs, completion.tokens)
-        return PolicyStep(completion.tokens, evaluation.log_prob, evaluation.value, completion.mask)
+        return PolicyStep(completion.tokens, evaluation.log_prob, evaluation.value, completion.mask,
+                          evaluation.distribution)
 
     def env_action(self, step: PolicyStep) -> dict[str, Tensor]:
-        """The completion and its log π(y|x) per token, which the env's KL penalty needs."""
-        return {"tokens": step.action, "mask": step.mask, "log_prob": step.log_prob}
+        """The completion, its log π(y_l|x, y_<l) per token and, for exact KLs, the full log π(·|x, y_<l)
+        (N, L, V) that the scoring pass computed anyway (a reference, not a copy)."""
+        action = {"tokens": step.action, "mask": step.mask, "log_prob": step.log_prob}
+        if step.distribution is not None:
+            action["log_probs"] = step.distribution.log_probs
+        return action
 
     # ----------------------------------------------------------------------------- parameters
     def actor_parameters(self) -> list[nn.Parameter]:

@@ -3,13 +3,14 @@ Ouyang et al. 2022, "InstructGPT", §3.5).
 
 The reward of completion y to prompt x is
 
-    r(x, y) = RM(x, y) − penalties − β · Σ_l (log π(y_l | x, y_<l) − log π_SFT(y_l | x, y_<l)),
+    r(x, y) = RM(x, y) − penalties − β · Σ_l KL_l,
 
-the k1 estimate of the sequence KL to the frozen SFT policy summed over the completion's valid
-tokens (InstructGPT eq. 2 without the pretraining term). Both log-probs are at the sampling
-temperature T, so at T = 1 this is exactly InstructGPT's penalty. With ``kl_in_reward=False`` the
-reward is the RM score alone (less penalties) and the reference log-probs travel in ``extras`` for a
-KL term in the loss.
+KL_l the per-token KL to the frozen SFT policy at the completion's valid tokens. With the defaults
+(estimator k1, direction reverse) KL_l = log π(y_l | x, y_<l) − log π_SFT(y_l | x, y_<l) and this is
+InstructGPT's eq. 2 without the pretraining term. Both log-probs are at the sampling temperature T,
+so at T = 1 this is exactly InstructGPT's penalty. With ``kl_placement="loss"`` the reward is the RM
+score alone (less penalties) and the reference log-probs and β travel in ``extras`` for the KL term
+of the loss (``ppo_core.auxiliary.ReferenceKLLoss``).
 
 Penalties (subtracted from the RM score; TRL's ``missing_eos_penalty`` is the first):
 - ``no_eos_penalty``: the completion has no EOS within ``max_new_tokens`` (cut off, not finished).
@@ -34,17 +35,17 @@ import torch
 from torch import Tensor, nn
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
-from agents.lm import sequence_log_probs
+from agents.lm import sequence_distributions
 from envs.base import EpisodeStats, StepResult
 from ppo_core.align.data import encode_prompt, pad_sequences
 from ppo_core.errors import ConfigError
+from ppo_core.kl import ESTIMATORS, AdaptiveKLController, FixedKLController, check_kl_treatment, kl_estimate, token_kl
 
 log = logging.getLogger(__name__)
 
 RewardFn = Callable[[Tensor, Tensor], Tensor]  # (input_ids (N, T), attention_mask (N, T)) -> scores (N,)
 GoldFn = Callable[[int, str], float]  # (prompt index, completion text) -> gold score
 OVERFLOW = ("error", "truncate")
-METRICS = ("rlhf_reward", "scores", "kl", "nonfinite", "no_eos", "empty", "completion_length", "gold")
 
 
 class PromptSet(NamedTuple):
@@ -86,19 +87,26 @@ class RewardParts(NamedTuple):
     reward: Tensor  # (N,) what the agent is trained on
     scores: Tensor  # (N,) RM(x, y), non-finite ones replaced
     penalty: Tensor  # (N,) subtracted from the score
-    kl: Tensor  # (N,) Σ_l per_token_kl
-    per_token_kl: Tensor  # (N, L) log π − log π_SFT on valid tokens, 0 elsewhere
+    kl: Tensor  # (N,) Σ_l per_token_kl: the KL the penalty is made of
+    per_token_kl: Tensor  # (N, L) the configured per-token KL on valid tokens, 0 elsewhere
     ref_log_prob: Tensor  # (N, L) log π_SFT at temperature T, 0 where masked
     nonfinite: Tensor  # (N,) bool
     no_eos: Tensor  # (N,) bool
     empty: Tensor  # (N,) bool
+    kl_estimates: dict[str, Tensor]  # name -> (N,) every estimator summed over the completion, for the logs
 
 
 class TextReward(nn.Module):
-    """RM score minus penalties minus the KL to the frozen reference, for a batch of completions.
+    """RM score minus penalties minus β times the KL to the frozen reference, for a batch of completions.
 
     Holds the reference policy π_SFT (frozen, eval mode, never trained) and the reward model, and
-    scores a batch with one forward of each.
+    scores a batch with one forward of each. The KL treatment (``ppo_core.kl``): ``estimator`` k1
+    (InstructGPT), k2, k3 or exact; ``direction`` reverse, KL(π‖π_SFT), or forward, KL(π_SFT‖π);
+    ``placement`` reward (subtract β·Σ_l KL_l here) or loss (the reward is the RM score and the
+    algorithm adds β·KL to its loss, from the reference log-probs this env returns in ``extras``).
+    β is fixed, or adapted towards ``kl_target`` by Ziegler et al.'s controller after every step.
+    Whatever is configured, every step measures k1, k2, k3 and (given π's full distributions) the
+    exact KL in both directions, so a negative k1 report can be told apart from a real one.
     """
 
     def __init__(
@@ -108,32 +116,61 @@ class TextReward(nn.Module):
         eos_token_id: int,
         temperature: float = 1.0,
         beta: float = 0.02,
-        kl_in_reward: bool = True,
+        estimator: str = "k1",
+        direction: str = "reverse",
+        placement: str = "reward",
+        kl_target: float | None = None,
+        kl_horizon: float = 10_000,
         no_eos_penalty: float = 1.0,
         empty_penalty: float = 1.0,
         nonfinite_penalty: float = 10.0,
     ):
         super().__init__()
+        check_kl_treatment(estimator, direction, placement)
         self.reference = reference.eval().requires_grad_(False)
         if isinstance(reward_model, nn.Module):
             reward_model.eval().requires_grad_(False)
         self.reward_model = reward_model
         self.eos_token_id = int(eos_token_id)
-        self.temperature, self.beta, self.kl_in_reward = float(temperature), float(beta), bool(kl_in_reward)
+        self.temperature = float(temperature)
+        self.estimator, self.direction, self.placement = estimator, direction, placement
+        self.controller = FixedKLController(beta) if kl_target is None else AdaptiveKLController(beta, kl_target, kl_horizon)
         self.no_eos_penalty, self.empty_penalty = float(no_eos_penalty), float(empty_penalty)
         self.nonfinite_penalty = float(nonfinite_penalty)
+
+    @property
+    def beta(self) -> float:
+        return self.controller.beta
 
     def train(self, mode: bool = True) -> "TextReward":
         return super().train(False)
 
     @torch.no_grad()
-    def forward(self, prompt_ids: Tensor, prompt_mask: Tensor, tokens: Tensor, mask: Tensor, log_prob: Tensor) -> RewardParts:
+    def forward(
+        self,
+        prompt_ids: Tensor,
+        prompt_mask: Tensor,
+        tokens: Tensor,
+        mask: Tensor,
+        log_prob: Tensor,
+        log_probs: Tensor | None = None,
+    ) -> tuple[RewardParts, Tensor]:
         """Score completions ``tokens`` (N, L) with ``mask`` (N, L) and the policy's ``log_prob`` (N, L)
-        of prompts ``prompt_ids`` / ``prompt_mask`` (N, P)."""
+        (and full ``log_probs`` (N, L, V), needed by the exact KL) of prompts ``prompt_ids`` /
+        ``prompt_mask`` (N, P). Returns the parts and π_SFT's full log-probs (N, L, V)."""
         mask = mask.bool()
-        ref_log_prob = sequence_log_probs(self.reference, prompt_ids, prompt_mask, tokens, mask, self.temperature)
-        per_token_kl = torch.where(mask, log_prob - ref_log_prob, 0.0)  # (N, L)
-        kl = per_token_kl.sum(-1)  # (N,)
+        reference = sequence_distributions(self.reference, prompt_ids, prompt_mask, tokens, mask, self.temperature)
+        ref_log_prob = torch.where(mask, reference.log_prob(tokens), 0.0)  # (N, L)
+        if self.estimator == "exact" and log_probs is None:
+            raise ValueError("env.kl_estimator=exact needs the policy's full distributions (action['log_probs'])")
+        per_token = {name: kl_estimate(log_prob, ref_log_prob, name) for name in ESTIMATORS}  # (N, L) each
+        if log_probs is not None:
+            per_token["exact"] = token_kl(log_prob, ref_log_prob, "exact", "reverse", log_probs, reference.log_probs)
+            per_token["exact_forward"] = token_kl(log_prob, ref_log_prob, "exact", "forward", log_probs,
+                                                  reference.log_probs)
+        per_token = {name: torch.where(mask, kl, 0.0) for name, kl in per_token.items()}
+        chosen = per_token[self.estimator if self.direction == "reverse" else "exact_forward"]  # (N, L)
+        kl = chosen.sum(-1)  # (N,)
         raw = self.reward_model(torch.cat([prompt_ids, tokens], 1), torch.cat([prompt_mask.long(), mask.long()], 1))
         raw = raw.float()
         nonfinite = ~torch.isfinite(raw)
@@ -142,8 +179,10 @@ class TextReward(nn.Module):
         no_eos = ~is_eos.any(-1)
         empty = is_eos[:, 0]
         penalty = self.no_eos_penalty * no_eos + self.empty_penalty * empty  # (N,)
-        reward = scores - penalty - (self.beta * kl if self.kl_in_reward else 0.0)
-        return RewardParts(reward, scores, penalty, kl, per_token_kl, ref_log_prob, nonfinite, no_eos, empty)
+        reward = scores - penalty - (self.beta * kl if self.placement == "reward" else 0.0)
+        estimates = {f"kl_{name}": value.sum(-1) for name, value in per_token.items()}
+        parts = RewardParts(reward, scores, penalty, kl, chosen, ref_log_prob, nonfinite, no_eos, empty, estimates)
+        return parts, reference.log_probs
 
 
 def prompt_space(prompts: PromptSet, vocab_size: int) -> gym.spaces.Dict:
@@ -191,12 +230,14 @@ class TextBanditVecEnv:
         device: torch.device = torch.device("cpu"),
         shuffle: bool = True,
         gold: GoldFn | None = None,
+        adapt_beta: bool = True,
     ):
         self.prompts = PromptSet(prompts.texts, prompts.input_ids.to(device), prompts.attention_mask.to(device))
         self.reward = reward
         self.tokenizer = tokenizer
         self.num_envs, self.max_new_tokens = int(num_envs), int(max_new_tokens)
         self.device, self.shuffle, self.gold = device, shuffle, gold
+        self.adapt_beta = adapt_beta and isinstance(reward.controller, AdaptiveKLController)
         self.single_observation_space = prompt_space(prompts, len(tokenizer))
         self.single_action_space = completion_space(max_new_tokens, len(tokenizer))
         self.generator = torch.Generator()  # on the CPU: its state is saved with checkpoints
@@ -205,8 +246,8 @@ class TextBanditVecEnv:
         self.index = torch.zeros(num_envs, dtype=torch.long, device=device)  # (N,) prompts being answered
         self.return_sum = torch.zeros((), dtype=torch.float64, device=device)
         self.episodes = 0
-        self.metric_sums = torch.zeros(len(METRICS), dtype=torch.float64, device=device)
-        self.metric_count, self.gold_count = 0, 0
+        self.metric_sums: dict[str, Tensor] = {}  # name -> sum over completions since the last pop
+        self.metric_count = 0
 
     # ----------------------------------------------------------------------------- prompts
     def _new_order(self) -> Tensor:
@@ -242,13 +283,24 @@ class TextBanditVecEnv:
     def step(self, action: dict[str, Tensor]) -> StepResult:
         obs = self._observe()
         tokens, mask = action["tokens"], action["mask"].bool()
-        parts = self.reward(obs["input_ids"], obs["attention_mask"], tokens, mask, action["log_prob"])
+        parts, ref_log_probs = self.reward(obs["input_ids"], obs["attention_mask"], tokens, mask, action["log_prob"],
+                                           action.get("log_probs"))
         info: dict[str, Any] = parts._asdict()
-        gold = None
+        beta = self.reward.beta  # the β this step's rewards were penalised with
+        metrics = {"rlhf_reward": parts.reward, "scores": parts.scores, "kl": parts.kl, **parts.kl_estimates,
+                   "nonfinite": parts.nonfinite, "no_eos": parts.no_eos, "empty": parts.empty,
+                   "completion_length": mask.sum(-1)}
         if self.gold is not None:
-            gold = info["gold"] = gold_scores(self.gold, self.tokenizer, obs["prompt_index"], tokens, mask)
-        self._record(parts, mask, gold)
+            metrics["gold"] = info["gold"] = gold_scores(self.gold, self.tokenizer, obs["prompt_index"], tokens, mask)
+        self._record(metrics)
+        if self.adapt_beta:
+            self.reward.controller.update(parts.kl.mean(), self.num_envs)  # one host sync per step
         n = self.num_envs
+        extras = {"ref_log_prob": parts.ref_log_prob}
+        if self.reward.placement == "loss":
+            extras["kl_coef"] = torch.full((n,), beta, device=self.device)
+            if self.reward.estimator == "exact":
+                extras["ref_log_probs"] = ref_log_probs
         self.index = self._draw()
         return StepResult(
             obs=self._observe(),
@@ -258,18 +310,16 @@ class TextBanditVecEnv:
             valid=torch.ones(n, dtype=torch.bool, device=self.device),
             final_obs=None,
             info=info,
-            extras={"ref_log_prob": parts.ref_log_prob},
+            extras=extras,
         )
 
-    def _record(self, parts: RewardParts, mask: Tensor, gold: Tensor | None) -> None:
-        zero = torch.zeros((), device=self.device)
-        sums = torch.stack([parts.reward.sum(), parts.scores.sum(), parts.kl.sum(), parts.nonfinite.sum(),
-                            parts.no_eos.sum(), parts.empty.sum(), mask.sum(), zero if gold is None else gold.sum()])
-        self.metric_sums += sums.double()
-        self.return_sum += sums[0].double()
+    def _record(self, metrics: dict[str, Tensor]) -> None:
+        for name, values in metrics.items():
+            total = values.double().sum()
+            self.metric_sums[name] = self.metric_sums[name] + total if name in self.metric_sums else total
+        self.return_sum += metrics["rlhf_reward"].double().sum()
         self.episodes += self.num_envs
         self.metric_count += self.num_envs
-        self.gold_count += 0 if gold is None else self.num_envs
 
     # ----------------------------------------------------------------------------- statistics
     def pop_episode_stats(self) -> EpisodeStats:
@@ -280,20 +330,22 @@ class TextBanditVecEnv:
         return stats
 
     def pop_metrics(self) -> dict[str, float]:
-        """Means per completion since the last pop, TRL's objective/* quantities: rlhf_reward, scores,
-        kl, the fractions nonfinite, no_eos and empty, completion_length in tokens, and gold when scored."""
-        sums = self.metric_sums.tolist()
-        metrics = {key: value / max(self.metric_count, 1) for key, value in zip(METRICS[:-1], sums)}
-        if self.gold_count:
-            metrics["gold"] = sums[-1] / self.gold_count
-        self.metric_sums.zero_()
-        self.metric_count, self.gold_count = 0, 0
+        """Means per completion since the last pop (TRL's objective/* quantities): rlhf_reward, scores,
+        kl (the penalised one) and kl_k1, kl_k2, kl_k3, kl_exact, kl_exact_forward (sums over the
+        completion), the fractions nonfinite, no_eos and empty, completion_length in tokens, gold when
+        scored; and beta, the current KL coefficient. One host sync."""
+        names = list(self.metric_sums)
+        values = torch.stack(list(self.metric_sums.values())).tolist() if names else []
+        metrics = {name: value / max(self.metric_count, 1) for name, value in zip(names, values)}
+        metrics["beta"] = self.reward.beta
+        self.metric_sums, self.metric_count = {}, 0
         return metrics
 
     # ----------------------------------------------------------------------------- state
     def state_dict(self) -> dict[str, Any]:
         return {"generator": self.generator.get_state(), "order": self.order.clone(), "cursor": self.cursor,
-                "index": self.index.clone(), "return_sum": self.return_sum.clone(), "episodes": self.episodes}
+                "index": self.index.clone(), "return_sum": self.return_sum.clone(), "episodes": self.episodes,
+                "kl_controller": self.reward.controller.state_dict()}
 
     def load_state_dict(self, state: dict[str, Any], restore_episodes: bool = True) -> None:
         """Restore the prompt stream; ``restore_episodes=False`` (evaluation) keeps this env's own."""
@@ -304,6 +356,7 @@ class TextBanditVecEnv:
         self.index = state["index"].to(self.device).clone()
         self.return_sum = state["return_sum"].to(self.device, torch.float64).clone()
         self.episodes = int(state["episodes"])
+        self.reward.controller.load_state_dict(state["kl_controller"])
 
     def close(self) -> None:
         pass
@@ -347,8 +400,14 @@ class TextBanditEnv(gym.Env):
         mask = torch.as_tensor(np.asarray(action["mask"]), device=device).bool()[None]
         log_prob = torch.as_tensor(np.asarray(action["log_prob"]), dtype=torch.float32, device=device)[None]
         index = torch.tensor([self.index], device=device)
-        parts = self.reward(self.prompts.input_ids[index], self.prompts.attention_mask[index], tokens, mask, log_prob)
-        info = {key: value[0].cpu().numpy() for key, value in parts._asdict().items() if key != "reward"}
+        log_probs = action.get("log_probs")
+        if log_probs is not None:
+            log_probs = torch.as_tensor(np.asarray(log_probs), dtype=torch.float32, device=device)[None]  # (1, L, V)
+        parts, _ = self.reward(self.prompts.input_ids[index], self.prompts.attention_mask[index], tokens, mask,
+                               log_prob, log_probs)
+        info = {key: value[0].cpu().numpy() for key, value in parts._asdict().items()
+                if key not in ("reward", "kl_estimates")}
+        info.update({key: float(value[0]) for key, value in parts.kl_estimates.items()})
         if self.gold is not None:
             info["gold"] = float(gold_scores(self.gold, self.tokenizer, index, tokens, mask)[0])
         return self._observe(), float(parts.reward[0]), True, False, info

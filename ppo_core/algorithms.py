@@ -7,14 +7,15 @@ update serves a control action (L = 1) and the tokens of a completion."""
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 
 import torch
 from torch import Tensor, nn
 
-from agents.base import ActorCritic
+from agents.base import ActorCritic, PolicyEvaluation
 from agents.distributions import Distribution
 from ppo_core.advantages import explained_variance, whiten
+from ppo_core.auxiliary import AuxiliaryLoss, total_auxiliary_loss
 from ppo_core.buffer import RolloutBatch
 from ppo_core.config import AlgoConfig, PPOConfig, ReinforceConfig, TRPOConfig
 from ppo_core.errors import ConfigError
@@ -50,11 +51,13 @@ class StatsMeter:
 class Algorithm:
     """Shared pieces: named Adam optimisers with linear LR annealing, clipped gradient steps, critic
     regression and checkpointable state. PPO owns one optimiser over the whole policy; TRPO and
-    REINFORCE give the critic its own."""
+    REINFORCE give the critic its own. ``auxiliary`` terms (ppo_core/auxiliary.py: a KL to a
+    reference in the loss, PPO-ptx) are added to every algorithm's policy loss."""
 
-    def __init__(self, policy: ActorCritic, config: AlgoConfig):
+    def __init__(self, policy: ActorCritic, config: AlgoConfig, auxiliary: Sequence[AuxiliaryLoss] = ()):
         self.policy = policy
         self.config = config
+        self.auxiliary = list(auxiliary)
         self.optimizers: dict[str, torch.optim.Optimizer] = {}
         self.optimized: dict[str, list[nn.Parameter]] = {}
         self.base_learning_rates: dict[str, float] = {}
@@ -100,6 +103,13 @@ class Algorithm:
                 loss, _ = value_loss(value, minibatch.returns, mask=minibatch.mask)
                 meter.add({"value_loss": loss, "vf_grad_norm": self.gradient_step(loss, "critic")})
         return meter.means()
+
+    def auxiliary_loss(self, evaluation: PolicyEvaluation, batch: RolloutBatch, refresh: bool) -> tuple[Tensor | float, Stats]:
+        """Σ of the auxiliary terms on ``batch``; ``refresh`` first draws their data for a new step."""
+        if refresh:
+            for term in self.auxiliary:
+                term.refresh()
+        return total_auxiliary_loss(self.auxiliary, evaluation, batch)
 
     def update(self, batch: RolloutBatch) -> Stats:
         raise NotImplementedError
@@ -154,10 +164,10 @@ class PPO(Algorithm):
 
     config: PPOConfig
 
-    def __init__(self, policy: ActorCritic, config: PPOConfig):
+    def __init__(self, policy: ActorCritic, config: PPOConfig, auxiliary: Sequence[AuxiliaryLoss] = ()):
         if config.objective not in ("clip", "kl_penalty"):
             raise ConfigError(f"algo.objective={config.objective!r} is unknown; expected 'clip' or 'kl_penalty'")
-        super().__init__(policy, config)
+        super().__init__(policy, config, auxiliary)
         self.add_optimizer("policy", policy.parameters(), config.learning_rate)
         self.kl_controller = PPOKLPenaltyController(config.kl_beta_init, config.kl_target)
 
@@ -185,10 +195,11 @@ class PPO(Algorithm):
                 pg_loss, pg_stats = self._policy_loss(evaluation.log_prob, minibatch, advantages)
                 v_loss, _ = value_loss(evaluation.value, minibatch.returns, minibatch.values, clip_value, minibatch.mask)
                 entropy = masked_mean(evaluation.entropy, minibatch.mask)
-                loss = pg_loss + cfg.vf_coef * v_loss - cfg.ent_coef * entropy
+                aux_loss, aux_stats = self.auxiliary_loss(evaluation, minibatch, refresh=True)
+                loss = pg_loss + cfg.vf_coef * v_loss - cfg.ent_coef * entropy + aux_loss
                 grad_norm = self.gradient_step(loss, "policy")
                 step_stats = {"policy_loss": pg_loss, "value_loss": v_loss, "entropy": entropy,
-                              "loss": loss, "grad_norm": grad_norm, **pg_stats}
+                              "loss": loss, "grad_norm": grad_norm, **pg_stats, **aux_stats}
                 meter.add(step_stats)
                 epoch_meter.add({"approx_kl": pg_stats["approx_kl"]})
             epoch_kl = epoch_meter.means()["approx_kl"]
@@ -232,7 +243,7 @@ class TRPO(Algorithm):
 
     config: TRPOConfig
 
-    def __init__(self, policy: ActorCritic, config: TRPOConfig):
+    def __init__(self, policy: ActorCritic, config: TRPOConfig, auxiliary: Sequence[AuxiliaryLoss] = ()):
         require(config, "max_kl", config.max_kl > 0, "> 0")
         require(config, "damping", config.damping >= 0, ">= 0")
         require(config, "cg_iters", config.cg_iters >= 1, ">= 1")
@@ -241,28 +252,34 @@ class TRPO(Algorithm):
         require(config, "accept_ratio", config.accept_ratio >= 0, ">= 0")
         require(config, "vf_iters", config.vf_iters >= 0, ">= 0")
         require(config, "num_minibatches", config.num_minibatches >= 1, ">= 1")
-        super().__init__(policy, config)
+        super().__init__(policy, config, auxiliary)
         self.actor_parameters = list(policy.actor_parameters())
         self.add_optimizer("critic", separate_critic_parameters(policy, "trpo"), config.learning_rate)
 
-    def objectives(self, batch: RolloutBatch, advantages: Tensor, old: Distribution) -> tuple[Tensor, Tensor, Tensor]:
-        """Surrogate (with the entropy bonus, if any), mean KL(π_old‖π_θ) and mean entropy at the
-        current parameters, all masked means over decisions."""
+    def objectives(
+        self, batch: RolloutBatch, advantages: Tensor, old: Distribution, auxiliary: bool = True
+    ) -> tuple[Tensor, Tensor, Tensor]:
+        """Surrogate (with the entropy bonus and, unless ``auxiliary`` is false, minus the auxiliary
+        losses), mean KL(π_old‖π_θ) and mean entropy at the current parameters, all masked means over
+        decisions."""
         evaluation = self.policy.evaluate(batch.obs, batch.actions)
         ratio = torch.exp(evaluation.log_prob - batch.log_probs)  # (B, L)
         entropy = masked_mean(evaluation.entropy, batch.mask)
-        surrogate = masked_mean(ratio * advantages, batch.mask) + self.config.ent_coef * entropy
+        aux_loss, _ = self.auxiliary_loss(evaluation, batch, refresh=False) if auxiliary else (0.0, {})
+        surrogate = masked_mean(ratio * advantages, batch.mask) + self.config.ent_coef * entropy - aux_loss
         kl = old.kl(evaluation.distribution).reshape(batch.mask.shape)  # (B, L): one KL per decision
         return surrogate, masked_mean(kl, batch.mask), entropy
 
     def update(self, batch: RolloutBatch) -> Stats:
         cfg = self.config
         advantages = whiten(batch.advantages, batch.mask) if cfg.normalize_advantages else batch.advantages
+        for term in self.auxiliary:  # one draw per update: the line search compares one objective
+            term.refresh()
         with torch.no_grad():
             old = self.policy.evaluate(batch.obs, batch.actions).distribution.detach()  # a snapshot
         info = trpo_step(
             lambda: self.objectives(batch, advantages, old)[0],
-            lambda: self.objectives(batch, advantages, old)[1],
+            lambda: self.objectives(batch, advantages, old, auxiliary=False)[1],
             self.actor_parameters,
             cfg.max_kl,
             damping=cfg.damping,
@@ -302,11 +319,11 @@ class Reinforce(Algorithm):
 
     config: ReinforceConfig
 
-    def __init__(self, policy: ActorCritic, config: ReinforceConfig):
+    def __init__(self, policy: ActorCritic, config: ReinforceConfig, auxiliary: Sequence[AuxiliaryLoss] = ()):
         require(config, "update_epochs", config.update_epochs >= 1, ">= 1")
         require(config, "vf_iters", config.vf_iters >= 0, ">= 0")
         require(config, "num_minibatches", config.num_minibatches >= 1, ">= 1")
-        super().__init__(policy, config)
+        super().__init__(policy, config, auxiliary)
         self.add_optimizer("actor", policy.actor_parameters(), config.learning_rate)
         self.add_optimizer("critic", separate_critic_parameters(policy, "reinforce"), config.vf_learning_rate)
 
@@ -320,8 +337,9 @@ class Reinforce(Algorithm):
             evaluation = self.policy.evaluate(batch.obs, batch.actions)
             pg_loss, _ = policy_gradient_loss(evaluation.log_prob, advantages, batch.mask)
             entropy = masked_mean(evaluation.entropy, batch.mask)
-            grad_norm = self.gradient_step(pg_loss - cfg.ent_coef * entropy, "actor")
-            meter.add({"policy_loss": pg_loss, "entropy": entropy, "grad_norm": grad_norm})
+            aux_loss, aux_stats = self.auxiliary_loss(evaluation, batch, refresh=True)
+            grad_norm = self.gradient_step(pg_loss - cfg.ent_coef * entropy + aux_loss, "actor")
+            meter.add({"policy_loss": pg_loss, "entropy": entropy, "grad_norm": grad_norm, **aux_stats})
         with torch.no_grad():
             log_prob = self.policy.evaluate(batch.obs, batch.actions).log_prob
         stats = {**meter.means(), "approx_kl": approx_kl(log_prob - batch.log_probs, batch.mask)}
@@ -333,7 +351,7 @@ class Reinforce(Algorithm):
 ALGORITHMS: dict[str, type[Algorithm]] = {"ppo": PPO, "trpo": TRPO, "reinforce": Reinforce}
 
 
-def make_algorithm(policy: ActorCritic, config: AlgoConfig) -> Algorithm:
+def make_algorithm(policy: ActorCritic, config: AlgoConfig, auxiliary: Sequence[AuxiliaryLoss] = ()) -> Algorithm:
     if config.name not in ALGORITHMS:
         raise ConfigError(f"algo.name={config.name!r} is unknown; expected one of {sorted(ALGORITHMS)}")
-    return ALGORITHMS[config.name](policy, config)
+    return ALGORITHMS[config.name](policy, config, auxiliary)

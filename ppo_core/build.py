@@ -23,10 +23,12 @@ from envs.make import make_gym_env
 from envs.text_bandit import TextBanditVecEnv, TextReward, tokenize_prompts
 from ppo_core import text_artifacts as artifacts
 from ppo_core.algorithms import make_algorithm
-from ppo_core.align.models import context_length
+from ppo_core.auxiliary import AuxiliaryLoss, PretrainingLoss, ReferenceKLLoss
+from ppo_core.align.models import context_length, load_tokenizer
 from ppo_core.config import AgentConfig, EnvConfig, LMAgentConfig, TextEnvConfig, TrainConfig, config_from_dict
 from ppo_core.errors import ConfigError
 from ppo_core.evaluate import evaluate_policy
+from ppo_core.kl import check_kl_treatment
 from ppo_core.trainer import Trainer
 from ppo_core import checkpoint
 
@@ -56,7 +58,7 @@ def make_env(config: TrainConfig, device: torch.device) -> VecEnv:
         return make_gym_env(config.env, device, gamma=config.algo.gamma)
     if isinstance(config.env, TextEnvConfig):
         return make_text_env(config.env, device, config.env.prompts, "env.prompts", config.env.num_envs,
-                             shuffle=True, gold=config.env.gold)
+                             shuffle=True, gold=config.env.gold, training=True)
     raise ConfigError(f"env config of type {type(config.env).__name__} has no builder")
 
 
@@ -74,18 +76,26 @@ def make_eval_env(config: TrainConfig, device: torch.device, episodes: int, vide
         return env
     if isinstance(config.env, TextEnvConfig):
         return make_text_env(config.env, device, config.env.eval_prompts, "env.eval_prompts", episodes,
-                             shuffle=False, gold=True)
+                             shuffle=False, gold=True, training=False)
     raise ConfigError(f"env config of type {type(config.env).__name__} has no builder")
 
 
 def make_text_env(
-    config: TextEnvConfig, device: torch.device, source: str, key: str, num_envs: int, shuffle: bool, gold: bool
+    config: TextEnvConfig, device: torch.device, source: str, key: str, num_envs: int, shuffle: bool, gold: bool,
+    training: bool,
 ) -> TextBanditVecEnv:
     """The text bandit over prompts ``source``, scored by the frozen π_SFT and reward model (shared
-    between the training and evaluation envs)."""
+    between the training and evaluation envs); only the training env adapts β."""
     if config.temperature <= 0 or config.max_new_tokens < 1 or config.num_envs < 1 or config.beta < 0:
         raise ConfigError(f"env.temperature={config.temperature}, env.max_new_tokens={config.max_new_tokens}, "
                           f"env.num_envs={config.num_envs} and env.beta={config.beta} must be > 0, >= 1, >= 1, >= 0")
+    if (config.kl_target is not None and config.kl_target <= 0) or config.kl_horizon <= 0:
+        raise ConfigError(f"env.kl_target={config.kl_target} and env.kl_horizon={config.kl_horizon} must be > 0")
+    try:
+        check_kl_treatment(config.kl_estimator, config.kl_direction, config.kl_placement)
+    except ValueError as error:
+        raise ConfigError(f"env.kl_estimator={config.kl_estimator!r}, env.kl_direction={config.kl_direction!r}, "
+                          f"env.kl_placement={config.kl_placement!r}: {error}") from None
     sft = artifacts.sft_dir(config)
     reference, tokenizer = artifacts.frozen_reference(sft, str(device))
     if tokenizer.pad_token_id == tokenizer.eos_token_id:
@@ -100,10 +110,29 @@ def make_text_env(
         raise ConfigError(f"env.max_new_tokens={config.max_new_tokens} leaves no room for a prompt in the "
                           f"context of {context_length(reference)} tokens")
     reward = TextReward(reference, reward_model.score, tokenizer.eos_token_id, config.temperature, config.beta,
-                        config.kl_in_reward, config.no_eos_penalty, config.empty_penalty, config.nonfinite_penalty)
+                        config.kl_estimator, config.kl_direction, config.kl_placement, config.kl_target,
+                        config.kl_horizon, config.no_eos_penalty, config.empty_penalty, config.nonfinite_penalty)
     return TextBanditVecEnv(tokenize_prompts(prompts.texts, tokenizer, room, config.prompt_overflow), reward,
                             tokenizer, num_envs, config.max_new_tokens, device, shuffle,
-                            prompts.gold if gold else None)
+                            prompts.gold if gold else None, adapt_beta=training)
+
+
+def make_auxiliary_losses(config: TrainConfig, policy: ActorCritic) -> list[AuxiliaryLoss]:
+    """The loss terms beside the surrogate: the KL to π_SFT when ``env.kl_placement=loss`` and PPO-ptx's
+    pretraining term when ``env.ptx_coef > 0`` (text env only)."""
+    env = config.env
+    if not isinstance(env, TextEnvConfig):
+        return []
+    terms: list[AuxiliaryLoss] = []
+    if env.kl_placement == "loss":
+        terms.append(ReferenceKLLoss(env.kl_estimator, env.kl_direction))
+    if env.ptx_coef < 0 or env.ptx_batch_size < 1:
+        raise ConfigError(f"env.ptx_coef={env.ptx_coef} and env.ptx_batch_size={env.ptx_batch_size} must be >= 0 and >= 1")
+    if env.ptx_coef > 0:
+        model = policy.model
+        blocks = artifacts.load_pretraining_blocks(env, load_tokenizer(artifacts.sft_dir(env)), context_length(model))
+        terms.append(PretrainingLoss(model, blocks, env.ptx_coef, env.ptx_batch_size))
+    return terms
 
 
 def _video_wrappers(video_dir: Path | None) -> list:
@@ -181,7 +210,7 @@ def build_trainer(config: TrainConfig, run_dir: Path) -> Trainer:
     seed_everything(config.seed)
     env = make_env(config, device)
     policy = make_policy(config, env, device)
-    algorithm = make_algorithm(policy, config.algo)
+    algorithm = make_algorithm(policy, config.algo, make_auxiliary_losses(config, policy))
     eval_env = make_eval_env(config, device, config.eval_episodes) if config.eval_episodes > 0 else None
 
     def evaluate() -> dict[str, float]:

@@ -73,9 +73,25 @@ class TextEnvConfig:
     temperature: float = 1.0
     """Sampling temperature T of the policy; the KL compares π and π_SFT both at T."""
     beta: float = 0.02
-    """β: weight of the KL penalty (InstructGPT's value)."""
-    kl_in_reward: bool = True
-    """Subtract β·KL from the reward (InstructGPT); false: reward = RM score, the KL is left to the loss."""
+    """β: weight of the KL penalty (InstructGPT's value); the initial β when ``kl_target`` is set."""
+    kl_placement: str = "reward"
+    """reward: subtract β·Σ_l KL_l from the reward (InstructGPT) | loss: reward = RM score, and the
+    algorithm adds β · (mean per-token KL) to its loss, outside the importance ratio."""
+    kl_estimator: str = "k1"
+    """Per-token KL: k1 (InstructGPT) | k2 | k3 | exact (over the vocabulary); see ppo_core/kl.py."""
+    kl_direction: str = "reverse"
+    """reverse: KL(π‖π_SFT) (InstructGPT, conservative) | forward: KL(π_SFT‖π) (PPO's, exploration-friendly)."""
+    kl_target: Optional[float] = None
+    """None: fixed β. Else adapt β after every step towards this KL per completion (Ziegler et al. 2019)."""
+    kl_horizon: float = 10000.0
+    """Completions over which the adaptive controller corrects a KL error (Ziegler et al.'s horizon)."""
+    ptx_coef: float = 0.0
+    """PPO-ptx γ: weight of the pretraining log-likelihood mixed into every update (InstructGPT: 27.8)."""
+    ptx_batch_size: int = 8
+    """Pretraining blocks per gradient step of the ptx term."""
+    ptx_data: str = "corpus"
+    """Pretraining text for ptx: corpus (the embedded world's, as the base model saw it) | a .txt file
+    (one document per line)."""
     no_eos_penalty: float = 1.0
     """Subtracted from the score of a completion without EOS (TRL's missing_eos_penalty)."""
     empty_penalty: float = 1.0

@@ -9,6 +9,17 @@ http://joschu.net/blog/kl-approx.html). For samples x ~ q and r = p(x) / q(x), e
     k3 = (r - 1) - log r    unbiased (E_q[r] = 1); low variance; never negative, since log r ≤ r - 1
 
 To estimate KL(p‖q) instead, sample from p and swap the arguments.
+
+``token_kl`` measures a policy π against a reference π_ref at decisions sampled from π, in either
+direction: "reverse" is KL(π‖π_ref) (InstructGPT's penalty: mode-seeking, conservative), "forward"
+is KL(π_ref‖π) (the direction of the PPO paper's penalty KL(π_old‖π): mass-covering, lets π keep
+exploring wherever π_ref puts mass). From π's own samples only the reverse direction has sample
+estimators; "exact" sums over the full distributions and serves both.
+
+As a LOSS (differentiated through log π at on-policy samples) the estimators follow different
+gradients than their values suggest: ∇k1 = ∇log π has expectation 0; E[∇k2] = ∇KL(π‖π_ref);
+E[∇k3] = E[(1 − π_ref/π)∇log π] = ∇KL(π_ref‖π). ``LOSS_ESTIMATORS`` lists, per direction, the
+estimators whose expected gradient is that direction's gradient.
 """
 
 import math
@@ -21,6 +32,10 @@ from torch import Tensor
 Dim = int | tuple[int, ...] | None
 
 ESTIMATORS = ("k1", "k2", "k3")
+KL_ESTIMATORS = (*ESTIMATORS, "exact")
+KL_DIRECTIONS = ("reverse", "forward")  # KL(π‖π_ref) | KL(π_ref‖π)
+KL_PLACEMENTS = ("reward", "loss")
+LOSS_ESTIMATORS = {"reverse": ("k2", "exact"), "forward": ("k3", "exact")}
 
 
 def k1(log_q: Tensor, log_p: Tensor) -> Tensor:
@@ -70,6 +85,45 @@ def exact_kl_from_logits(logits_q: Tensor, logits_p: Tensor, mask: Tensor | None
     if mask is not None:
         kl = torch.where(mask.bool(), kl, 0.0)
     return kl
+
+
+def token_kl(
+    log_prob: Tensor,
+    ref_log_prob: Tensor,
+    estimator: str,
+    direction: str = "reverse",
+    log_probs: Tensor | None = None,
+    ref_log_probs: Tensor | None = None,
+) -> Tensor:
+    """Per-decision KL between a policy π and a reference π_ref at decisions sampled from π.
+
+    ``log_prob`` / ``ref_log_prob`` (...,) are log π and log π_ref of the sampled decisions; the
+    ``exact`` estimator needs the full normalised distributions ``log_probs`` / ``ref_log_probs``
+    (..., V) instead. ``direction`` is "reverse", KL(π‖π_ref), or "forward", KL(π_ref‖π) (exact only).
+    """
+    check_kl_treatment(estimator, direction)
+    if estimator == "exact":
+        if log_probs is None or ref_log_probs is None:
+            raise ValueError("the exact KL needs the full distributions log_probs and ref_log_probs (..., V)")
+        if direction == "reverse":
+            return exact_kl_from_logits(log_probs, ref_log_probs)
+        return exact_kl_from_logits(ref_log_probs, log_probs)
+    return kl_estimate(log_prob, ref_log_prob, estimator)
+
+
+def check_kl_treatment(estimator: str, direction: str, placement: str = "reward") -> None:
+    """A clear error for a KL treatment that does not exist or does not estimate what it says."""
+    if estimator not in KL_ESTIMATORS or direction not in KL_DIRECTIONS or placement not in KL_PLACEMENTS:
+        raise ValueError(f"KL estimator={estimator!r}, direction={direction!r}, placement={placement!r}: expected "
+                         f"an estimator in {KL_ESTIMATORS}, a direction in {KL_DIRECTIONS} and a placement in "
+                         f"{KL_PLACEMENTS}")
+    if direction == "forward" and placement == "reward" and estimator != "exact":
+        raise ValueError(f"the {estimator} estimator measures KL(π‖π_ref) from π's samples; the forward direction "
+                         "KL(π_ref‖π) needs estimator=exact")
+    if placement == "loss" and estimator not in LOSS_ESTIMATORS[direction]:
+        raise ValueError(f"as a loss, {estimator} does not follow the gradient of the {direction} KL "
+                         f"(E[∇k1] = 0, E[∇k2] = ∇KL(π‖π_ref), E[∇k3] = ∇KL(π_ref‖π)); use one of "
+                         f"{LOSS_ESTIMATORS[direction]}")
 
 
 def _valid(x: Tensor, mask: Tensor) -> Tensor:

@@ -19,8 +19,10 @@ from transformers import PreTrainedModel, PreTrainedTokenizerBase
 from agents.reward_model import CONFIG_FILE, RewardModel
 from envs.language_world import clean_completion
 from ppo_core.align.config import WorldConfig
+from ppo_core.align.data import pack_blocks
 from ppo_core.align.errors import AlignError
 from ppo_core.align.models import load_causal_lm, load_tokenizer
+from ppo_core.align.pretrain import split_documents
 from ppo_core.align.world import load_world
 from ppo_core.config import TextEnvConfig
 from ppo_core.errors import ConfigError
@@ -101,22 +103,57 @@ def load_prompts(config: TextEnvConfig, source: str, key: str) -> Prompts:
     raise ConfigError(f"{key}={source!r} is neither a world split {WORLD_SPLITS} nor a .jsonl file")
 
 
-def world_prompts(config: TextEnvConfig, split: str, key: str) -> Prompts:
-    """The split of the embedded world that the SFT stage was trained in (read from its summary)."""
+def sft_settings(config: TextEnvConfig, key: str, what: str, alternative: str) -> dict:
+    """The align config the SFT stage ran with (its ``stage_summary.json``)."""
     summary = os.path.join(sft_dir(config), STAGE_SUMMARY)
     if not os.path.isfile(summary):
-        raise ConfigError(f"{key}={split} takes the embedded world's prompts, whose settings are read from "
-                          f"{summary!r}, written by `python -m ppo_core.align stage=sft`; for another model "
-                          f"give {key}=path/to/prompts.jsonl")
+        raise ConfigError(f"{key} takes {what}, whose settings are read from {summary!r}, written by "
+                          f"`python -m ppo_core.align stage=sft`; for another model give {alternative}")
     with open(summary) as f:
-        settings = json.load(f)["config"]["world"]
+        return json.load(f)["config"]
+
+
+def sft_world(config: TextEnvConfig, key: str, what: str, alternative: str):
+    settings = sft_settings(config, key, what, alternative)
     try:
-        world = load_world(WorldConfig(**settings))
+        return load_world(WorldConfig(**settings["world"])), settings
     except AlignError as error:
         raise ConfigError(f"{key}: {error}") from None
+
+
+def world_prompts(config: TextEnvConfig, split: str, key: str) -> Prompts:
+    """The split of the embedded world that the SFT stage was trained in (read from its summary)."""
+    world, _ = sft_world(config, f"{key}={split}", "the embedded world's prompts", f"{key}=path/to/prompts.jsonl")
     prompts = world.splits[split]
 
     def gold(index: int, text: str) -> float:
         return world.gold_total(prompts[index], clean_completion(text))
 
     return Prompts([world.prompt_text(p) for p in prompts], gold)
+
+
+PTX_BLOCK_SIZE = 128  # tokens per pretraining block of a .txt source (capped by the context)
+
+
+def load_pretraining_blocks(config: TextEnvConfig, tokenizer: PreTrainedTokenizerBase, context: int) -> torch.Tensor:
+    """Packed pretraining blocks (M, T) for PPO-ptx: the embedded world's corpus without the documents
+    the pretrain stage held out (they measure the alignment tax), in its block size; or the lines of
+    a .txt file."""
+    source = config.ptx_data
+    if source == "corpus":
+        world, settings = sft_world(config, "env.ptx_data=corpus", "the embedded world's corpus",
+                                    "env.ptx_data=path/to/documents.txt")
+        texts, _ = split_documents(world.corpus, settings["pretrain"]["val_fraction"])
+        block_size = settings["pretrain"]["block_size"]
+    elif source.endswith(".txt"):
+        if not os.path.isfile(source):
+            raise ConfigError(f"env.ptx_data={source!r} does not exist")
+        with open(source) as f:
+            texts = [line.strip() for line in f if line.strip()]
+        block_size = PTX_BLOCK_SIZE
+    else:
+        raise ConfigError(f"env.ptx_data={source!r} is neither 'corpus' nor a .txt file")
+    try:
+        return pack_blocks(tokenizer, texts, min(block_size, context))
+    except AlignError as error:
+        raise ConfigError(f"env.ptx_data={source!r}: {error}") from None

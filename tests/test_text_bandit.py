@@ -54,9 +54,9 @@ def sequence_log_prob(model, prompt, completion, temperature=1.0):
     return torch.log_softmax(logits / temperature, -1).gather(-1, torch.tensor(completion)[:, None]).sum()
 
 
-@pytest.mark.parametrize("kl_in_reward", [True, False])
-def test_reward_is_rm_minus_beta_kl_computed_independently(kl_in_reward):
-    env, rm = vec_env(kl_in_reward=kl_in_reward, temperature=0.8)
+@pytest.mark.parametrize("placement", ["reward", "loss"])
+def test_reward_is_rm_minus_beta_kl_computed_independently(placement):
+    env, rm = vec_env(placement=placement, estimator="k2" if placement == "loss" else "k1", temperature=0.8)
     policy = LMActorCritic(make_lm(2), PAD, EOS, max_new_tokens=L, temperature=0.8)
     obs = env.reset(seed=0)
     torch.manual_seed(0)
@@ -74,12 +74,14 @@ def test_reward_is_rm_minus_beta_kl_computed_independently(kl_in_reward):
             score = rm.score(torch.tensor([prompt + completion]), torch.ones(1, len(prompt + completion), dtype=torch.long))
             kl = sequence_log_prob(policy.model, prompt, completion, 0.8) - sequence_log_prob(reference, prompt, completion, 0.8)
             penalty = 1.0 * (EOS not in completion)
-            expected = score[0] - penalty - (BETA * kl if kl_in_reward else 0.0)
+            expected = score[0] - penalty - (BETA * kl if placement == "reward" else 0.0)
             torch.testing.assert_close(result.reward[i], expected, atol=1e-4, rtol=0)
-            torch.testing.assert_close(result.info["kl"][i], kl, atol=1e-4, rtol=0)
+            torch.testing.assert_close(result.info["kl_estimates"]["kl_k1"][i], kl, atol=1e-4, rtol=0)
     assert result.terminated.all() and not result.truncated.any() and result.valid.all()
     assert torch.equal(result.extras["ref_log_prob"], result.info["ref_log_prob"])
     assert result.info["per_token_kl"].shape == (env.num_envs, L)
+    if placement == "loss":
+        torch.testing.assert_close(result.extras["kl_coef"], torch.full((env.num_envs,), BETA))
 
 
 def test_nonfinite_scores_and_unfinished_or_empty_completions_are_penalised():
