@@ -154,10 +154,12 @@ class TextReward(nn.Module):
         mask: Tensor,
         log_prob: Tensor,
         log_probs: Tensor | None = None,
+        scores: Tensor | None = None,
     ) -> tuple[RewardParts, Tensor]:
         """Score completions ``tokens`` (N, L) with ``mask`` (N, L) and the policy's ``log_prob`` (N, L)
         (and full ``log_probs`` (N, L, V), needed by the exact KL) of prompts ``prompt_ids`` /
-        ``prompt_mask`` (N, P). Returns the parts and π_SFT's full log-probs (N, L, V)."""
+        ``prompt_mask`` (N, P). Returns the parts and π_SFT's full log-probs (N, L, V). Given
+        ``scores`` (N,) (e.g. the gold labeler's), they replace the reward model's."""
         mask = mask.bool()
         reference = sequence_distributions(self.reference, prompt_ids, prompt_mask, tokens, mask, self.temperature)
         ref_log_prob = torch.where(mask, reference.log_prob(tokens), 0.0)  # (N, L)
@@ -171,8 +173,9 @@ class TextReward(nn.Module):
         per_token = {name: torch.where(mask, kl, 0.0) for name, kl in per_token.items()}
         chosen = per_token[self.estimator if self.direction == "reverse" else "exact_forward"]  # (N, L)
         kl = chosen.sum(-1)  # (N,)
-        raw = self.reward_model(torch.cat([prompt_ids, tokens], 1), torch.cat([prompt_mask.long(), mask.long()], 1))
-        raw = raw.float()
+        if scores is None:
+            scores = self.reward_model(torch.cat([prompt_ids, tokens], 1), torch.cat([prompt_mask.long(), mask.long()], 1))
+        raw = scores.float()
         nonfinite = ~torch.isfinite(raw)
         scores = torch.where(nonfinite, -self.nonfinite_penalty, raw)
         is_eos = (tokens == self.eos_token_id) & mask
@@ -217,7 +220,9 @@ class TextBanditVecEnv:
     Prompts are drawn without replacement from a shuffled order that is renewed once used up (in order
     when ``shuffle`` is false, which evaluation uses), with the env's own ``torch.Generator``.
     ``step`` takes ``{"tokens", "mask", "log_prob"}`` (N, L) and returns the reward (N,), the reward's
-    parts in ``info`` and ``extras["ref_log_prob"]`` (N, L) for the buffer.
+    parts in ``info`` and ``extras["ref_log_prob"]`` (N, L) for the buffer. With ``gold_reward`` the
+    gold labeler's score replaces the reward model's: an oracle run that shows what the RL step can do
+    when the reward is right, apart from the reward model's errors.
     """
 
     def __init__(
@@ -231,6 +236,7 @@ class TextBanditVecEnv:
         shuffle: bool = True,
         gold: GoldFn | None = None,
         adapt_beta: bool = True,
+        gold_reward: bool = False,
     ):
         self.prompts = PromptSet(prompts.texts, prompts.input_ids.to(device), prompts.attention_mask.to(device))
         self.reward = reward
@@ -238,6 +244,9 @@ class TextBanditVecEnv:
         self.num_envs, self.max_new_tokens = int(num_envs), int(max_new_tokens)
         self.device, self.shuffle, self.gold = device, shuffle, gold
         self.adapt_beta = adapt_beta and isinstance(reward.controller, AdaptiveKLController)
+        if gold_reward and gold is None:
+            raise ConfigError("a gold reward needs prompts with a gold labeler (the embedded world's splits)")
+        self.gold_reward = gold_reward
         self.single_observation_space = prompt_space(prompts, len(tokenizer))
         self.single_action_space = completion_space(max_new_tokens, len(tokenizer))
         self.generator = torch.Generator()  # on the CPU: its state is saved with checkpoints
@@ -283,15 +292,16 @@ class TextBanditVecEnv:
     def step(self, action: dict[str, Tensor]) -> StepResult:
         obs = self._observe()
         tokens, mask = action["tokens"], action["mask"].bool()
+        gold = None if self.gold is None else gold_scores(self.gold, self.tokenizer, obs["prompt_index"], tokens, mask)
         parts, ref_log_probs = self.reward(obs["input_ids"], obs["attention_mask"], tokens, mask, action["log_prob"],
-                                           action.get("log_probs"))
+                                           action.get("log_probs"), gold if self.gold_reward else None)
         info: dict[str, Any] = parts._asdict()
         beta = self.reward.beta  # the β this step's rewards were penalised with
         metrics = {"rlhf_reward": parts.reward, "scores": parts.scores, "kl": parts.kl, **parts.kl_estimates,
                    "nonfinite": parts.nonfinite, "no_eos": parts.no_eos, "empty": parts.empty,
                    "completion_length": mask.sum(-1)}
-        if self.gold is not None:
-            metrics["gold"] = info["gold"] = gold_scores(self.gold, self.tokenizer, obs["prompt_index"], tokens, mask)
+        if gold is not None:
+            metrics["gold"] = info["gold"] = gold
         self._record(metrics)
         if self.adapt_beta:
             self.reward.controller.update(parts.kl.mean(), self.num_envs)  # one host sync per step

@@ -58,7 +58,7 @@ def make_env(config: TrainConfig, device: torch.device) -> VecEnv:
         return make_gym_env(config.env, device, gamma=config.algo.gamma)
     if isinstance(config.env, TextEnvConfig):
         return make_text_env(config.env, device, config.env.prompts, "env.prompts", config.env.num_envs,
-                             shuffle=True, gold=config.env.gold, training=True)
+                             shuffle=True, gold=config.env.gold or config.env.reward_source == "gold", training=True)
     raise ConfigError(f"env config of type {type(config.env).__name__} has no builder")
 
 
@@ -91,6 +91,8 @@ def make_text_env(
                           f"env.num_envs={config.num_envs} and env.beta={config.beta} must be > 0, >= 1, >= 1, >= 0")
     if (config.kl_target is not None and config.kl_target <= 0) or config.kl_horizon <= 0:
         raise ConfigError(f"env.kl_target={config.kl_target} and env.kl_horizon={config.kl_horizon} must be > 0")
+    if config.reward_source not in ("rm", "gold"):
+        raise ConfigError(f"env.reward_source={config.reward_source!r} is unknown; expected 'rm' or 'gold'")
     try:
         check_kl_treatment(config.kl_estimator, config.kl_direction, config.kl_placement)
     except ValueError as error:
@@ -114,7 +116,8 @@ def make_text_env(
                         config.kl_horizon, config.no_eos_penalty, config.empty_penalty, config.nonfinite_penalty)
     return TextBanditVecEnv(tokenize_prompts(prompts.texts, tokenizer, room, config.prompt_overflow), reward,
                             tokenizer, num_envs, config.max_new_tokens, device, shuffle,
-                            prompts.gold if gold else None, adapt_beta=training)
+                            prompts.gold if gold else None, adapt_beta=training,
+                            gold_reward=training and config.reward_source == "gold")
 
 
 def make_auxiliary_losses(config: TrainConfig, policy: ActorCritic) -> list[AuxiliaryLoss]:

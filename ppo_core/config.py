@@ -103,6 +103,9 @@ class TextEnvConfig:
     gold: bool = False
     """Also score training completions with the gold labeler (a decode on the host every step);
     evaluation always does when the prompts come from the embedded world."""
+    reward_source: str = "rm"
+    """rm: the reward model scores completions | gold: the gold labeler does (an oracle upper bound,
+    embedded-world prompts only; implies ``gold``)."""
 
 
 @dataclass
