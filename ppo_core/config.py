@@ -140,6 +140,9 @@ class AlgoConfig:
     """Env steps per environment in one rollout."""
     gamma: float = 0.99
     gae_lambda: float = 0.95
+    advantage_level: str = "decision"
+    """decision: GAE over every decision (over the tokens of a completion) | step: one advantage per env
+    step, from V before its first decision, shared by its decisions (the text bandit's r − V(x))."""
     learning_rate: float = 3e-4
     anneal_lr: bool = True
     """Decay the learning rate linearly to 0 over ``total_timesteps``."""

@@ -234,3 +234,16 @@ def test_gold_reward_replaces_the_reward_model():
         torch.testing.assert_close(result.reward[i], expected)
     with pytest.raises(ConfigError, match="a gold reward needs prompts with a gold labeler"):
         TextBanditVecEnv(tokenize_prompts(TEXTS, tokenizer, CONTEXT - L), reward, tokenizer, 4, L, gold_reward=True)
+
+
+def test_step_level_advantage_is_the_bandit_r_minus_v_of_the_prompt(artifacts, tmp_path):
+    trainer = build_trainer(text_config(artifacts, "algo.advantage_level=step", "algo.num_steps=1",
+                                        "total_timesteps=8"), tmp_path / "run")
+    next_value = trainer.collect_rollout()
+    batch = trainer.compute_batch(next_value)
+    rewards, values, mask = trainer.buffer["rewards"][0], trainer.buffer["values"][0], trainer.buffer["mask"][0]
+    expected = (rewards - values[:, 0]).unsqueeze(-1) * mask  # (N, L): r − V(x) on every valid token
+    torch.testing.assert_close(batch.advantages, expected)
+    torch.testing.assert_close(batch.returns, rewards.unsqueeze(-1) * mask)
+    with pytest.raises(ConfigError, match="algo.advantage_level='sequence' is unknown"):
+        build_trainer(text_config(artifacts, "algo.advantage_level=sequence"), tmp_path / "r2")
