@@ -60,16 +60,25 @@ class Algorithm:
         self.auxiliary = list(auxiliary)
         self.optimizers: dict[str, torch.optim.Optimizer] = {}
         self.optimized: dict[str, list[nn.Parameter]] = {}
-        self.base_learning_rates: dict[str, float] = {}
         self.progress_remaining = 1.0
 
-    def add_optimizer(self, name: str, parameters: Iterable[nn.Parameter], learning_rate: float) -> None:
-        self.optimized[name] = list(parameters)
+    def add_optimizer(
+        self, name: str, parameters: Iterable[nn.Parameter], learning_rate: float,
+        own_rates: Sequence[tuple[Iterable[nn.Parameter], float]] = (),
+    ) -> None:
+        """Adam ``name`` over ``parameters`` at ``learning_rate``, except the parameters of each
+        ``own_rates`` entry, which get that entry's rate (e.g. a fresh value head beside a pretrained LM)."""
+        parameters = list(parameters)
+        groups, claimed = [], set()
+        for subset, rate in own_rates:
+            subset = list(subset)
+            claimed.update(id(p) for p in subset)
+            groups.append({"params": subset, "lr": rate, "base_lr": rate})
+        rest = [p for p in parameters if id(p) not in claimed]
+        groups.insert(0, {"params": rest, "lr": learning_rate, "base_lr": learning_rate})
+        self.optimized[name] = parameters
         # fused: one kernel for all parameters, 4x faster than the per-tensor loop at MLP sizes
-        self.optimizers[name] = torch.optim.Adam(
-            self.optimized[name], lr=learning_rate, eps=self.config.adam_eps, fused=True
-        )
-        self.base_learning_rates[name] = learning_rate
+        self.optimizers[name] = torch.optim.Adam(groups, lr=learning_rate, eps=self.config.adam_eps, fused=True)
 
     def learning_rate(self, name: str) -> Tensor:
         return torch.tensor(self.optimizers[name].param_groups[0]["lr"])
@@ -80,7 +89,7 @@ class Algorithm:
         if self.config.anneal_lr:
             for name, optimizer in self.optimizers.items():
                 for group in optimizer.param_groups:
-                    group["lr"] = remaining * self.base_learning_rates[name]
+                    group["lr"] = remaining * group["base_lr"]
 
     def gradient_step(self, loss: Tensor, name: str) -> Tensor:
         """Backpropagate, clip the global gradient norm of optimiser ``name``'s parameters, step;
@@ -168,7 +177,10 @@ class PPO(Algorithm):
         if config.objective not in ("clip", "kl_penalty"):
             raise ConfigError(f"algo.objective={config.objective!r} is unknown; expected 'clip' or 'kl_penalty'")
         super().__init__(policy, config, auxiliary)
-        self.add_optimizer("policy", policy.parameters(), config.learning_rate)
+        own_rates = []
+        if config.vf_learning_rate is not None:
+            own_rates.append((separate_critic_parameters(policy, "ppo with algo.vf_learning_rate"), config.vf_learning_rate))
+        self.add_optimizer("policy", policy.parameters(), config.learning_rate, own_rates)
         self.kl_controller = PPOKLPenaltyController(config.kl_beta_init, config.kl_target)
 
     @property

@@ -160,6 +160,9 @@ class PPOConfig(AlgoConfig):
     name: str = "ppo"
     vf_coef: float = 0.5
     """Value-loss weight in the joint loss."""
+    vf_learning_rate: Optional[float] = None
+    """The critic's own parameters (``critic_parameters()``: a value head, or a separate critic) get
+    this Adam rate; None: ``learning_rate``. A fresh value head on a pretrained LM needs far more."""
     update_epochs: int = 10
     num_minibatches: int = 4
     objective: str = "clip"

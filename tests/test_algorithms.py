@@ -331,3 +331,21 @@ def test_adaptive_kl_beta_weighs_the_next_update_and_survives_a_checkpoint():
     _, batch = tiny_batch("discrete", seed=1, policy=restored.policy)
     stats = restored.update(batch)
     assert stats["beta"].item() == 2.0 and restored.kl_controller.beta == 4.0
+
+
+def test_ppo_critic_learning_rate_moves_only_the_critic_at_its_own_rate():
+    """One Adam step moves each parameter by about its group's rate (the first Adam step is ±lr)."""
+    policy, batch = tiny_batch("discrete")
+    config = dataclasses.replace(algo_config("algo=ppo"), update_epochs=1, num_minibatches=1, learning_rate=1e-4,
+                                 vf_learning_rate=1e-2, anneal_lr=True, max_grad_norm=0.0)
+    ppo = PPO(policy, config)
+    ppo.set_progress(0.5)
+    assert [group["lr"] for group in ppo.optimizers["policy"].param_groups] == [0.5e-4, 0.5e-2]
+    actor, critic = parameters(policy.actor_parameters()), parameters(policy.critic_parameters())
+    ppo.update(batch)
+    actor_step = max((a - b).abs().max() for a, b in zip(actor, policy.actor_parameters()))
+    critic_step = max((a - b).abs().max() for a, b in zip(critic, policy.critic_parameters()))
+    assert 0.9 * 0.5e-4 < actor_step < 1.1 * 0.5e-4 and 0.9 * 0.5e-2 < critic_step < 1.1 * 0.5e-2
+    shared = MLPActorCritic(OBS, SPACES["discrete"], hidden_sizes=(16,), shared_trunk=True)
+    with pytest.raises(ConfigError, match="needs a separate critic"):
+        PPO(shared, config)
