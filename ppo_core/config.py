@@ -269,3 +269,20 @@ def register_configs() -> None:
     store.store(group="agent", name="lm_schema", node=LMAgentConfig)
     for name, schema in SCHEMAS["algo"].items():
         store.store(group="algo", name=f"{name}_schema", node=schema)
+
+
+def compose_train_config(overrides: list[str]) -> TrainConfig:
+    """The ``TrainConfig`` that ``python -m ppo_core.train <overrides>`` would run, composed from
+    conf/ inside a running hydra app (e.g. ``python -m ppo_core.align``, whose search path is the same
+    package) or outside one."""
+    from hydra import compose, initialize_config_module
+    from hydra.core.global_hydra import GlobalHydra
+    from omegaconf import OmegaConf
+
+    register_configs()
+    if GlobalHydra.instance().is_initialized():
+        cfg = compose(config_name="config", overrides=list(overrides))
+    else:
+        with initialize_config_module(config_module="conf", version_base="1.3"):
+            cfg = compose(config_name="config", overrides=list(overrides))
+    return OmegaConf.to_object(cfg)  # type: ignore[return-value]

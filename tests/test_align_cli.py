@@ -36,7 +36,7 @@ def test_unknown_key_or_wrong_type_is_rejected(override, message):
 
 
 def test_unknown_stage_names_the_known_ones():
-    with pytest.raises(AlignError, match="stage='rlhf' is unknown.*all_supervised"):
+    with pytest.raises(AlignError, match="stage=.rlhf. is unknown.*all_supervised.*eval.*rl"):
         run_stage(AlignConfig(stage="rlhf"))
 
 
@@ -51,3 +51,12 @@ def test_cli_bad_input_prints_one_line_and_fails(tmp_path):
 def test_cli_unknown_key_fails_naming_it(tmp_path):
     result = run_cli(tmp_path, "stage=sft", "sft.epochz=3")
     assert result.returncode != 0 and "epochz" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_cli_default_runs_every_stage_and_prints_the_evaluation(tmp_path):
+    result = run_cli(tmp_path, "size=tiny", f"paths.root={tmp_path}/art")
+    assert result.returncode == 0, result.stderr[-2000:]
+    for stage in ("base", "sft", "rm", "rl/policy", "eval"):
+        assert os.path.isfile(os.path.join(tmp_path, "art", stage, "stage_summary.json" if stage != "rl/policy"
+                                           else "config.json"))
+    assert "| all |" in result.stdout and "win_vs_sft" in result.stdout

@@ -1,7 +1,9 @@
 """pretrain -> SFT -> reward model on the tiny language world, through the functions the CLI calls."""
 
+import dataclasses
 import json
 import os
+import shutil
 
 import pytest
 import torch
@@ -11,6 +13,7 @@ from agents.reward_model import RewardModel
 from ppo_core.align.config import compose_align_config
 from ppo_core.align.data import pad_sequences
 from ppo_core.align.errors import AlignError
+from ppo_core.align.evaluation import pretraining_loss, win_rate
 from ppo_core.align.stages import SUMMARY_FILE, run_stage
 
 
@@ -59,3 +62,50 @@ def test_k_outside_range_fails_before_any_work(artifacts, tmp_path):
     with pytest.raises(AlignError, match="rm.k=12"):
         run_stage(compose_align_config(["size=tiny", "stage=rm", "rm.k=12", f"paths.root={root}",
                                         f"paths.rm={tmp_path}/rm"]))
+
+
+def test_rl_and_eval_stages_compare_the_policy_with_sft_and_base(artifacts):
+    root, _ = artifacts
+    cfg = compose_align_config(["size=tiny", f"paths.root={root}"])
+    rl = run_stage(dataclasses.replace(cfg, stage="rl"))
+    assert rl["env_steps"] == 64 and os.path.isfile(os.path.join(root, "rl", "policy", "config.json"))
+    summary = run_stage(dataclasses.replace(cfg, stage="eval"))
+    report = json.load(open(os.path.join(root, "eval", "eval.json")))
+    assert report["rows"][-1]["kind"] == "all" and report["rows"][-1]["n"] == summary["n"] > 0
+    assert 0.0 <= summary["win_vs_sft"] <= 1.0 and summary["kl"] >= 0.0
+    assert {"pretraining_loss_policy", "pretraining_loss_sft", "pretraining_loss_base"} <= set(report)
+    assert "| kind | prompt | SFT | policy |" in open(os.path.join(root, "eval", "eval.md")).read()
+
+
+def test_eval_of_sft_against_itself_ties_everywhere_with_zero_kl(artifacts, tmp_path):
+    """With the SFT model as the "policy", every prompt is a tie and the exact KL to SFT is 0."""
+    root, _ = artifacts
+    shutil.copytree(os.path.join(root, "sft"), tmp_path / "rl" / "policy")
+    cfg = compose_align_config(["size=tiny", "stage=eval", f"paths.root={root}", f"paths.rl={tmp_path / 'rl'}",
+                                f"paths.eval={tmp_path / 'eval'}"])
+    summary = run_stage(cfg)
+    assert summary["win_vs_sft"] == 0.5 and summary["kl"] == pytest.approx(0.0, abs=1e-5)
+    assert summary["pretraining_loss_policy"] == pytest.approx(summary["pretraining_loss_sft"])
+
+
+def test_eval_needs_an_rl_policy_and_a_known_split(artifacts, tmp_path):
+    root, _ = artifacts
+    with pytest.raises(AlignError, match="no RL policy in .*run `python -m ppo_core.align stage=rl` first"):
+        run_stage(compose_align_config(["size=tiny", "stage=eval", f"paths.root={root}", f"paths.rl={tmp_path}"]))
+    with pytest.raises(AlignError, match="eval.split='dev' is unknown"):
+        run_stage(compose_align_config(["size=tiny", "stage=eval", f"paths.root={root}", "eval.split=dev"]))
+
+
+def test_win_rate_counts_ties_half():
+    policy = torch.tensor([0.9, 0.5, 0.2, 0.7])
+    other = torch.tensor([0.8, 0.5, 0.3, 0.7])
+    assert win_rate(policy, other) == (1 + 0.5 + 0 + 0.5) / 4
+
+
+def test_pretraining_loss_is_the_mean_next_token_nll(artifacts):
+    root, _ = artifacts
+    model = AutoModelForCausalLM.from_pretrained(os.path.join(root, "base"))
+    blocks = torch.randint(0, model.config.vocab_size, (3, 10))
+    log_probs = torch.log_softmax(model(input_ids=blocks).logits[:, :-1].double(), -1)
+    expected = -log_probs.gather(-1, blocks[:, 1:, None]).mean().item()
+    assert pretraining_loss(model, blocks, batch_size=2) == pytest.approx(expected, rel=1e-5)

@@ -123,15 +123,43 @@ class PathsConfig:
     """SFT model dir: written by sft, read by rm. "" = `<root>/sft`."""
     rm: str = ""
     """Reward model dir: written by rm. "" = `<root>/rm`."""
+    rl: str = ""
+    """RL run dir (checkpoint, TensorBoard, the policy as an HF dir in `policy/`): written by rl. "" = `<root>/rl`."""
+    eval: str = ""
+    """Evaluation report dir: written by eval. "" = `<root>/eval`."""
 
     def resolve(self, name: str) -> str:
-        """The directory of stage output `name` ("base", "sft" or "rm")."""
+        """The directory of stage output `name` ("base", "sft", "rm", "rl" or "eval")."""
         return getattr(self, name) or os.path.join(self.root, name)
 
 
 @dataclass
+class RLStageConfig:
+    """InstructGPT's step 3 through the training app: `python -m ppo_core.train env=text_bandit agent=lm`."""
+
+    algo: str = "ppo"
+    """ppo | trpo | reinforce."""
+    overrides: list[str] = field(default_factory=list)
+    """More training-app overrides, e.g. ["env.ptx_coef=1.0", "total_timesteps=4096"]."""
+
+
+@dataclass
+class EvalStageConfig:
+    """Held-out comparison of the RL policy with SFT and the base model (ppo_core/align/evaluation.py)."""
+
+    split: str = "test"
+    """World split of the evaluation prompts: train | validation | test."""
+    max_prompts: int = 0
+    """Evaluate the first this many prompts of the split; 0 = all."""
+    batch_size: int = 64
+    """Prompts answered per batch."""
+    samples_per_kind: int = 2
+    """Completions shown per task kind in the sample table."""
+
+
+@dataclass
 class AlignConfig:
-    stage: str = "all_supervised"
+    stage: str = "all"
     """Stage to run: see `ppo_core.align.stages.STAGES`."""
     seed: int = 0
     """Seed of model initialisation, batching and sampling."""
@@ -144,6 +172,8 @@ class AlignConfig:
     pretrain: PretrainConfig = field(default_factory=PretrainConfig)
     sft: SFTConfig = field(default_factory=SFTConfig)
     rm: RewardConfig = field(default_factory=RewardConfig)
+    rl: RLStageConfig = field(default_factory=RLStageConfig)
+    eval: EvalStageConfig = field(default_factory=EvalStageConfig)
     paths: PathsConfig = field(default_factory=PathsConfig)
 
 

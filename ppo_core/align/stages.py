@@ -1,7 +1,8 @@
 """The alignment stages by name, each a function of a typed `AlignConfig`.
 
-Stage outputs live in `cfg.paths` (default `<root>/base`, `<root>/sft`, `<root>/rm`); each stage reads
-the previous stage's directory. Later stages (`rl`, `eval`) join the registry with `register_stage`.
+Stage outputs live in `cfg.paths` (default `<root>/base`, `<root>/sft`, `<root>/rm`, `<root>/rl`,
+`<root>/eval`); each stage reads the previous stages' directories. `rl` is the training app itself
+(`python -m ppo_core.train env=text_bandit agent=lm`), the trainer that also trains CartPole.
 """
 
 from __future__ import annotations
@@ -26,13 +27,12 @@ from ppo_core.align.pretrain import pretrain
 from ppo_core.align.reward import check_k, collect_rankings, train_reward_model
 from ppo_core.align.sft import sft
 from ppo_core.align.tokenizer import train_tokenizer
-from ppo_core.align.training import resolve_device, seed_everything
+from ppo_core.align.training import resolve_device, seed_everything, tensorboard_writer
 
 log = logging.getLogger(__name__)
 
 StageFn = Callable[[AlignConfig], dict[str, Any]]
 STAGES: dict[str, StageFn] = {}
-PLANNED_STAGES = ("rl", "eval")
 SUMMARY_FILE = "stage_summary.json"
 
 
@@ -49,8 +49,7 @@ def register_stage(name: str) -> Callable[[StageFn], StageFn]:
 def run_stage(cfg: AlignConfig) -> dict[str, Any]:
     """Run `cfg.stage` after checking its name; returns the stage's summary."""
     if cfg.stage not in STAGES:
-        hint = " (not available yet)" if cfg.stage in PLANNED_STAGES else ""
-        raise AlignError(f"stage={cfg.stage!r} is unknown{hint}; choose one of {sorted(STAGES)}")
+        raise AlignError(f"stage={cfg.stage!r} is unknown; choose one of {sorted(STAGES)}")
     torch.set_num_threads(cfg.threads)
     return STAGES[cfg.stage](cfg)
 
@@ -136,3 +135,98 @@ def run_rm(cfg: AlignConfig) -> dict[str, Any]:
 def run_all_supervised(cfg: AlignConfig) -> dict[str, Any]:
     """pretrain, sft and rm in order."""
     return {name: STAGES[name](cfg) for name in ("pretrain", "sft", "rm")}
+
+
+def rl_train_config(cfg: AlignConfig):
+    """The training app's config for the RL stage: the text bandit on this pipeline's SFT and RM."""
+    from ppo_core.config import compose_train_config
+
+    paths = cfg.paths
+    overrides = ["env=text_bandit", "agent=lm", f"algo={cfg.rl.algo}", f"env.artifacts={paths.root}",
+                 f"env.sft_path={paths.resolve('sft')}", f"env.rm_path={paths.resolve('rm')}", f"seed={cfg.seed}",
+                 f"device={cfg.device}", f"torch_threads={cfg.threads}", "progress=false", *cfg.rl.overrides]
+    try:
+        return compose_train_config(overrides)
+    except Exception as error:  # hydra's override and validation errors name the bad key
+        raise AlignError(f"rl.algo={cfg.rl.algo!r} / rl.overrides={cfg.rl.overrides}: {error}") from None
+
+
+@register_stage("rl")
+def run_rl(cfg: AlignConfig) -> dict[str, Any]:
+    """PPO (or TRPO, REINFORCE) on the text bandit; the final policy is saved as an HF dir `<rl>/policy`."""
+    from ppo_core.build import build_trainer
+    from ppo_core.errors import ConfigError, NonFiniteError
+
+    config, out = rl_train_config(cfg), cfg.paths.resolve("rl")
+    try:
+        trainer = build_trainer(config, out)
+        summary = trainer.train()
+    except (ConfigError, NonFiniteError) as error:
+        raise AlignError(str(error)) from None
+    policy_dir = os.path.join(out, "policy")
+    trainer.policy.model.save_pretrained(policy_dir)
+    trainer.env.tokenizer.save_pretrained(policy_dir)
+    summary = {**summary, "policy": policy_dir, "seconds": summary["wall_seconds"]}
+    with open(os.path.join(out, "summary.json"), "w") as f:
+        json.dump({**summary, "config": dataclasses.asdict(config)}, f, indent=2)
+    return write_summary(out, "rl", cfg, summary)
+
+
+@register_stage("eval")
+def run_eval(cfg: AlignConfig) -> dict[str, Any]:
+    """The RL policy against SFT and base on held-out prompts: win rates, RM score, KL, pretraining loss."""
+    from agents.lm import LMActorCritic
+    from ppo_core import text_artifacts
+    from ppo_core.align import evaluation
+    from ppo_core.build import make_text_env
+    from ppo_core.errors import ConfigError
+    from ppo_core.text_artifacts import WORLD_SPLITS
+
+    if cfg.eval.split not in WORLD_SPLITS:
+        raise AlignError(f"eval.split={cfg.eval.split!r} is unknown; expected one of {WORLD_SPLITS}")
+    if cfg.eval.batch_size < 1 or cfg.eval.max_prompts < 0:
+        raise AlignError(f"eval.batch_size={cfg.eval.batch_size} and eval.max_prompts={cfg.eval.max_prompts} "
+                         "must be >= 1 and >= 0")
+    policy_dir = os.path.join(cfg.paths.resolve("rl"), "policy")
+    if not os.path.isfile(os.path.join(policy_dir, "config.json")):
+        raise AlignError(f"no RL policy in {policy_dir!r}; run `python -m ppo_core.align stage=rl` first")
+    start, device = time.time(), resolve_device(cfg.device)
+    env_config = rl_train_config(cfg).env
+    try:
+        env = make_text_env(env_config, device, cfg.eval.split, "eval.split", cfg.eval.batch_size, shuffle=False,
+                            gold=True, training=False)
+        world, settings = text_artifacts.sft_world(env_config, "eval.split", "the embedded world's prompts", "")
+    except ConfigError as error:
+        raise AlignError(str(error)) from None
+    prompts = world.splits[cfg.eval.split]
+    count = min(len(prompts), cfg.eval.max_prompts or len(prompts))
+    blocks = evaluation.heldout_blocks(world.corpus, env.tokenizer, settings["pretrain"]["val_fraction"],
+                                       settings["pretrain"]["block_size"])
+    answers, tax = {}, {}
+    for name, path in (("policy", policy_dir), ("sft", cfg.paths.resolve("sft")), ("base", cfg.paths.resolve("base"))):
+        model, tokenizer = load_causal_lm(path, device=device)
+        if tokenizer.get_vocab() != env.tokenizer.get_vocab():
+            raise AlignError(f"{path!r} has a different tokenizer from the SFT model's")
+        policy = LMActorCritic(model, tokenizer.pad_token_id, tokenizer.eos_token_id, env_config.max_new_tokens,
+                               env_config.temperature)
+        answers[name] = evaluation.answer_all(policy, env, count, measure_kl=name == "policy", seed=cfg.seed)
+        tax[f"pretraining_loss_{name}"] = evaluation.pretraining_loss(model, blocks)
+    kinds = [p.kind for p in prompts[:count]]
+    rows = evaluation.comparison_table(kinds, answers["policy"], answers["sft"], answers["base"])
+    texts = [world.prompt_text(p) for p in prompts[:count]]
+    samples = evaluation.samples_table(texts, kinds, answers["policy"], answers["sft"], cfg.eval.samples_per_kind)
+    out = cfg.paths.resolve("eval")
+    table = evaluation.write_report(out, rows, tax, samples)
+    writer = tensorboard_writer(out)
+    writer.add_text("eval/table", table)
+    writer.add_text("eval/samples", samples)
+    writer.close()
+    print(table, flush=True)
+    overall = rows[-1]
+    return write_summary(out, "eval", cfg, {**overall, **tax, "seconds": time.time() - start})
+
+
+@register_stage("all")
+def run_all(cfg: AlignConfig) -> dict[str, Any]:
+    """Every stage in order: pretrain, sft, rm, rl, eval."""
+    return {name: STAGES[name](cfg) for name in ("pretrain", "sft", "rm", "rl", "eval")}
