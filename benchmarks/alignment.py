@@ -29,6 +29,7 @@ from pathlib import Path  # noqa: E402
 import torch  # noqa: E402
 from transformers.utils import logging as hf_logging  # noqa: E402
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from benchmarks.language_pipeline import cpu_name  # noqa: E402
 from ppo_core.align.config import AlignConfig, compose_align_config  # noqa: E402
 from ppo_core.align.stages import STAGES, SUMMARY_FILE  # noqa: E402
@@ -100,3 +101,96 @@ def plot_curves(curves: dict[str, list[list[tuple[float, float, float]]]], path:
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
+
+
+VARIANTS = {
+    "ppo": [],
+    "ppo_ptx": ["env.ptx_coef={ptx}"],
+    "ppo_gold_reward": ["env.reward_source=gold"],  # oracle: the gold labeler as the reward
+}
+
+
+def run_variant(cfg: AlignConfig, variant: str, seed: int, ptx: float, out: Path) -> dict:
+    run_dir = out / f"{variant}_s{seed}"
+    overrides = [*cfg.rl.overrides, *(o.format(ptx=ptx) for o in VARIANTS[variant])]
+    run_cfg = dataclasses.replace(cfg, seed=seed, rl=dataclasses.replace(cfg.rl, overrides=overrides),
+                                  paths=dataclasses.replace(cfg.paths, rl=str(run_dir), eval=str(run_dir / "eval")))
+    rl, rl_seconds = timed("rl", run_cfg)
+    evaluation, eval_seconds = timed("eval", run_cfg)
+    print(f"{variant} seed {seed}: win vs SFT {evaluation['win_vs_sft']:.3f}, RL {rl_seconds:.0f} s", flush=True)
+    return {**evaluation, "rl_seconds": rl_seconds, "eval_seconds": eval_seconds,
+            "curve": training_curve(run_dir)}
+
+
+def report(results: dict[str, list[dict]], seconds: dict[str, float], command: str, cfg: AlignConfig,
+           loads: tuple, figure: Path) -> str:
+    first = next(iter(results.values()))
+    seeds = len(first)
+    lines = [
+        f"## Alignment: SFT vs PPO vs PPO-ptx ({cfg.paths.root}), {datetime.datetime.now():%Y-%m-%d %H:%M}",
+        "",
+        f"Command: `{command}`  ",
+        f"Machine: {cpu_name()}, {os.cpu_count()} cores, torch {torch.__version__}, {cfg.threads} torch threads; "
+        f"load average {loads[0][0]:.1f} at start, {loads[1][0]:.1f} at the end (other jobs shared the CPU).",
+        "",
+        f"Held-out {cfg.eval.split} prompts ({first[0]['n']}), greedy completions judged by the gold labeler's "
+        f"noiseless totals (ties count half); KL(π‖π_SFT) exact per token on sampled completions; pretraining "
+        f"loss on the held-out corpus documents. Mean ± sd over {seeds} seeds.",
+        "",
+        "| model | win vs SFT | win vs base | gold | RM score | KL to SFT | pretraining loss | RL wall s |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    sft = [r for runs in results.values() for r in runs]
+    lines.append(f"| SFT | 0.500 | {mean_sd([r['sft_win_vs_base'] for r in sft])} | "
+                 f"{mean_sd([r['gold_sft'] for r in sft])} | {mean_sd([r['rm_score_sft'] for r in sft])} | 0 | "
+                 f"{mean_sd([r['pretraining_loss_sft'] for r in sft])} | |")
+    for variant, runs in results.items():
+        lines.append(f"| {variant} | {mean_sd([r['win_vs_sft'] for r in runs])} | "
+                     f"{mean_sd([r['win_vs_base'] for r in runs])} | {mean_sd([r['gold_policy'] for r in runs])} | "
+                     f"{mean_sd([r['rm_score'] for r in runs])} | {mean_sd([r['kl'] for r in runs])} | "
+                     f"{mean_sd([r['pretraining_loss_policy'] for r in runs])} | "
+                     f"{statistics.mean(r['rl_seconds'] for r in runs):.0f} |")
+    base = sft[0]["pretraining_loss_base"]
+    lines += ["", f"Base model: pretraining loss {base:.3f}, gold {sft[0]['gold_base']:.3f}. Supervised stages "
+              "(wall s, from their summaries): " + ", ".join(f"{k} {v:.0f}" for k, v in seconds.items()) + ".", ""]
+    if "ppo" in results and "ppo_ptx" in results:
+        tax = [r["pretraining_loss_policy"] - r["pretraining_loss_sft"] for r in results["ppo"]]
+        tax_ptx = [r["pretraining_loss_policy"] - r["pretraining_loss_sft"] for r in results["ppo_ptx"]]
+        lines.append(f"Pretraining-loss change from SFT: PPO {mean_sd(tax)}, PPO-ptx {mean_sd(tax_ptx)}.")
+        lines.append("")
+    lines.append(f"![gold and proxy reward against KL]({figure.relative_to(HERE)})")
+    return "\n".join(lines)
+
+
+def main(argv: list[str]) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--variants", nargs="+", default=["ppo", "ppo_ptx"], choices=sorted(VARIANTS))
+    parser.add_argument("--ptx-coef", type=float, default=1.0, help="γ of PPO-ptx")
+    parser.add_argument("--out", default="artifacts/bench_alignment", help="where the RL runs are written")
+    parser.add_argument("--no-record", action="store_true", help="print only; leave RESULTS.md alone")
+    args, overrides = parser.parse_known_args(argv)
+    logging.basicConfig(level=logging.WARNING)
+    hf_logging.disable_progress_bar()
+    cfg = compose_align_config(overrides)
+    torch.set_num_threads(cfg.threads)
+    loads = [os.getloadavg()]
+    seconds = supervised_seconds(cfg)
+    out = Path(args.out)
+    results = {variant: [run_variant(cfg, variant, seed, args.ptx_coef, out) for seed in args.seeds]
+               for variant in args.variants}
+    loads.append(os.getloadavg())
+    FIGURES.mkdir(exist_ok=True)
+    figure = FIGURES / "alignment_reward_vs_kl.png"
+    plot_curves({variant: [r["curve"] for r in runs] for variant, runs in results.items()}, figure)
+    command = "python benchmarks/alignment.py " + " ".join(argv)
+    text = report(results, seconds, command.strip(), cfg, tuple(loads), figure)
+    print(text)
+    (out / "results.json").write_text(json.dumps(results, indent=2))
+    if not args.no_record:
+        with open(RESULTS, "a") as f:
+            f.write("\n\n" + text + "\n")
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

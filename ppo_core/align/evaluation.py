@@ -97,6 +97,7 @@ def comparison_table(kinds: Sequence[str], policy: Answers, sft: Answers, base: 
             "n": int(pick.sum()),
             "win_vs_sft": win_rate(policy.gold[pick], sft.gold[pick]),
             "win_vs_base": win_rate(policy.gold[pick], base.gold[pick]),
+            "sft_win_vs_base": win_rate(sft.gold[pick], base.gold[pick]),
             "gold_policy": float(policy.gold[pick].mean()),
             "gold_sft": float(sft.gold[pick].mean()),
             "gold_base": float(base.gold[pick].mean()),
@@ -109,7 +110,7 @@ def comparison_table(kinds: Sequence[str], policy: Answers, sft: Answers, base: 
     return rows
 
 
-COLUMNS = ("kind", "n", "win_vs_sft", "win_vs_base", "gold_policy", "gold_sft", "gold_base", "rm_score",
+COLUMNS = ("kind", "n", "win_vs_sft", "win_vs_base", "sft_win_vs_base", "gold_policy", "gold_sft", "gold_base", "rm_score",
            "rm_score_sft", "kl")
 
 
