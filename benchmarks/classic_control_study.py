@@ -4,11 +4,14 @@ Runs, for every algorithm × task, N seeds of our tuned preset (conf/tuned/<algo
 hydra multirun with the joblib launcher; then the peers at rl-baselines3-zoo settings (with gSDE
 where the zoo uses it; we have none), each run in its own process; then ``python -m ppo_core.compare``
 over both. Every run evaluates deterministically at the preset's ``eval_every`` (evaluation time is
-excluded from the training clock). ``--timesteps-scale`` shrinks budgets and evaluation intervals
-alike, for a quick check of the pipeline.
+excluded from the training clock) and, ours and peers alike, stops once ``--stop-after-evals``
+evaluations in a row reach the task's standard threshold (``stop_at_return``; 0 trains every run for
+its whole budget). ``--timesteps-scale`` shrinks budgets and evaluation intervals alike, for a quick
+check of the pipeline.
 
     pip install -e ".[bench]"
     python benchmarks/classic_control_study.py                       # 3 algos × 5 tasks × 10 seeds + peers
+    python benchmarks/classic_control_study.py --seeds 10 --peer-seeds 5 --n-jobs 1   # fewer peer seeds
     python benchmarks/classic_control_study.py --seeds 1 --timesteps-scale 0.02 --no-record   # smoke check
 
 Prints the comparison table and appends command, machine, date, table and figures to
@@ -82,22 +85,35 @@ def scaled(value: float, scale: float) -> int:
 
 
 # --------------------------------------------------------------------------------------- our runs
-def run_ours(algo: str, env: str, seeds: int, scale: float, eval_episodes: int, n_jobs: int, out: Path) -> None:
+def stop_overrides(env_id: str, stop_after_evals: int) -> list[str]:
+    if stop_after_evals <= 0:
+        return []
+    from ppo_core.compare import THRESHOLDS
+
+    return [f"stop_at_return={THRESHOLDS[env_id]}", f"stop_after_evals={stop_after_evals}"]
+
+
+def run_ours(algo: str, env: str, seeds: int, scale: float, cap: int, eval_episodes: int, stop_after_evals: int,
+             n_jobs: int, out: Path) -> None:
     """One hydra multirun over the seeds of one algorithm × task, with the joblib launcher."""
     total, eval_every = preset_budget(algo, env)
+    total = min(total, cap)
     command = [sys.executable, "-m", "ppo_core.train", "-m", f"algo={algo}", f"env={env}",
                f"seed={','.join(map(str, range(seeds)))}", f"total_timesteps={scaled(total, scale)}",
                f"eval_every={scaled(eval_every, scale)}", f"eval_episodes={eval_episodes}", "checkpoint_every=0",
-               "torch_threads=1", "progress=false", "hydra/launcher=joblib", f"hydra.launcher.n_jobs={n_jobs}",
+               "torch_threads=1", "progress=false", *stop_overrides(ENVS[env], stop_after_evals), "hydra/launcher=joblib", f"hydra.launcher.n_jobs={n_jobs}",
                f"hydra.sweep.dir={out / f'{algo}_{env}'}"]
     subprocess.run(command, cwd=ROOT, env=WORKER_ENV, check=True, capture_output=True, text=True)
 
 
 # --------------------------------------------------------------------------------------- peers
-def peer_worker(peer: str, env_id: str, seed: int, scale: float, eval_every: int, eval_episodes: int,
-                run_dir: Path) -> None:
-    """Train one SB3 peer at zoo settings, evaluating every ``eval_every`` env steps; writes summary.json
+def peer_worker(peer: str, env_id: str, seed: int, scale: float, cap: int, eval_every: int, eval_episodes: int,
+                stop_after_evals: int, run_dir: Path) -> None:
+    """Train one SB3 peer at zoo settings, evaluating every ``eval_every`` env steps and stopping as ours
+    do (``stop_after_evals`` evaluations in a row at the task's threshold; 0: never); writes summary.json
     with the keys ppo_core.compare reads."""
+    from ppo_core.compare import THRESHOLDS
+
     import numpy as np
     import torch
     from sb3_contrib import TRPO
@@ -109,7 +125,8 @@ def peer_worker(peer: str, env_id: str, seed: int, scale: float, eval_every: int
 
     torch.set_num_threads(1)
     settings = dict(ZOO[peer][env_id])
-    n_envs, budget, normalize = settings.pop("n_envs"), settings.pop("n_timesteps"), settings.pop("normalize", False)
+    n_envs, normalize = settings.pop("n_envs"), settings.pop("normalize", False)
+    budget = min(settings.pop("n_timesteps"), cap)
     for key in ("learning_rate", "clip_range"):  # the zoo's lin_<x> schedules: x · progress_remaining
         if isinstance(settings.get(key), str):
             start = float(settings[key].removeprefix("lin_"))
@@ -122,7 +139,9 @@ def peer_worker(peer: str, env_id: str, seed: int, scale: float, eval_every: int
         eval_env = VecNormalize(eval_env, training=False, norm_reward=False, gamma=gamma)
 
     class TimedEval(BaseCallback):
-        """Evaluate every eval_every env steps and at the end; the clock stops while evaluating."""
+        """Evaluate every eval_every env steps and at the end; the clock stops while evaluating. It
+        evaluates when a rollout starts, so the policy has been updated on every step counted, as ours
+        is; SB3's StopTrainingOnRewardThreshold stops on one evaluation, this one after several in a row."""
 
         def __init__(self) -> None:
             super().__init__()
@@ -132,7 +151,12 @@ def peer_worker(peer: str, env_id: str, seed: int, scale: float, eval_every: int
             self.start = time.perf_counter()
 
         def _on_step(self) -> bool:
-            return True
+            return not self.solved()
+
+        def solved(self) -> bool:
+            recent = self.history[-stop_after_evals:]
+            return (stop_after_evals > 0 and len(recent) == stop_after_evals
+                    and all(e["mean_reward"] >= THRESHOLDS[env_id] for e in recent))
 
         def evaluate(self) -> None:
             paused_at = time.perf_counter()
@@ -145,7 +169,7 @@ def peer_worker(peer: str, env_id: str, seed: int, scale: float, eval_every: int
                                  "wall_seconds": paused_at - self.start - self.paused})
             self.paused += time.perf_counter() - paused_at
 
-        def _on_rollout_end(self) -> None:
+        def _on_rollout_start(self) -> None:
             if self.num_timesteps >= self.next_eval:
                 self.evaluate()
                 self.next_eval = (self.num_timesteps // eval_every + 1) * eval_every
@@ -154,11 +178,12 @@ def peer_worker(peer: str, env_id: str, seed: int, scale: float, eval_every: int
     model = algo_class("MlpPolicy", env, seed=seed, device="cpu", verbose=0, **settings)
     callback = TimedEval()
     model.learn(scaled(budget, scale), callback=callback)
-    if not callback.history or callback.history[-1]["env_steps"] != model.num_timesteps:
+    stopped_early = callback.solved()  # the stop comes one vector step into the next rollout, untrained on
+    if not stopped_early and (not callback.history or callback.history[-1]["env_steps"] != model.num_timesteps):
         callback.evaluate()
     final = callback.history[-1]
     summary = {"eval_mean_return": final["mean_reward"], "eval_std_return": final["std_reward"],
-               "env_steps": int(model.num_timesteps), "wall_seconds": final["wall_seconds"],
+               "env_steps": final["env_steps"], "wall_seconds": final["wall_seconds"], "stopped_early": stopped_early,
                "eval_history": callback.history,
                "config": {"algo": {"name": peer, **{k: v for k, v in ZOO[peer][env_id].items()}},
                           "env": {"id": env_id}, "seed": seed, "total_timesteps": scaled(budget, scale)}}
@@ -166,18 +191,21 @@ def peer_worker(peer: str, env_id: str, seed: int, scale: float, eval_every: int
     (run_dir / "summary.json").write_text(json.dumps(summary, indent=2, default=str))
 
 
-def run_peer(peer: str, env: str, seed: int, scale: float, eval_episodes: int, out: Path) -> None:
+def run_peer(peer: str, env: str, seed: int, scale: float, cap: int, eval_episodes: int, stop_after_evals: int,
+             out: Path) -> None:
     _, eval_every = preset_budget(PEER_OF[peer], env)
     command = [sys.executable, str(Path(__file__).resolve()), "--peer-worker", peer, ENVS[env], str(seed), str(scale),
-               str(scaled(eval_every, scale)), str(eval_episodes), str(out / f"{peer}_{env}_{seed}")]
+               str(cap), str(scaled(eval_every, scale)), str(eval_episodes), str(stop_after_evals), str(out / f"{peer}_{env}_{seed}")]
     subprocess.run(command, cwd=ROOT, env=WORKER_ENV, check=True, capture_output=True, text=True)
 
 
-def run_peers(envs: list[str], seeds: int, scale: float, eval_episodes: int, n_jobs: int, out: Path) -> None:
+def run_peers(envs: list[str], seeds: int, scale: float, cap: int, eval_episodes: int, stop_after_evals: int,
+              n_jobs: int, out: Path) -> None:
     from joblib import Parallel, delayed
 
     jobs = [(peer, env, seed) for peer in ZOO for env in envs for seed in range(seeds)]
-    Parallel(n_jobs=n_jobs)(delayed(run_peer)(peer, env, seed, scale, eval_episodes, out) for peer, env, seed in jobs)
+    Parallel(n_jobs=n_jobs)(delayed(run_peer)(peer, env, seed, scale, cap, eval_episodes, stop_after_evals, out)
+                            for peer, env, seed in jobs)
 
 
 # --------------------------------------------------------------------------------------- report
@@ -223,16 +251,24 @@ def record(report: str, figures: Path, results: Path) -> None:
 
 def main() -> None:
     if len(sys.argv) > 1 and sys.argv[1] == "--peer-worker":
-        peer, env_id, seed, scale, eval_every, eval_episodes, run_dir = sys.argv[2:9]
-        peer_worker(peer, env_id, int(seed), float(scale), int(eval_every), int(eval_episodes), Path(run_dir))
+        peer, env_id, seed, scale, cap, eval_every, eval_episodes, stop_after_evals, run_dir = sys.argv[2:11]
+        peer_worker(peer, env_id, int(seed), float(scale), int(cap), int(eval_every), int(eval_episodes),
+                    int(stop_after_evals), Path(run_dir))
         return
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seeds", type=int, default=10, help="seeds 0 .. N-1 per algorithm and task")
+    parser.add_argument("--peer-seeds", type=int, default=None, help="seeds per peer and task (default: --seeds)")
+    parser.add_argument("--stop-after-evals", type=int, default=3,
+                        help="stop a run after this many evaluations in a row at the task's threshold (0: never)")
     parser.add_argument("--timesteps-scale", type=float, default=1.0, help="multiplies budgets and eval intervals")
+    parser.add_argument("--max-timesteps", type=int, default=10**9,
+                        help="caps every run's budget, ours and the peers' alike, before --timesteps-scale")
     parser.add_argument("--eval-episodes", type=int, default=10, help="deterministic episodes per evaluation")
     parser.add_argument("--n-jobs", type=int, default=2, help="runs at once (each uses one torch thread)")
     parser.add_argument("--algos", nargs="+", default=list(ALGOS), choices=ALGOS)
     parser.add_argument("--envs", nargs="+", default=list(ENVS), choices=list(ENVS))
+    parser.add_argument("--skip", nargs="+", default=[], metavar="ALGO_ENV",
+                        help="our algorithm × task pairs to leave out, e.g. reinforce_mountaincar")
     parser.add_argument("--no-peers", action="store_true", help="skip SB3 PPO and sb3-contrib TRPO")
     parser.add_argument("--out", type=Path, default=None, help="default: artifacts/classic_control/<date-time>")
     parser.add_argument("--results", type=Path, default=HERE / "RESULTS.md")
@@ -243,11 +279,16 @@ def main() -> None:
     started, load_at_start = time.time(), load_average()
     for algo in args.algos:
         for env in args.envs:
+            if f"{algo}_{env}" in args.skip:
+                continue
             print(f"ours  {algo:9s} {env:22s} {args.seeds} seeds", flush=True)
-            run_ours(algo, env, args.seeds, args.timesteps_scale, args.eval_episodes, args.n_jobs, out / "ours")
+            run_ours(algo, env, args.seeds, args.timesteps_scale, args.max_timesteps, args.eval_episodes,
+                     args.stop_after_evals, args.n_jobs, out / "ours")
+    peer_seeds = args.seeds if args.peer_seeds is None else args.peer_seeds
     if not args.no_peers:
-        print(f"peers sb3_ppo, sb3_trpo on {len(args.envs)} tasks, {args.seeds} seeds", flush=True)
-        run_peers(args.envs, args.seeds, args.timesteps_scale, args.eval_episodes, args.n_jobs, out / "peers")
+        print(f"peers sb3_ppo, sb3_trpo on {len(args.envs)} tasks, {peer_seeds} seeds", flush=True)
+        run_peers(args.envs, peer_seeds, args.timesteps_scale, args.max_timesteps, args.eval_episodes,
+                  args.stop_after_evals, args.n_jobs, out / "peers")
     from ppo_core.compare import compare, markdown_table
 
     directories = [out / "ours"] + ([] if args.no_peers else [out / "peers"])
@@ -260,9 +301,15 @@ def main() -> None:
         f"Machine: {cpu_name()}, {os.cpu_count()} cores, Python {platform.python_version()}, {versions()}; "
         f"{args.n_jobs} runs at once, one torch thread each; load average {load_at_start} at start, "
         f"{load_average()} at end; {time.time() - started:.0f} s in all.",
-        f"Budgets: tuned presets (ours) and rl-baselines3-zoo (peers) × {args.timesteps_scale}; {args.seeds} seeds; "
-        f"{args.eval_episodes} deterministic evaluation episodes. The peers use gSDE where the zoo does "
-        "(Pendulum, MountainCarContinuous); ours use a plain diagonal Gaussian.", "",
+        f"Budgets: tuned presets (ours) and rl-baselines3-zoo (peers)"
+        + (f", each capped at {args.max_timesteps} env steps" if args.max_timesteps < 10**9 else "")
+        + (f", our {', '.join(args.skip)} left out" if args.skip else "")
+        + f", × {args.timesteps_scale}; {args.seeds} seeds "
+        f"(ours), {peer_seeds} (peers); {args.eval_episodes} deterministic evaluation episodes; "
+        + (f"every run stops after {args.stop_after_evals} evaluations in a row at the threshold, so a success is "
+           "a run that stopped there or ends at it. " if args.stop_after_evals > 0 else "no early stop. ")
+        + "The peers use gSDE where the zoo does (Pendulum, MountainCarContinuous); ours use a plain "
+        "diagonal Gaussian.", "",
         table,
     ])
     print(report)

@@ -208,6 +208,9 @@ def make_lm_policy(config: TrainConfig, env: TextBanditVecEnv, device: torch.dev
 
 def build_trainer(config: TrainConfig, run_dir: Path) -> Trainer:
     """A trainer ready to ``train()``: fresh, or restored from ``config.resume``."""
+    if config.stop_at_return is not None and (config.stop_after_evals < 1 or config.eval_episodes < 1):
+        raise ConfigError(f"stop_at_return={config.stop_at_return} needs stop_after_evals >= 1 and eval_episodes >= 1 "
+                          f"(got {config.stop_after_evals} and {config.eval_episodes})")
     torch.set_num_threads(config.torch_threads)
     device = resolve_device(config.device)
     seed_everything(config.seed)

@@ -5,7 +5,8 @@
 Reads every ``summary.json`` below the given directories (one per run, as ``run_training`` writes
 them; peers may write the same keys) and reports, per task and algorithm:
 
-- success rate: runs whose final evaluation reaches the task's standard threshold;
+- success rate: runs whose final evaluation reaches the task's standard threshold (a run stopped early
+  by ``stop_at_return`` ends on an evaluation at or above it);
 - final return as the interquartile mean (IQM) over seeds with a 95% bootstrap confidence interval
   (Agarwal et al. 2021, "Deep RL at the Edge of the Statistical Precipice", §4);
 - median env steps and median training wall seconds to the first evaluation at or above the
@@ -211,10 +212,11 @@ def write_csv(rows: list[Row], path: Path) -> None:
 
 
 def curves_on_grid(runs: list[Run]) -> tuple[np.ndarray, np.ndarray]:
-    """Evaluation returns of each run (S, P) on the env steps of the run with the fewest evaluations,
-    interpolated where runs evaluated at other steps."""
+    """Evaluation returns of each run (S, P) on the env steps of the run that evaluated longest,
+    interpolated where runs evaluated at other steps; a run that stopped early (``stop_at_return``)
+    holds its last evaluation to the end of the grid."""
     histories = [r.eval_history for r in runs if r.eval_history]
-    grid = np.array([e["env_steps"] for e in min(histories, key=len)], dtype=float)
+    grid = np.array([e["env_steps"] for e in max(histories, key=lambda h: h[-1]["env_steps"])], dtype=float)
     curves = [np.interp(grid, [e["env_steps"] for e in h], [e["mean_reward"] for e in h]) for h in histories]
     return grid, np.stack(curves)
 

@@ -233,6 +233,11 @@ class TrainConfig:
     eval_every: int = 10_000
     """Env steps between deterministic evaluations (0: only at the end)."""
     eval_episodes: int = 10
+    stop_at_return: Optional[float] = None
+    """Stop once the deterministic evaluation mean has reached this ``stop_after_evals`` times in a row
+    (None: always train for ``total_timesteps``)."""
+    stop_after_evals: int = 3
+    """Consecutive evaluations at or above ``stop_at_return`` that end a run; one lucky evaluation does not."""
     checkpoint_every: int = 50_000
     """Env steps between checkpoints (the final one is always written)."""
     resume: Optional[str] = None

@@ -143,13 +143,23 @@ class Trainer:
                 if self.evaluate is not None and (last or self.global_step >= next_eval):
                     self._run_evaluation(logger)
                     next_eval = self._next_multiple(self.config.eval_every)
+                    last = last or self.solved()
                 if last or self.global_step >= next_checkpoint:
                     self.save_checkpoint()
                     next_checkpoint = self._next_multiple(self.config.checkpoint_every)
+                if last:
+                    break
         finally:
             progress.close()
             logger.close()
         return self.summary()
+
+    def solved(self) -> bool:
+        """The last ``stop_after_evals`` evaluations all reached ``stop_at_return`` (SB3's
+        StopTrainingOnRewardThreshold asks for one; several in a row keep a lucky one from ending a run)."""
+        threshold, count = self.config.stop_at_return, self.config.stop_after_evals
+        recent = self.eval_history[-count:]
+        return threshold is not None and len(recent) == count and all(e["mean_reward"] >= threshold for e in recent)
 
     def _next_multiple(self, every: int) -> float:
         return math.inf if every <= 0 else (self.global_step // every + 1) * every
@@ -219,5 +229,6 @@ class Trainer:
             "eval_std_return": last_eval.get("std_reward"),
             "env_steps": self.global_step,
             "wall_seconds": self.wall_seconds,
+            "stopped_early": self.iteration < self.num_iterations,
             "eval_history": self.eval_history,
         }

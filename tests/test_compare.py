@@ -110,3 +110,17 @@ def test_writes_tables_and_plots(results, capsys, tmp_path):
     with pytest.raises(SystemExit) as exit_info:
         compare.main([str(tmp_path / "empty")])
     assert exit_info.value.code == 2
+
+
+def test_runs_that_stopped_early_hold_their_last_evaluation_on_the_curve_grid(tmp_path):
+    def run(steps: list[int], returns: list[float]) -> compare.Run:
+        history = [{"mean_reward": r, "env_steps": s, "wall_seconds": s / 100} for s, r in zip(steps, returns)]
+        return compare.Run("ppo", "CartPole-v1", 0, returns[-1], history, tmp_path)
+
+    stopped = run([1000, 2000], [100.0, 500.0])
+    full = run([1000, 2000, 3000, 4000], [50.0, 150.0, 250.0, 350.0])
+    grid, curves = compare.curves_on_grid([stopped, full])
+    np.testing.assert_array_equal(grid, [1000, 2000, 3000, 4000])
+    np.testing.assert_array_equal(curves, [[100.0, 500.0, 500.0, 500.0], [50.0, 150.0, 250.0, 350.0]])
+    row = compare.summarise("CartPole-v1", "ppo", [stopped, full])
+    assert (row.successes, row.reached, row.median_steps_to_threshold) == (1, 1, 2000)

@@ -66,6 +66,7 @@ def test_mistyped_algorithm_settings_name_the_key(tmp_path, overrides, expected)
         (("algo=trpo", "algo.max_kl=-1"), r"algo.max_kl=-1.0 is invalid; expected > 0"),
         (("algo=reinforce", "algo.num_minibatches=0"), r"algo.num_minibatches=0 is invalid; expected >= 1"),
         (("algo=reinforce", "agent.shared_trunk=true"), r"algo=reinforce fits the critic with its own optimiser"),
+        (("stop_at_return=475", "stop_after_evals=0"), r"stop_at_return=475.0 needs stop_after_evals >= 1"),
     ],
 )
 def test_unusable_algorithm_settings_are_config_errors(tmp_path, overrides, expected):

@@ -127,3 +127,26 @@ def test_summary_json_has_the_documented_keys(tmp_path):
     assert written["env_steps"] == 4096 and written["config"]["env"]["id"] == "CartPole-v1"
     assert summary["eval_mean_return"] == written["eval_mean_return"]
     assert list((tmp_path / "tb").glob("events.out.tfevents.*"))
+
+
+@pytest.mark.parametrize("threshold, evaluations, env_steps", [(-1e9, 3, 3 * 512), (1e9, 8, 4096)])
+def test_early_stop_after_consecutive_evaluations_at_threshold(tmp_path, threshold, evaluations, env_steps):
+    # 64 steps × 8 envs = 512 env steps per iteration, one evaluation each; a threshold every evaluation
+    # reaches ends the run after exactly stop_after_evals of them, an unreachable one never does
+    config = make_config(*SMALL, "eval_every=512", f"stop_at_return={threshold}", "stop_after_evals=3")
+    summary = run_training(config, tmp_path)
+    assert len(summary["eval_history"]) == evaluations and summary["env_steps"] == env_steps
+    assert summary["stopped_early"] == (env_steps < 4096)
+    assert summary["eval_mean_return"] == summary["eval_history"][-1]["mean_reward"]
+    assert checkpoint.load(tmp_path / "checkpoint.pt")["global_step"] == env_steps
+
+
+def test_early_stop_needs_the_evaluations_in_a_row(tmp_path):
+    trainer = build_trainer(make_config(*SMALL, "eval_every=512", "stop_at_return=475", "stop_after_evals=3"),
+                            tmp_path)
+    scripted = iter([500.0, 480.0, 400.0, 475.0, 490.0, 500.0, 500.0, 500.0])
+    trainer.evaluate = lambda: {"mean_reward": next(scripted)}
+    summary = trainer.train()
+    # the dip at the third evaluation restarts the count: the run ends at the sixth, 6 × 512 steps
+    assert [e["mean_reward"] for e in summary["eval_history"]] == [500.0, 480.0, 400.0, 475.0, 490.0, 500.0]
+    assert summary["env_steps"] == 6 * 512 and summary["stopped_early"]
