@@ -37,6 +37,8 @@ log = logging.getLogger(__name__)
 
 P = TypeVar("P")
 K_RANGE = range(2, 10)
+OFFSET_PROMPTS = 1000
+"""Training prompts whose completions set the offset and reward std (a mean needs no more)."""
 
 
 @dataclass
@@ -221,7 +223,8 @@ def train_reward_model(
 ) -> RewardResult:
     """Train `rm` on ranked prompts, set its offset so SFT samples score 0 on average, and save it.
 
-    The offset is the negated mean reward over the training completions (samples of the SFT policy).
+    The offset is the negated mean reward over the completions of (up to OFFSET_PROMPTS) training
+    prompts, samples of the SFT policy.
     """
     if not train or not val:
         raise AlignError(f"reward model needs train and validation rankings; got {len(train)} and {len(val)}")
@@ -247,7 +250,7 @@ def train_reward_model(
             writer.add_scalar("rm/grad_norm", grad_norm, step)
             writer.add_scalar("charts/learning_rate", schedule.get_last_lr()[0], step)
     val_stats = evaluate_rankings(rm, val, pad_id, cfg.batch_size)
-    train_stats = evaluate_rankings(rm, train, pad_id, cfg.batch_size)
+    train_stats = evaluate_rankings(rm, train[:OFFSET_PROMPTS], pad_id, cfg.batch_size)
     rm.offset = -train_stats["mean"]
     for k, v in val_stats.items():
         writer.add_scalar(f"val/{k}", v, step)

@@ -50,6 +50,7 @@ def example_length(example: Example) -> int:
     return len(example.prompt_ids) + len(example.completion_ids)
 
 
+@torch.no_grad()
 def completion_loss(model: PreTrainedModel, examples: Sequence[Example], pad_id: int, batch_size: int) -> float:
     """Mean per-token loss on the completion tokens of `examples` (batched by length: the sum is the same)."""
     examples = sorted(examples, key=example_length)
