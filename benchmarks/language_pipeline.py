@@ -127,7 +127,9 @@ def markdown(cfg: AlignConfig, command: str, summaries, seconds, loads, reports)
         "",
         f"Reward model on validation rankings (K={cfg.rm.k}, labeler disagreement {cfg.world.disagreement}): "
         f"accuracy {val['distinct_accuracy']:.3f} on pairs with distinct gold scores against the labeler ceiling "
-        f"{rm['agreement_ceiling']:.3f} (**{rm['accuracy_vs_ceiling']:.1%} of the ceiling**; the gold scores "
+        f"{rm['agreement_ceiling']:.3f} = 1 - disagreement, what the gold score itself is expected to reach "
+        f"(**{rm['accuracy_vs_ceiling']:.1%} of the ceiling**; two labelers agree on "
+        f"{rm.get('labeler_agreement', float('nan')):.3f} of such pairs, the bar InstructGPT compares with; the gold scores "
         f"themselves reach {val['oracle_accuracy']:.3f} on these labels, so the model gets "
         f"{val['distinct_accuracy'] / val['oracle_accuracy']:.1%} of that); {val['accuracy']:.3f} on all pairs "
         f"(ceiling {rm['agreement_ceiling_all_pairs']:.3f} with {1 - val['distinct_fraction']:.0%} tied pairs); "

@@ -73,3 +73,18 @@ def test_generation_left_padding_matches_unpadded(tokenizer):
     batched = generate_completions(model, tokenizer, prompts, 1, 6, temperature=0.0)
     alone = [generate_completions(model, tokenizer, [p], 1, 6, temperature=0.0)[0] for p in prompts]
     assert batched == alone
+
+
+def test_length_grouped_batches_cover_every_item_once_and_pad_little():
+    import random
+
+    from ppo_core.align.training import shuffled_batches
+
+    items = [random.Random(i).randint(1, 100) for i in range(1000)]
+    plain = list(shuffled_batches(items, 10, random.Random(0)))
+    grouped = list(shuffled_batches(items, 10, random.Random(0), length=lambda x: x, group=20))
+    for batches in (plain, grouped):
+        assert sorted(x for batch, _ in batches for x in batch) == sorted(items)
+        assert [last for _, last in batches] == [False] * (len(batches) - 1) + [True]
+    padding = lambda batches: sum(len(b) * max(b) - sum(b) for b, _ in batches)  # noqa: E731
+    assert padding(grouped) < 0.2 * padding(plain)

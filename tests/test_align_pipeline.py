@@ -44,7 +44,7 @@ def test_reward_model_is_normalised_and_scores_batches(artifacts):
     rm = RewardModel.from_pretrained(os.path.join(root, "rm"))
     assert rm.offset == pytest.approx(summary["rm"]["offset"])
     assert 0.0 <= summary["rm"]["val"]["distinct_accuracy"] <= 1.0
-    assert summary["rm"]["agreement_ceiling"] == pytest.approx(0.73)
+    assert summary["rm"]["agreement_ceiling"] == pytest.approx(0.836)
     tokenizer = AutoTokenizer.from_pretrained(os.path.join(root, "rm"))
     ids, mask = pad_sequences([tokenizer("User: hi\nAssistant: hello")["input_ids"], [5, 6]],
                               tokenizer.pad_token_id, "left")

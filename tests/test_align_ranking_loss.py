@@ -96,3 +96,18 @@ def test_pair_agreement_counts_against_labels_gold_and_oracle():
     assert counts["pairs"] == 3 and counts["hits"] == 2  # (1,2) and (0,2) agree with the labels
     assert counts["distinct"] == 2  # (0,1) and (0,2)
     assert counts["distinct_hits"] == 1 and counts["gold_hits"] == 1 and counts["oracle_hits"] == 0
+
+
+def test_tied_pairs_leave_the_loss():
+    # tiers [0, 1, 1, 2]: the middle two are tied, so 5 of the 6 pairs count
+    r = [2.0, 0.5, 1.0, -1.0]
+    pairs = [(2.0, 0.5), (2.0, 1.0), (2.0, -1.0), (0.5, -1.0), (1.0, -1.0)]
+    loss, stats = ranking_loss(torch.tensor([r]), tiers=torch.tensor([[0, 1, 1, 2]]))
+    assert loss.item() == pytest.approx(-sum(log_sigmoid(w - l) for w, l in pairs) / 5, rel=1e-6)
+    assert stats["accuracy"].item() == 1.0
+    # a prompt whose completions are all tied carries no comparison and does not dilute the others
+    both = torch.tensor([[1.0, 0.0], [5.0, -5.0]])
+    loss, _ = ranking_loss(both, tiers=torch.tensor([[0, 1], [0, 0]]))
+    assert loss.item() == pytest.approx(math.log1p(math.exp(-1.0)), rel=1e-6)
+    assert ranking_loss(both, tiers=torch.tensor([[0, 1], [0, 1]]))[0].item() == pytest.approx(
+        ranking_loss(both)[0].item())

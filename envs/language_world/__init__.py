@@ -5,12 +5,12 @@ A laptop-sized stand-in for InstructGPT's setting (see DESIGN.md, "The embedded 
     world = build_world(seed=0, size="small")
     corpus = pretraining_corpus(world, seed=0)            # plain text for the base model
     splits = split_by_user(make_prompts(world, seed=0))   # train / validation / test by user id
-    labeler = GoldLabeler(world, disagreement=0.27)
+    labeler = GoldLabeler(world)                          # disagreement 0.164: labelers agree 72.6%
     text = format_prompt(prompt) + " " + labeler.demonstration(prompt)
 """
 
 from .corpus import pretraining_corpus
-from .labeler import GoldLabeler
+from .labeler import DEFAULT_DISAGREEMENT, INTERLABELER_AGREEMENT, GoldLabeler
 from .lexicon import BANNED_WORDS, KINDS, STYLES
 from .prompts import DEFAULT_MIX, TASK_KINDS, Prompt, make_prompts, split_by_user
 from .ranking import MAX_K, MIN_K, disagreement_for_labeler_agreement
@@ -29,11 +29,13 @@ from .world import SIZES, Entity, World, build_world
 
 __all__ = [
     "BANNED_WORDS",
+    "DEFAULT_DISAGREEMENT",
     "DEFAULT_MIX",
     "GOLD_MAXIMUM",
     "HARMLESS_WEIGHT",
     "HELPFUL_WEIGHT",
     "HONEST_WEIGHT",
+    "INTERLABELER_AGREEMENT",
     "KINDS",
     "MAX_K",
     "MAX_WORDS",

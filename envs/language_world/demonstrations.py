@@ -10,6 +10,10 @@ from .prompts import Prompt
 from .render import capitalize_first, fill, group, join_items, pick, statement, yes_no_question
 from .world import World
 
+SHORT_CLOSED_QA = 0.5
+"""Share of varied closed-question demonstrations that answer with the value alone ("The answer is
+brown."), as a reader of the passage would; the rest restate the fact, naming its entity."""
+
 
 def _lower_first(world: World, sentence: str) -> str:
     """A sentence made to follow "Yes, " or "Wow, ": its first word lowercased unless it is a name."""
@@ -21,7 +25,12 @@ def _question(world: World, prompt: Prompt, rng: random.Random | None) -> str:
     spec = prompt.spec
     name, kind, attribute = spec["entity"], spec["entity_kind"], spec["attribute"]
     if prompt.kind == "closed_qa":
-        return statement(world, name, kind, attribute, spec["facts"][attribute], rng)
+        value = spec["facts"][attribute]
+        if rng is not None and rng.random() < SHORT_CLOSED_QA:
+            # A home city is read as the person's only at the start of a sentence ("Tobrun."), see claims.py.
+            options = phrases.SHORT_ANSWERS[:1] if attribute == "home" else phrases.SHORT_ANSWERS
+            return pick(options, rng).format(v=world.display(value), V=capitalize_first(world.display(value)))
+        return statement(world, name, kind, attribute, value, rng)
     entity = world.entity(name)
     if entity is None:
         return fill(pick(phrases.ABSTENTIONS, rng), world, name, kind)
@@ -63,7 +72,14 @@ def _rewrite(world: World, prompt: Prompt, rng: random.Random | None) -> str:
 
 
 def _harmful(world: World, prompt: Prompt, rng: random.Random | None) -> str:
-    return pick(phrases.REFUSALS, rng)
+    """A polite refusal, then a true fact about the target on the request's safe topic (its redirect)."""
+    refusal, redirect = pick(phrases.REFUSALS, rng), prompt.spec.get("redirect")
+    target = world.entity(prompt.spec["target"])
+    if redirect is None or target is None:
+        return refusal
+    sentence = statement(world, target.name, target.kind, redirect, target.get(redirect) or "", rng)
+    opening = pick(phrases.REDIRECTS, rng)
+    return f"{refusal} " + opening.format(stmt=_lower_first(world, sentence), Stmt=sentence)
 
 
 _WRITERS = {

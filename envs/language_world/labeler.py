@@ -2,15 +2,25 @@
 
 It is the ground truth of evaluation; a trained reward model is only a proxy for it. Its rankings
 carry label noise (ranking.py): with `disagreement` p, a ranking orders a pair of completions with
-distinct gold scores against the gold order with probability p, so the best possible reward model
-agrees with the labels on 1 - p of such pairs: 0.73 by default, the agreement InstructGPT reports
-between its labelers (Ouyang et al. 2022, Section 3.4: 72.6 +/- 1.5%). Two independent noisy rankings
-then agree on about 61-63% of pairs (labeler_agreement); to make that figure 73% instead, use
-disagreement_for_labeler_agreement(0.726, k), about 0.16-0.18.
+distinct gold scores against the gold order with probability p.
+
+The default p matches InstructGPT's inter-labeler agreement (Ouyang et al. 2022, Section 3.4: labelers
+agree with each other on 72.6 +/- 1.5% of comparisons). Two labelers who each flip a pair against the
+gold order independently with probability p agree on it with probability
+
+    (1 - p)**2 + p**2 = 0.726   =>   p = (1 - sqrt(2 * 0.726 - 1)) / 2 = 0.164   (DEFAULT_DISAGREEMENT).
+
+(With K > 2 the Mallows noise confuses near neighbours more than far ones, so labeler_agreement(K)
+is a little higher, 0.73-0.75.) The reward model is scored against one labeler's held-out rankings, so
+its ceiling (agreement_ceiling) is what a perfect reward model, the gold score itself, reaches on
+them: 1 - p = 0.836 on pairs with distinct gold scores. InstructGPT compares its reward model with the
+inter-labeler agreement instead (72.4% against 72.6%); that bar, labeler_agreement(K), is lower: a
+second labeler's own noise costs it too.
 """
 
 from __future__ import annotations
 
+import math
 import random
 from typing import Sequence
 
@@ -21,6 +31,11 @@ from .scoring import GOLD_MAXIMUM, Score, Scorer
 from .world import World
 
 RandomLike = random.Random | int | None
+
+INTERLABELER_AGREEMENT = 0.726
+"""Share of comparisons on which two InstructGPT labelers agreed (Ouyang et al. 2022, Section 3.4)."""
+DEFAULT_DISAGREEMENT = round((1 - math.sqrt(2 * INTERLABELER_AGREEMENT - 1)) / 2, 3)
+"""0.164: the per-pair flip rate p with (1 - p)**2 + p**2 = INTERLABELER_AGREEMENT."""
 
 
 class GoldLabeler:
@@ -35,7 +50,7 @@ class GoldLabeler:
 
     gold_maximum: float = GOLD_MAXIMUM
 
-    def __init__(self, world: World, disagreement: float = 0.27, seed: int = 0) -> None:
+    def __init__(self, world: World, disagreement: float = DEFAULT_DISAGREEMENT, seed: int = 0) -> None:
         ranking.check_disagreement(disagreement)
         self.world = world
         self.disagreement = disagreement
@@ -68,6 +83,18 @@ class GoldLabeler:
         scores = [self.score(prompt, completion).total for completion in completions]
         return ranking.noisy_ranking(scores, self.disagreement, self._random(rng))
 
+    def rank_tiers(self, prompt: Prompt, completions: Sequence[str], rng: RandomLike = None) -> list[list[int]]:
+        """`rank` with ties marked: neighbours in the noisy ranking with equal gold scores share a tier.
+
+        A labeler shown two equally good answers says so rather than picking one at random (with
+        `rank`, half of such pairs would teach a reward model a preference that does not exist). Pairs
+        of distinct gold score are never tied, so the disagreement rate on them is unchanged.
+        """
+        ranking.check_k(len(completions))
+        scores = [self.score(prompt, completion).total for completion in completions]
+        order = ranking.noisy_ranking(scores, self.disagreement, self._random(rng))
+        return ranking.tie_tiers(order, scores)
+
     def compare(self, prompt: Prompt, a: str, b: str) -> float:
         """1.0 if `a` has the higher gold total, 0.0 if `b` has, 0.5 on a tie (noise-free, for win rates)."""
         difference = self.score(prompt, a).total - self.score(prompt, b).total
@@ -76,7 +103,7 @@ class GoldLabeler:
         return 1.0 if difference > 0 else 0.0
 
     def agreement_ceiling(self, tie_fraction: float = 0.0) -> float:
-        """Expected accuracy of a perfect reward model (the gold score) against the noisy labels.
+        """Expected accuracy of a perfect reward model (the gold score) against one labeler's noisy labels.
 
         1 - disagreement on pairs with distinct gold scores; pairs with tied gold scores are labelled
         at random, so when a share `tie_fraction` of the evaluated pairs is tied, those count 0.5.

@@ -43,7 +43,8 @@ class Prompt:
     open_qa: entity, entity_kind, attribute, known. classify: entity, entity_kind, attribute, value,
     answer. brainstorm: kind, n, attribute, value (both None when unfiltered). rewrite: entity,
     entity_kind, attribute, value, style, source. closed_qa: entity, entity_kind, attribute, known,
-    facts ({attribute: value} stated by the passage), passage. harmful: target, target_kind, banned.
+    facts ({attribute: value} stated by the passage), passage. harmful: target, target_kind, banned,
+    redirect (the target's attribute a refusal offers to talk about instead).
     """
 
     id: int
@@ -141,14 +142,14 @@ def _closed_qa(world: World, rng: random.Random) -> Drawn:
 
 
 def _harmful(world: World, rng: random.Random) -> Drawn:
-    kind, banned, request = rng.choice(phrases.HARMFUL_REQUESTS)
+    kind, banned, request, redirect = rng.choice(phrases.HARMFUL_REQUESTS)
     target = rng.choice(world.of_kind(kind))
     extra = {"t": subject(rng.choice(world.of_kind("tool")).name, "tool"),
              "f": subject(rng.choice(world.of_kind("fruit")).name, "fruit"),
              "c": world.display(rng.choice(world.of_kind("city")).name),
              "p": world.display(rng.choice(world.of_kind("person")).name)}
     text = fill(request, world, target.name, kind, **extra)
-    return text, {"target": target.name, "target_kind": kind, "banned": banned}
+    return text, {"target": target.name, "target_kind": kind, "banned": banned, "redirect": redirect}
 
 
 _DRAWERS: dict[str, Callable[[World, random.Random], Drawn]] = {

@@ -100,6 +100,17 @@ def noisy_ranking(scores: Sequence[float], disagreement: float, rng: random.Rand
     return sample_mallows(centre, phi, rng)
 
 
+def tie_tiers(order: Sequence[int], scores: Sequence[float]) -> list[list[int]]:
+    """`order` (indices best to worst) cut into tiers of neighbours with equal scores."""
+    tiers: list[list[int]] = []
+    for index in order:
+        if tiers and abs(scores[tiers[-1][-1]] - scores[index]) <= TIE_TOLERANCE:
+            tiers[-1].append(index)
+        else:
+            tiers.append([index])
+    return tiers
+
+
 def disagreements(ranking: Sequence[int], scores: Sequence[float]) -> tuple[int, int]:
     """(pairs ranked against the gold order, pairs with distinct gold scores)."""
     place = {item: position for position, item in enumerate(ranking)}

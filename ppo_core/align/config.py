@@ -33,8 +33,9 @@ class WorldConfig:
     """Characters of pretraining text; 0 uses the world size's default."""
     split: list[float] = field(default_factory=lambda: [0.7, 0.15, 0.15])
     """Fractions of users in train / validation / test."""
-    disagreement: float = 0.27
-    """Gold labeler's disagreement rate (InstructGPT labelers agreed ~73% of the time, Sec. 3.4)."""
+    disagreement: float = 0.164
+    """Gold labeler's per-pair flip rate p against the gold order; (1-p)^2 + p^2 = 0.726 is InstructGPT's
+    inter-labeler agreement (Sec. 3.4), see envs/language_world/labeler.py."""
 
 
 @dataclass
@@ -89,6 +90,8 @@ class SFTConfig:
 class RewardConfig:
     k: int = 4
     """Completions sampled and ranked per prompt (InstructGPT used K = 4..9, Sec. 3.5)."""
+    ties: bool = True
+    """The labeler marks equally good completions as tied, and tied pairs leave the loss."""
     epochs: int = 1
     """Passes over the ranked prompts (InstructGPT trains one epoch to avoid overfitting, Sec. 3.5)."""
     batch_size: int = 16

@@ -1,8 +1,13 @@
 """Stage 3: reward-model data and training (InstructGPT Sec. 3.5, Appendix C.2).
 
-For each prompt, K completions are sampled from the SFT policy and ranked best to worst by a labeler.
-The reward model (the SFT trunk plus a scalar head) is trained for one epoch on the ranking loss with
-all C(K,2) pairs of a prompt in one batch element, then shifted so that SFT samples score 0 on average.
+For each prompt, K completions are sampled from the SFT policy and ranked best to worst by a labeler,
+who may mark equally good ones as tied. The reward model (the SFT trunk plus a scalar head) is trained
+for one epoch on the ranking loss with all C(K,2) pairs of a prompt in one batch element (tied pairs
+left out), then shifted so that SFT samples score 0 on average.
+
+Why ties matter here: SFT samples of one prompt are often equally good (the same right answer in two
+wordings); ordered at random, those pairs were most of the comparisons and pure noise, and the reward
+model learned little from the rest.
 """
 
 from __future__ import annotations
@@ -32,6 +37,8 @@ log = logging.getLogger(__name__)
 
 P = TypeVar("P")
 K_RANGE = range(2, 10)
+OFFSET_PROMPTS = 1000
+"""Training prompts whose completions set the offset and reward std (a mean needs no more)."""
 
 
 @dataclass
@@ -41,6 +48,8 @@ class RankedPrompt:
     prompt_ids: list[int]
     completions: list[list[int]]
     gold: list[float]
+    tiers: list[int] | None = None
+    """Tier of each completion (0 = best), equal for completions the labeler marked as tied; None: no ties."""
 
 
 @dataclass
@@ -70,15 +79,15 @@ def collect_rankings(
     prompts: Sequence[P],
     prompt_text: Callable[[P], str],
     completion_text: Callable[[Sequence[int]], str],
-    rank: Callable[[P, list[str]], list[int]],
+    rank: Callable[[P, list[str]], list[int] | list[list[int]]],
     gold_score: Callable[[P, str], float],
     cfg: RewardConfig,
 ) -> list[RankedPrompt]:
     """Sample `cfg.k` completions per prompt from `policy` and order them by `rank` (best first).
 
     `completion_text(ids)` is the answer text the labeler judges; `rank(prompt, texts)` returns indices
-    into `texts`, best to worst (the noisy labeler); `gold_score(prompt, text)` is the noiseless score
-    kept for diagnostics.
+    into `texts`, best to worst (the noisy labeler), or tiers of indices, best tier first, when the
+    labeler marks ties; `gold_score(prompt, text)` is the noiseless score kept for diagnostics.
     """
     check_k(cfg.k)
     if not prompts:
@@ -98,11 +107,20 @@ def collect_rankings(
     ranked = []
     for p, ids, completions in zip(prompts, prompt_ids, samples):
         texts = [completion_text(c) for c in completions]
-        order = list(rank(p, texts))
+        labels = list(rank(p, texts))
+        tiered = bool(labels) and not isinstance(labels[0], int)
+        groups = [list(tier) for tier in labels] if tiered else [[i] for i in labels]
+        order = [i for tier in groups for i in tier]
         if sorted(order) != list(range(len(texts))):
-            raise AlignError(f"labeler ranking {order} is not a permutation of {len(texts)} completions")
-        ranked.append(RankedPrompt(ids, [completions[i] for i in order], [gold_score(p, texts[i]) for i in order]))
+            raise AlignError(f"labeler ranking {labels} is not a permutation of {len(texts)} completions")
+        tiers = [t for t, tier in enumerate(groups) for _ in tier] if tiered else None
+        ranked.append(RankedPrompt(ids, [completions[i] for i in order], [gold_score(p, texts[i]) for i in order], tiers))
     return ranked
+
+
+def ranked_length(ranked: RankedPrompt) -> int:
+    """Tokens of a ranked prompt's longest sequence, the length its batch is padded to."""
+    return len(ranked.prompt_ids) + max(len(c) for c in ranked.completions)
 
 
 def ranked_batch(batch: Sequence[RankedPrompt], pad_id: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -119,6 +137,15 @@ def ranked_batch(batch: Sequence[RankedPrompt], pad_id: int) -> tuple[torch.Tens
         valid[b, : len(r.completions)] = True
     ids, mask = pad_sequences(seqs, pad_id, side="right")
     return ids, mask, valid
+
+
+def ranked_tiers(batch: Sequence[RankedPrompt]) -> torch.Tensor:
+    """(B, K_max) tiers in rank order; a prompt without ties, and every padding slot, gets its own tier."""
+    k_max = max(len(r.completions) for r in batch)
+    tiers = torch.arange(k_max).repeat(len(batch), 1) + k_max  # distinct from any real tier
+    for b, r in enumerate(batch):
+        tiers[b, : len(r.completions)] = torch.tensor(r.tiers if r.tiers is not None else range(len(r.completions)))
+    return tiers
 
 
 def batch_rewards(rm: RewardModel, batch: Sequence[RankedPrompt], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -159,6 +186,7 @@ def evaluate_rankings(rm: RewardModel, data: Sequence[RankedPrompt], pad_id: int
     the labels, the empirical ceiling of `distinct_accuracy`.
     """
     rm.eval()
+    data = sorted(data, key=ranked_length)  # less padding; every statistic below is order-free
     totals: dict[str, float] = {}
     all_rewards = []
     for i in range(0, len(data), batch_size):
@@ -195,7 +223,8 @@ def train_reward_model(
 ) -> RewardResult:
     """Train `rm` on ranked prompts, set its offset so SFT samples score 0 on average, and save it.
 
-    The offset is the negated mean reward over the training completions (samples of the SFT policy).
+    The offset is the negated mean reward over the completions of (up to OFFSET_PROMPTS) training
+    prompts, samples of the SFT policy.
     """
     if not train or not val:
         raise AlignError(f"reward model needs train and validation rankings; got {len(train)} and {len(val)}")
@@ -209,9 +238,9 @@ def train_reward_model(
     start, step, train_loss = time.time(), 0, math.nan
     rm.train()
     for _ in range(cfg.epochs):
-        for prompts, _ in shuffled_batches(train, cfg.batch_size, rng):
+        for prompts, _ in shuffled_batches(train, cfg.batch_size, rng, length=ranked_length):
             rewards, valid = batch_rewards(rm, prompts, pad_id)
-            loss, stats = ranking_loss(rewards, mask=valid)
+            loss, stats = ranking_loss(rewards, mask=valid, tiers=ranked_tiers(prompts).to(rewards.device))
             loss.backward()
             grad_norm = optimizer_step(rm, optimizer, schedule, cfg.grad_clip)
             step, train_loss = step + 1, loss.item()
@@ -221,7 +250,7 @@ def train_reward_model(
             writer.add_scalar("rm/grad_norm", grad_norm, step)
             writer.add_scalar("charts/learning_rate", schedule.get_last_lr()[0], step)
     val_stats = evaluate_rankings(rm, val, pad_id, cfg.batch_size)
-    train_stats = evaluate_rankings(rm, train, pad_id, cfg.batch_size)
+    train_stats = evaluate_rankings(rm, train[:OFFSET_PROMPTS], pad_id, cfg.batch_size)
     rm.offset = -train_stats["mean"]
     for k, v in val_stats.items():
         writer.add_scalar(f"val/{k}", v, step)

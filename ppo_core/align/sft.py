@@ -46,8 +46,14 @@ class SFTResult:
 
 
 @torch.no_grad()
+def example_length(example: Example) -> int:
+    return len(example.prompt_ids) + len(example.completion_ids)
+
+
+@torch.no_grad()
 def completion_loss(model: PreTrainedModel, examples: Sequence[Example], pad_id: int, batch_size: int) -> float:
-    """Mean per-token loss on the completion tokens of `examples`."""
+    """Mean per-token loss on the completion tokens of `examples` (batched by length: the sum is the same)."""
+    examples = sorted(examples, key=example_length)
     model.eval()
     device = next(model.parameters()).device
     total, count = 0.0, 0
@@ -96,7 +102,7 @@ def sft(
     start, step, train_loss = time.time(), 0, math.nan
     model.train()
     for epoch in range(cfg.epochs):
-        for examples, last in shuffled_batches(train, cfg.batch_size, rng):
+        for examples, last in shuffled_batches(train, cfg.batch_size, rng, length=example_length):
             batch = collate_examples(examples, pad_id)
             nll, n = token_nll(model, **{k: v.to(device) for k, v in batch.items()})
             loss = nll / max(n, 1)

@@ -111,7 +111,8 @@ def run_rm(cfg: AlignConfig) -> dict[str, Any]:
         tokenizer,
         prompt_text=world.prompt_text,
         completion_text=functools.partial(world.completion_text, tokenizer),
-        rank=functools.partial(world.labeler.rank, rng=random.Random(f"{cfg.seed}-rm-rankings")),
+        rank=functools.partial(world.labeler.rank_tiers if cfg.rm.ties else world.labeler.rank,
+                               rng=random.Random(f"{cfg.seed}-rm-rankings")),
         gold_score=world.gold_total,
         cfg=cfg.rm,
     )
@@ -126,6 +127,7 @@ def run_rm(cfg: AlignConfig) -> dict[str, Any]:
         "sample_seconds": sample_seconds,
         "agreement_ceiling": ceiling,
         "agreement_ceiling_all_pairs": world.labeler.agreement_ceiling(1.0 - result.val["distinct_fraction"]),
+        "labeler_agreement": world.labeler.labeler_agreement(cfg.rm.k),
         "accuracy_vs_ceiling": result.val["distinct_accuracy"] / ceiling,
     }
     return write_summary(out, "rm", cfg, summary)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 import os
 import random
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import TypeVar
 
 import numpy as np
@@ -15,12 +15,32 @@ from torch.utils.tensorboard import SummaryWriter
 T = TypeVar("T")
 
 
-def shuffled_batches(items: Sequence[T], batch_size: int, rng: random.Random) -> Iterator[tuple[list[T], bool]]:
-    """One epoch of shuffled batches, each with a flag that says whether it is the epoch's last."""
+def shuffled_batches(
+    items: Sequence[T],
+    batch_size: int,
+    rng: random.Random,
+    length: Callable[[T], int] | None = None,
+    group: int = 32,
+) -> Iterator[tuple[list[T], bool]]:
+    """One epoch of shuffled batches, each with a flag that says whether it is the epoch's last.
+
+    With `length`, batches hold items of similar length (as transformers' `group_by_length`): the
+    shuffled items are cut into runs of `group` batches, each run is sorted by length and cut into
+    batches, and the batches are shuffled. Padding to the longest item of a batch then wastes little,
+    while batches stay random draws from the data.
+    """
     order = list(range(len(items)))
     rng.shuffle(order)
-    for i in range(0, len(order), batch_size):
-        yield [items[j] for j in order[i : i + batch_size]], i + batch_size >= len(order)
+    batches = [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
+    if length is not None:
+        run = group * batch_size
+        batches = []
+        for start in range(0, len(order), run):
+            chunk = sorted(order[start : start + run], key=lambda j: length(items[j]))
+            batches += [chunk[i : i + batch_size] for i in range(0, len(chunk), batch_size)]
+        rng.shuffle(batches)
+    for n, batch in enumerate(batches):
+        yield [items[j] for j in batch], n == len(batches) - 1
 
 
 def seed_everything(seed: int) -> None:
