@@ -1,4 +1,4 @@
-"""Command line: `python -m ppo_core.align stage=pretrain|sft|rm|all_supervised size=tiny|small`."""
+"""Command line: `python -m ppo_core.align [stage=all|pretrain|sft|rm|all_supervised|rl|eval] [size=tiny|small]`."""
 
 import os
 import sys
