@@ -6,6 +6,11 @@ An observation is a batch of LEFT-padded prompts, ``{"input_ids": (N, P), "atten
 one decision. Log-probs come from ``token_log_probs`` (logits / T, then log-softmax) in sampling and
 in training alike, and the rollout's log-probs and values come from the same ``_forward`` that
 ``evaluate`` uses, so the first PPO minibatch has ratio exactly 1.
+
+``trim_padding=True`` trades that exactness for speed: every scoring forward is cut to the columns
+its batch uses (prompts arrive padded to the longest of their whole set, completions to L), as TRL
+pads each batch to its longest prompt. A PPO minibatch then uses fewer columns than the rollout batch
+it came from, so its first ratio is 1 only up to floating-point summation order (~1e-6).
 """
 
 from __future__ import annotations
@@ -14,6 +19,7 @@ import copy
 from typing import NamedTuple
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 from transformers import PreTrainedModel
 
@@ -60,6 +66,35 @@ def token_log_probs(logits: Tensor, temperature: float, top_k: int = 0, top_p: f
         drop = probs.cumsum(-1) - probs > top_p  # keeps the smallest prefix whose mass reaches top_p
         logits = logits.masked_fill(drop.scatter(-1, order, drop), _FILTERED)
     return torch.log_softmax(logits, dim=-1)
+
+
+def used_columns(prompt_mask: Tensor, mask: Tensor) -> tuple[int, int]:
+    """First prompt column and one-past-last completion column that any row uses (one host sync).
+
+    Prompts are left-padded (to the longest of their set) and completions right-padded after EOS, so
+    a batch usually needs far fewer columns than it carries.
+    """
+    prompt_used = prompt_mask.bool().any(0).long()  # (P,)
+    completion_used = mask.bool().any(0).long()  # (L,)
+    # an all-zero mask gives argmax 0: nothing is cut
+    start, unused_tail = torch.stack([prompt_used.argmax(), completion_used.flip(0).argmax()]).tolist()
+    return start, completion_used.shape[0] - unused_tail
+
+
+def trim_padding(prompt_ids: Tensor, prompt_mask: Tensor, tokens: Tensor, mask: Tensor) -> tuple[Tensor, ...]:
+    """The batch cut to the columns some row uses: prompt_ids, prompt_mask (N, P'), tokens, mask (N, L').
+
+    Positions come from the attention mask and attention is causal, so every kept output is the same
+    function of the same inputs; only floating-point summation order may differ (~1e-6).
+    """
+    start, end = used_columns(prompt_mask, mask)
+    return prompt_ids[:, start:], prompt_mask[:, start:], tokens[:, :end], mask[:, :end]
+
+
+def pad_completion_columns(x: Tensor, length: int) -> Tensor:
+    """Zero-pad dim 1 of ``x`` (N, L', ...) back to ``length`` completion columns after ``trim_padding``."""
+    cut = length - x.shape[1]
+    return x if cut == 0 else F.pad(x, (0, 0) * (x.dim() - 2) + (0, cut))
 
 
 def sequence_inputs(prompt_ids: Tensor, prompt_mask: Tensor, tokens: Tensor, mask: Tensor) -> tuple[Tensor, Tensor, Tensor]:
@@ -114,7 +149,8 @@ class LMActorCritic(nn.Module):
     else from a copy of the policy's initial trunk.
 
     Dropout is off in rollouts and updates alike (``train()`` keeps the module in eval mode): the
-    rollout's log-probs must be those of the function being trained.
+    rollout's log-probs must be those of the function being trained. ``trim_padding`` cuts each scoring
+    forward to the columns its batch uses (see the module docstring).
     """
 
     def __init__(
@@ -129,6 +165,7 @@ class LMActorCritic(nn.Module):
         top_k: int = 0,
         top_p: float = 1.0,
         exit_check_every: int = 4,
+        trim_padding: bool = False,
     ):
         super().__init__()
         if pad_token_id is None or eos_token_id is None or pad_token_id == eos_token_id:
@@ -150,6 +187,7 @@ class LMActorCritic(nn.Module):
         self.max_new_tokens, self.temperature = int(max_new_tokens), float(temperature)
         self.top_k, self.top_p, self.exit_check_every = int(top_k), float(top_p), int(exit_check_every)
         self.critic = critic
+        self.trim_padding = bool(trim_padding)
         self.value_trunk: nn.Module | None = None
         if critic == "separate":
             self.value_trunk = value_init.trunk if value_init is not None else copy.deepcopy(model.base_model)
@@ -169,16 +207,24 @@ class LMActorCritic(nn.Module):
 
     # ----------------------------------------------------------------------------- scoring
     def _forward(self, obs: Observation, tokens: Tensor, mask: Tensor) -> tuple[Categorical, Tensor]:
-        """Token distributions (N, L, V) at temperature T and values V before each decision (N, L)."""
+        """Token distributions (N, L, V) at temperature T and values V before each decision (N, L).
+
+        With ``trim_padding`` the forward sees only the columns this batch uses; the cut completion
+        columns (after every row's EOS) come back as zeros, outside the mask.
+        """
         prompt_ids, prompt_mask = obs["input_ids"], obs["attention_mask"]
+        length = tokens.shape[1]
+        if self.trim_padding:
+            prompt_ids, prompt_mask, tokens, mask = trim_padding(prompt_ids, prompt_mask, tokens, mask)
         head = self.critic == "head"
         logits, hidden = completion_logits(self.model, prompt_ids, prompt_mask, tokens, mask, hidden=head)
         if not head:
             input_ids, attention_mask, positions = sequence_inputs(prompt_ids, prompt_mask, tokens, mask)
             hidden = self.value_trunk(input_ids=input_ids, attention_mask=attention_mask,
                                       position_ids=positions).last_hidden_state[:, -tokens.shape[1]:]
-        dist = Categorical(token_log_probs(logits, self.temperature, self.top_k, self.top_p))
-        return dist, self.value_head(hidden).squeeze(-1)
+        log_probs = token_log_probs(logits, self.temperature, self.top_k, self.top_p)  # (N, L', V)
+        values = self.value_head(hidden).squeeze(-1)  # (N, L')
+        return Categorical(pad_completion_columns(log_probs, length)), pad_completion_columns(values, length)
 
     def evaluate(self, obs: Observation, action: Tensor) -> PolicyEvaluation:
         mask = completion_mask(action, self.eos_token_id)  # (B, L)

@@ -1,5 +1,6 @@
 """MLP actor-critic for vector observations: Categorical head for Discrete actions, diagonal
-Gaussian with a state-independent log-std for Box actions."""
+Gaussian for Box actions, with a state-independent log-std or generalized state-dependent
+exploration (gSDE, Raffin et al. 2022, "Smooth Exploration for Robotic Reinforcement Learning")."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from torch import Tensor, nn
 from agents.base import PolicyEvaluation, PolicyStep, UnsupportedSpaceError
 from agents.distributions import Categorical, DiagGaussian
 
+GSDE_EPSILON = 1e-6  # added to gSDE's variance, as in SB3, so a dead feature vector cannot give log(0)
 ACTIVATIONS = {"tanh": torch.tanh, "relu": torch.relu, "elu": F.elu}
 
 
@@ -31,10 +33,14 @@ class MLP(nn.Module):
                 nn.init.zeros_(layer.bias)
 
     def forward(self, x: Tensor) -> Tensor:
+        return self.output_and_latent(x)[0]
+
+    def output_and_latent(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        """The output and the input of the last layer (the features gSDE's noise is linear in)."""
         *hidden, last = self.layers
         for layer in hidden:
             x = self.activation(F.linear(x, layer.weight, layer.bias))
-        return F.linear(x, last.weight, last.bias)
+        return F.linear(x, last.weight, last.bias), x
 
 
 def _observation_size(space: gym.Space) -> int:
@@ -58,6 +64,8 @@ class MLPActorCritic(nn.Module):
         shared_trunk: bool = False,
         log_std_init: float = 0.0,
         ortho_init: bool = True,
+        gsde: bool = False,
+        sde_sample_freq: int = 4,
     ):
         super().__init__()
         if activation not in ACTIVATIONS:
@@ -69,13 +77,21 @@ class MLPActorCritic(nn.Module):
             self.register_buffer("action_offset", torch.tensor(int(action_space.start)))
         elif isinstance(action_space, gym.spaces.Box) and len(action_space.shape) == 1:
             head_size = action_space.shape[0]
-            self.log_std = nn.Parameter(torch.full((head_size,), float(log_std_init)))
+            std_shape = (list(hidden_sizes)[-1], head_size) if gsde else (head_size,)  # gSDE: σ_ij per feature i
+            self.log_std = nn.Parameter(torch.full(std_shape, float(log_std_init)))
             self.register_buffer("action_low", torch.as_tensor(action_space.low, dtype=torch.float32))
             self.register_buffer("action_high", torch.as_tensor(action_space.high, dtype=torch.float32))
         else:
             raise UnsupportedSpaceError(
                 f"action space {action_space} is not supported by agent=mlp; expected Discrete or a 1-D Box"
             )
+        if gsde and self.discrete:
+            raise UnsupportedSpaceError(f"agent.gsde=true needs a Box action space, got {action_space}")
+        if sde_sample_freq < 1:
+            raise ValueError(f"agent.sde_sample_freq={sde_sample_freq} must be >= 1 (steps between noise draws)")
+        self.gsde, self.sde_sample_freq = gsde, int(sde_sample_freq)
+        self.exploration: Tensor | None = None  # gSDE: (N, H, A) noise matrices, one per env
+        self.acts_since_draw = 0
         hidden = list(hidden_sizes)
         self.shared_trunk = shared_trunk
         if shared_trunk:
@@ -89,23 +105,45 @@ class MLPActorCritic(nn.Module):
     def _features(self, obs: Tensor) -> Tensor:
         return self.shared.activation(self.shared(obs)) if self.shared_trunk else obs
 
-    def _distribution(self, features: Tensor) -> Categorical | DiagGaussian:
-        head = self.actor(features)
+    def _distribution(self, features: Tensor) -> tuple[Categorical | DiagGaussian, Tensor]:
+        """The action distribution and the actor's last features (N, H)."""
+        head, latent = self.actor.output_and_latent(features)
         if self.discrete:
-            return Categorical.from_logits(head)
-        return DiagGaussian(head, self.log_std)
+            return Categorical.from_logits(head), latent
+        if self.gsde:
+            # noise ε = φ(s)·W with W_ij ~ N(0, σ_ij²): a Gaussian of variance Σ_i φ_i² σ_ij² per action dim.
+            # As in SB3 (learn_features=False), the features carry no gradient from the noise scale.
+            latent = latent.detach()
+            variance = latent.square() @ torch.exp(2 * self.log_std)  # (N, A)
+            return DiagGaussian(head, 0.5 * torch.log(variance + GSDE_EPSILON)), latent
+        return DiagGaussian(head, self.log_std), latent
+
+    def _gsde_noise(self, latent: Tensor) -> Tensor:
+        """φ(s)·W_n for each env n, with new matrices W every ``sde_sample_freq`` steps: (N, A)."""
+        n = latent.shape[0]
+        if self.exploration is None or self.exploration.shape[0] != n or self.acts_since_draw % self.sde_sample_freq == 0:
+            std = self.log_std.detach().exp()  # (H, A)
+            self.exploration = std * torch.randn(n, *std.shape, device=std.device)  # (N, H, A)
+            self.acts_since_draw = 0
+        self.acts_since_draw += 1
+        return (latent.unsqueeze(1) @ self.exploration).squeeze(1)
 
     def act(self, obs: Tensor, deterministic: bool = False) -> PolicyStep:
         features = self._features(obs)  # (N, H)
-        dist = self._distribution(features)
-        action = dist.mode() if deterministic else dist.sample()
+        dist, latent = self._distribution(features)
+        if deterministic:
+            action = dist.mode()
+        elif self.gsde:
+            action = dist.mean + self._gsde_noise(latent)
+        else:
+            action = dist.sample()
         log_prob = dist.log_prob(action).unsqueeze(-1)  # (N, 1)
         value = self.critic(features)  # (N, 1)
         return PolicyStep(action, log_prob, value, torch.ones_like(log_prob, dtype=torch.bool))
 
     def evaluate(self, obs: Tensor, action: Tensor) -> PolicyEvaluation:
         features = self._features(obs)
-        dist = self._distribution(features)
+        dist, _ = self._distribution(features)
         return PolicyEvaluation(
             dist.log_prob(action).unsqueeze(-1), dist.entropy().unsqueeze(-1), self.critic(features), dist
         )

@@ -13,8 +13,9 @@ repeat. Each run does a warm-up iteration, then times the steady-state interval 
 (ours) / ends (TRL) of consecutive iterations, which covers everything the library does per
 iteration, logging included, in wall time and in the process's own CPU time (steadier when other
 jobs share the cores). Per-phase wall times come from wrappers around the library's own functions
-(a few microseconds each). The ``*_trimmed`` variants are a what-if: ours with every scoring forward
-cut to the columns its batch uses (``patch_trimming``), a change proposed for agents/lm.py.
+(a few microseconds each). Our env always scores (reference, reward model) on the columns its batch
+uses; the ``*_trimmed`` variants also set ``agent.trim_padding=true``, which cuts every policy and
+value forward the same way (faster; the first minibatch's ratio is then 1 only to ~1e-6).
 
     pip install -e ".[bench]"
     python benchmarks/text_rl_throughput.py                       # N = 64, 3 repeats
@@ -51,7 +52,7 @@ VARIANTS = {
     "ours_separate": ("ours", "separate"),
     "ours_head": ("ours", "head"),
     "trl_batchpad": ("trl", "batch"),
-    # what-if: ours_separate with the column trimming proposed for agents/lm.py, patched in from here
+    # agent.trim_padding=true: every policy/value forward cut to the columns its batch uses
     "ours_separate_trimmed": ("ours", "separate+trim"),
     "ours_head_trimmed": ("ours", "head+trim"),
     "trl_setpad": ("trl", "set"),
@@ -97,55 +98,6 @@ def steady_state(marks: list[tuple[float, float]], phases: list[dict[str, float]
 
 
 # --------------------------------------------------------------------------------------- workers
-def used_columns(mask):
-    """First and one-past-last column that any row of ``mask`` (B, T) uses: one host sync."""
-    used = mask.bool().any(0).long()  # (T,)
-    return int(used.argmax()), int(used.shape[0] - used.flip(0).argmax())
-
-
-def patch_trimming() -> None:
-    """Every scoring forward sees only the columns its batch uses: the prompt columns that are padding
-    in every row (prompts are left-padded to the longest of the whole set) and the completion columns
-    after the batch's longest completion are cut, and outputs are zero-padded back to (B, L). Causal
-    attention and mask-derived positions make the valid outputs the same functions of the same inputs."""
-    import torch.nn.functional as F
-
-    import envs.text_bandit as text_bandit
-    from agents.distributions import Categorical
-    from agents.lm import LMActorCritic
-
-    forward, reference_log_probs = LMActorCritic._forward, text_bandit.sequence_log_probs
-
-    def trimmed(prompt_ids, prompt_mask, tokens, mask):
-        start, _ = used_columns(prompt_mask)
-        end = max(1, used_columns(mask)[1])
-        return prompt_ids[:, start:], prompt_mask[:, start:], tokens[:, :end], mask[:, :end]
-
-    def trimmed_forward(self, obs, tokens, mask):
-        prompt_ids, prompt_mask, kept_tokens, kept_mask = trimmed(obs["input_ids"], obs["attention_mask"], tokens, mask)
-        dist, value = forward(self, {"input_ids": prompt_ids, "attention_mask": prompt_mask}, kept_tokens, kept_mask)
-        cut = tokens.shape[1] - kept_tokens.shape[1]
-        return Categorical(F.pad(dist.log_probs, (0, 0, 0, cut))), F.pad(value, (0, cut))
-
-    def trimmed_reference(model, prompt_ids, prompt_mask, tokens, mask, temperature):
-        prompt_ids, prompt_mask, kept_tokens, kept_mask = trimmed(prompt_ids, prompt_mask, tokens, mask)
-        log_prob = reference_log_probs(model, prompt_ids, prompt_mask, kept_tokens, kept_mask, temperature)
-        return F.pad(log_prob, (0, tokens.shape[1] - kept_tokens.shape[1]))
-
-    LMActorCritic._forward = trimmed_forward
-    text_bandit.sequence_log_probs = trimmed_reference
-
-
-def trimmed_reward(reward_model):
-    """The reward model reads the last non-pad token with mask-derived positions: unused columns go."""
-
-    def score(input_ids, attention_mask):
-        start, end = used_columns(attention_mask)
-        return reward_model(input_ids[:, start:end], attention_mask[:, start:end])
-
-    return score
-
-
 def worker_ours(option: str, prompts: int, iterations: int, threads: int, seed: int) -> dict:
     import torch
 
@@ -153,8 +105,6 @@ def worker_ours(option: str, prompts: int, iterations: int, threads: int, seed: 
     from tests.conftest import make_config
 
     critic, _, trim = option.partition("+")
-    if trim:
-        patch_trimming()
 
     overrides = ["env=text_bandit", "agent=lm", "algo=ppo", f"env.num_envs={prompts}",
                  f"env.max_new_tokens={MAX_NEW_TOKENS}", "env.temperature=1.0", f"env.beta={BETA}",
@@ -163,6 +113,7 @@ def worker_ours(option: str, prompts: int, iterations: int, threads: int, seed: 
                  "algo.clip_value_loss=true", f"algo.vf_coef={VF_COEF}", "algo.ent_coef=0.0",
                  f"algo.gamma={GAMMA}", f"algo.gae_lambda={LAM}", "algo.max_grad_norm=0",
                  f"agent.critic={critic}", *(["agent.value_init_path=rm"] if critic == "separate" else []),
+                 f"agent.trim_padding={bool(trim)}",
                  "eval_episodes=0", "eval_every=0", "checkpoint_every=0", "device=cpu", f"seed={seed}",
                  f"torch_threads={threads}", f"total_timesteps={prompts * (iterations + WARMUP + 1)}"]
     config = make_config(*overrides)
@@ -171,8 +122,6 @@ def worker_ours(option: str, prompts: int, iterations: int, threads: int, seed: 
         clock, marks, phases, tokens = PhaseClock(), [], [], []
         policy, env, algorithm = trainer.policy, trainer.env, trainer.algorithm
         reward = env.reward
-        if trim:
-            reward.reward_model = trimmed_reward(reward.reward_model)
         policy.sample = clock.wrap("generate", policy.sample)
         reward.reference.forward = clock.wrap("reference", reward.reference.forward)
         reward.reward_model = clock.wrap("reward_model", reward.reward_model)
@@ -251,7 +200,8 @@ def worker_trl(padding: str, prompts: int, iterations: int, threads: int, seed: 
     torch.manual_seed(seed)
     config = make_config("env=text_bandit", "agent=lm", "algo=ppo", f"env.max_new_tokens={MAX_NEW_TOKENS}",
                          "device=cpu")
-    env = make_text_env(config.env, torch.device("cpu"), config.env.prompts, "env.prompts", 1, True, False)
+    env = make_text_env(config.env, torch.device("cpu"), config.env.prompts, "env.prompts", 1, shuffle=True, gold=False,
+                        training=True)
     ids, mask = env.prompts.input_ids, env.prompts.attention_mask  # our tokenization, left-padded to the set
     rows = ids.tolist() if padding == "set" else [row[m.bool()].tolist() for row, m in zip(ids, mask)]
     dataset = Dataset.from_dict({"input_ids": rows})

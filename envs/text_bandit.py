@@ -35,7 +35,8 @@ import torch
 from torch import Tensor, nn
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
-from agents.lm import sequence_distributions
+from agents.distributions import Categorical
+from agents.lm import pad_completion_columns, sequence_distributions, trim_padding
 from envs.base import EpisodeStats, StepResult
 from ppo_core.align.data import encode_prompt, pad_sequences
 from ppo_core.errors import ConfigError
@@ -100,10 +101,11 @@ class TextReward(nn.Module):
     """RM score minus penalties minus β times the KL to the frozen reference, for a batch of completions.
 
     Holds the reference policy π_SFT (frozen, eval mode, never trained) and the reward model, and
-    scores a batch with one forward of each. The KL treatment (``ppo_core.kl``): ``estimator`` k1
-    (InstructGPT), k2, k3 or exact; ``direction`` reverse, KL(π‖π_SFT), or forward, KL(π_SFT‖π);
-    ``placement`` reward (subtract β·Σ_l KL_l here) or loss (the reward is the RM score and the
-    algorithm adds β·KL to its loss, from the reference log-probs this env returns in ``extras``).
+    scores a batch with one forward of each, cut to the columns the batch uses (``agents.lm.trim_padding``).
+    The KL treatment (``ppo_core.kl``): ``estimator`` k1 (InstructGPT), k2, k3 or exact; ``direction``
+    reverse, KL(π‖π_SFT), or forward, KL(π_SFT‖π); ``placement`` reward (subtract β·Σ_l KL_l here) or
+    loss (the reward is the RM score and the algorithm adds β·KL to its loss, from the reference
+    log-probs this env returns in ``extras``).
     β is fixed, or adapted towards ``kl_target`` by Ziegler et al.'s controller after every step.
     Whatever is configured, every step measures k1, k2, k3 and (given π's full distributions) the
     exact KL in both directions, so a negative k1 report can be told apart from a real one.
@@ -161,20 +163,28 @@ class TextReward(nn.Module):
         ``prompt_mask`` (N, P). Returns the parts and π_SFT's full log-probs (N, L, V). Given
         ``scores`` (N,) (e.g. the gold labeler's), they replace the reward model's."""
         mask = mask.bool()
-        reference = sequence_distributions(self.reference, prompt_ids, prompt_mask, tokens, mask, self.temperature)
+        length = tokens.shape[1]
+        kept = trim_padding(prompt_ids, prompt_mask, tokens, mask)  # only the columns some row uses
+        ref_log_probs = pad_completion_columns(
+            sequence_distributions(self.reference, *kept, self.temperature).log_probs, length)  # (N, L, V)
+        reference = Categorical(ref_log_probs)
         ref_log_prob = torch.where(mask, reference.log_prob(tokens), 0.0)  # (N, L)
         if self.estimator == "exact" and log_probs is None:
             raise ValueError("env.kl_estimator=exact needs the policy's full distributions (action['log_probs'])")
         per_token = {name: kl_estimate(log_prob, ref_log_prob, name) for name in ESTIMATORS}  # (N, L) each
-        if log_probs is not None:
-            per_token["exact"] = token_kl(log_prob, ref_log_prob, "exact", "reverse", log_probs, reference.log_probs)
-            per_token["exact_forward"] = token_kl(log_prob, ref_log_prob, "exact", "forward", log_probs,
-                                                  reference.log_probs)
+        if log_probs is not None:  # over the vocabulary at valid tokens only: (n_valid, V), not (N, L, V)
+            sampled = log_prob[mask], ref_log_prob[mask]  # (n_valid,)
+            distributions = log_probs[mask], ref_log_probs[mask]  # (n_valid, V)
+            for name, direction in (("exact", "reverse"), ("exact_forward", "forward")):
+                per_token[name] = ref_log_prob.new_zeros(ref_log_prob.shape).masked_scatter(
+                    mask, token_kl(*sampled, "exact", direction, *distributions))
         per_token = {name: torch.where(mask, kl, 0.0) for name, kl in per_token.items()}
         chosen = per_token[self.estimator if self.direction == "reverse" else "exact_forward"]  # (N, L)
         kl = chosen.sum(-1)  # (N,)
         if scores is None:
-            scores = self.reward_model(torch.cat([prompt_ids, tokens], 1), torch.cat([prompt_mask.long(), mask.long()], 1))
+            kept_prompt_ids, kept_prompt_mask, kept_tokens, kept_mask = kept
+            scores = self.reward_model(torch.cat([kept_prompt_ids, kept_tokens], 1),
+                                       torch.cat([kept_prompt_mask.long(), kept_mask.long()], 1))
         raw = scores.float()
         nonfinite = ~torch.isfinite(raw)
         scores = torch.where(nonfinite, -self.nonfinite_penalty, raw)

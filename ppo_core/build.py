@@ -166,6 +166,8 @@ def make_policy(config: TrainConfig, env: VecEnv, device: torch.device) -> Actor
             shared_trunk=agent.shared_trunk,
             log_std_init=agent.log_std_init,
             ortho_init=agent.ortho_init,
+            gsde=agent.gsde,
+            sde_sample_freq=agent.sde_sample_freq,
         )
         return policy.to(device)
     raise ConfigError(f"agent config of type {type(agent).__name__} has no builder")
@@ -200,10 +202,14 @@ def make_lm_policy(config: TrainConfig, env: TextBanditVecEnv, device: torch.dev
     try:
         policy = LMActorCritic(model, tokenizer.pad_token_id, tokenizer.eos_token_id, env_config.max_new_tokens,
                                env_config.temperature, agent.critic, value_init, agent.top_k, agent.top_p,
-                               agent.exit_check_every)
+                               agent.exit_check_every, agent.trim_padding)
     except ValueError as error:
         raise ConfigError(f"agent=lm: {error}") from None
     return policy.to(device)
+
+
+EVAL_SEED_OFFSET = 1_000_000
+"""Evaluation episodes are seeded apart from the training envs' seeds."""
 
 
 def build_trainer(config: TrainConfig, run_dir: Path) -> Trainer:
@@ -219,10 +225,14 @@ def build_trainer(config: TrainConfig, run_dir: Path) -> Trainer:
     algorithm = make_algorithm(policy, config.algo, make_auxiliary_losses(config, policy))
     eval_env = make_eval_env(config, device, config.eval_episodes) if config.eval_episodes > 0 else None
 
-    def evaluate() -> dict[str, float]:
+    def evaluate(number: int) -> dict[str, float]:
         eval_env.load_state_dict(env.state_dict(), restore_episodes=False)  # current normaliser statistics
         policy.eval()
-        result = evaluate_policy(policy, eval_env, seed=config.seed + 1_000_000).as_dict()
+        # new start states at every evaluation, as SB3's EvalCallback draws them: with one fixed set, a
+        # run is judged again and again on the same, possibly unlucky, episodes (text prompts: always
+        # the same, served in order)
+        seed = config.seed + EVAL_SEED_OFFSET + number * eval_env.num_envs
+        result = evaluate_policy(policy, eval_env, seed=seed).as_dict()
         policy.train()
         if isinstance(eval_env, TextBanditVecEnv):
             result.update(eval_env.pop_metrics())  # RM score, KL to π_SFT and gold score of the evaluation

@@ -39,8 +39,13 @@ class AgentConfig:
     shared_trunk: bool = False
     """One trunk for actor and critic; the default keeps them separate."""
     log_std_init: float = 0.0
-    """Initial log-std of the Gaussian head (Box actions)."""
+    """Initial log-std of the Gaussian head (Box actions); with ``gsde``, of every σ_ij."""
     ortho_init: bool = True
+    gsde: bool = False
+    """Box actions: generalized state-dependent exploration (Raffin et al. 2022), noise φ(s)·W linear in
+    the actor's last features, W redrawn every ``sde_sample_freq`` steps (SB3's use_sde)."""
+    sde_sample_freq: int = 4
+    """Env steps between draws of gSDE's noise matrices (one per env)."""
 
 
 @dataclass
@@ -126,6 +131,9 @@ class LMAgentConfig:
     """Nucleus sampling mass (1: off); applied in training too."""
     exit_check_every: int = 4
     """Tokens between the sampling loop's checks that every completion has ended (one host sync each)."""
+    trim_padding: bool = False
+    """Cut every policy/value forward to the columns its batch uses: faster, but the first PPO minibatch's
+    ratio is then 1 only up to summation order (~1e-6), not exactly (agents/lm.py)."""
     attn_implementation: str = "auto"
     """auto (eager for algo=trpo, whose Fisher-vector product needs attention twice differentiable;
     else the model's own) | eager | sdpa | any transformers attention implementation."""

@@ -26,7 +26,8 @@ from ppo_core.config import TrainConfig
 from ppo_core.errors import ConfigError, NonFiniteError
 from ppo_core.logging import RunLogger
 
-Evaluator = Callable[[], dict[str, float]]
+Evaluator = Callable[[int], dict[str, float]]
+"""Evaluation number (0, 1, ...) -> metrics, e.g. ``mean_reward``."""
 
 
 class Trainer:
@@ -185,7 +186,7 @@ class Trainer:
             )
 
     def _run_evaluation(self, logger: RunLogger) -> None:
-        result = self.evaluate()
+        result = self.evaluate(len(self.eval_history))
         result["env_steps"] = self.global_step
         result["wall_seconds"] = self.wall_seconds
         self.eval_history.append(result)

@@ -4,7 +4,7 @@ nothing, masks end at the first EOS, and the critic options partition the parame
 import pytest
 import torch
 
-from agents.lm import LMActorCritic, completion_mask, token_log_probs
+from agents.lm import LMActorCritic, completion_mask, token_log_probs, used_columns
 from agents.reward_model import RewardModel
 from ppo_core.align.data import pad_sequences
 from ppo_core.losses import approx_kl
@@ -72,6 +72,34 @@ def test_left_padding_changes_neither_logits_nor_values():
             plain = pi.model(input_ids=torch.tensor([prompt])).logits[0, -1]  # no padding, default positions
             torch.testing.assert_close(batch.distribution.log_probs[i, 0], token_log_probs(plain, TEMPERATURE),
                                        atol=1e-5, rtol=0)
+
+
+def test_used_columns_against_a_column_by_column_scan():
+    torch.manual_seed(3)
+    for _ in range(20):
+        prompt_mask = torch.rand(5, 9) < 0.3
+        mask = torch.rand(5, 7) < 0.3
+        first = next((c for c in range(9) if prompt_mask[:, c].any()), 0)
+        end = next((c + 1 for c in reversed(range(7)) if mask[:, c].any()), 7)
+        assert used_columns(prompt_mask, mask) == (first, end)
+
+
+def test_trimmed_forward_matches_the_full_forward_on_valid_tokens():
+    torch.manual_seed(4)
+    wide = {key: torch.nn.functional.pad(value, (5, 0)) for key, value in left_padded().items() if key != "prompt_index"}
+    completion = torch.tensor([[20, 21, EOS, PAD, PAD, PAD], [22, EOS, PAD, PAD, PAD, PAD],
+                               [23, 24, 25, EOS, PAD, PAD], [EOS, PAD, PAD, PAD, PAD, PAD]])  # 2 unused columns
+    full, trimmed = policy(), policy(trim_padding=True)
+    trimmed.load_state_dict(full.state_dict())
+    torch.nn.init.normal_(full.value_head.weight), trimmed.value_head.load_state_dict(full.value_head.state_dict())
+    with torch.no_grad():
+        expected, got = full.evaluate(wide, completion), trimmed.evaluate(wide, completion)
+    mask = completion_mask(completion, EOS)
+    assert got.log_prob.shape == got.value.shape == (4, 6) and got.distribution.log_probs.shape == (4, 6, 100)
+    torch.testing.assert_close(got.log_prob, expected.log_prob, atol=1e-5, rtol=0)
+    torch.testing.assert_close(got.value[mask], expected.value[mask], atol=1e-5, rtol=0)
+    torch.testing.assert_close(got.distribution.log_probs[mask], expected.distribution.log_probs[mask], atol=1e-5, rtol=0)
+    assert (got.distribution.log_probs[:, 4:] == 0).all() and (got.value[:, 4:] == 0).all()
 
 
 def test_value_is_the_first_decision_value():

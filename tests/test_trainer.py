@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from ppo_core import checkpoint
+from ppo_core import build, checkpoint
 from ppo_core.build import build_trainer, run_training
 from ppo_core.errors import NonFiniteError
 from ppo_core.losses import clipped_surrogate_loss
@@ -141,11 +141,20 @@ def test_early_stop_after_consecutive_evaluations_at_threshold(tmp_path, thresho
     assert checkpoint.load(tmp_path / "checkpoint.pt")["global_step"] == env_steps
 
 
+def test_every_evaluation_draws_new_start_states(tmp_path, monkeypatch):
+    seeds = []
+    real = build.evaluate_policy
+    monkeypatch.setattr(build, "evaluate_policy", lambda policy, env, seed: seeds.append(seed) or real(policy, env, seed))
+    run_training(make_config(*SMALL, "eval_every=1024", "eval_episodes=3", "seed=7"), tmp_path)
+    # 4096 steps, one evaluation per 1024: episodes seeded 1_000_007.. then 3 further on each time
+    assert seeds == [1_000_007, 1_000_010, 1_000_013, 1_000_016]
+
+
 def test_early_stop_needs_the_evaluations_in_a_row(tmp_path):
     trainer = build_trainer(make_config(*SMALL, "eval_every=512", "stop_at_return=475", "stop_after_evals=3"),
                             tmp_path)
     scripted = iter([500.0, 480.0, 400.0, 475.0, 490.0, 500.0, 500.0, 500.0])
-    trainer.evaluate = lambda: {"mean_reward": next(scripted)}
+    trainer.evaluate = lambda number: {"mean_reward": next(scripted)}
     summary = trainer.train()
     # the dip at the third evaluation restarts the count: the run ends at the sixth, 6 × 512 steps
     assert [e["mean_reward"] for e in summary["eval_history"]] == [500.0, 480.0, 400.0, 475.0, 490.0, 500.0]
