@@ -181,7 +181,7 @@ def main(argv: list[str]) -> None:
                for variant in args.variants}
     loads.append(os.getloadavg())
     FIGURES.mkdir(exist_ok=True)
-    figure = FIGURES / "alignment_reward_vs_kl.png"
+    figure = FIGURES / f"alignment_reward_vs_kl_{datetime.datetime.now():%Y%m%d_%H%M}.png"  # one per recorded run
     plot_curves({variant: [r["curve"] for r in runs] for variant, runs in results.items()}, figure)
     command = "python benchmarks/alignment.py " + " ".join(argv)
     text = report(results, seconds, command.strip(), cfg, tuple(loads), figure)
