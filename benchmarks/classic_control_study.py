@@ -295,21 +295,23 @@ def main() -> None:
     rows, aggregates = compare(directories, out / "compare")
     table = markdown_table(rows, aggregates)
     command = "python benchmarks/classic_control_study.py " + " ".join(sys.argv[1:])
+    peers = "" if args.no_peers else " vs SB3 peers"
     report = "\n".join([
-        f"## Classic control: REINFORCE, PPO, TRPO vs SB3 peers ({datetime.date.today().isoformat()})", "",
+        f"## Classic control: REINFORCE, PPO, TRPO{peers or ' (ours only)'} ({datetime.date.today().isoformat()})", "",
         f"Command: `{command.strip()}`",
         f"Machine: {cpu_name()}, {os.cpu_count()} cores, Python {platform.python_version()}, {versions()}; "
         f"{args.n_jobs} runs at once, one torch thread each; load average {load_at_start} at start, "
         f"{load_average()} at end; {time.time() - started:.0f} s in all.",
-        f"Budgets: tuned presets (ours) and rl-baselines3-zoo (peers)"
+        "Budgets: tuned presets" + ("" if args.no_peers else " (ours) and rl-baselines3-zoo (peers)")
         + (f", each capped at {args.max_timesteps} env steps" if args.max_timesteps < 10**9 else "")
         + (f", our {', '.join(args.skip)} left out" if args.skip else "")
-        + f", × {args.timesteps_scale}; {args.seeds} seeds "
-        f"(ours), {peer_seeds} (peers); {args.eval_episodes} deterministic evaluation episodes; "
+        + f", × {args.timesteps_scale}; {args.seeds} seeds"
+        + ("" if args.no_peers else f" (ours), {peer_seeds} (peers)")
+        + f"; {args.eval_episodes} deterministic evaluation episodes from new start states each time; "
         + (f"every run stops after {args.stop_after_evals} evaluations in a row at the threshold, so a success is "
            "a run that stopped there or ends at it. " if args.stop_after_evals > 0 else "no early stop. ")
-        + "The peers use gSDE where the zoo does (Pendulum, MountainCarContinuous); ours use a plain "
-        "diagonal Gaussian.", "",
+        + ("" if args.no_peers else "The peers use gSDE where the zoo does (Pendulum, MountainCarContinuous); ")
+        + "ours use a plain diagonal Gaussian.", "",
         table,
     ])
     print(report)
