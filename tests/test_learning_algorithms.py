@@ -19,6 +19,6 @@ def test_each_algorithm_learns_cartpole(tmp_path, algo):
     config = make_config(f"algo={algo}", *RUNS[algo], "eval_every=0", "eval_episodes=10", "checkpoint_every=0",
                          "seed=0")
     trainer = build_trainer(config, tmp_path)
-    initial = trainer.evaluate()["mean_reward"]
+    initial = trainer.evaluate(0)["mean_reward"]
     final = trainer.train()["eval_mean_return"]
     assert final >= 300 and final >= initial + 150, (algo, initial, final)
