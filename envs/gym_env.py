@@ -45,8 +45,8 @@ class GymVecEnv:
         if self.autoreset_mode not in (AutoresetMode.NEXT_STEP, AutoresetMode.SAME_STEP):
             raise ValueError(f"autoreset mode {self.autoreset_mode} is not supported; expected NEXT_STEP or SAME_STEP")
         obs_shape = self.single_observation_space.shape
-        self.obs_normalizer = ObservationNormalizer(obs_shape, device, clip_obs) if normalize_obs else None
-        self.reward_scaler = RewardScaler(self.num_envs, gamma, device, clip_reward) if normalize_reward else None
+        self.obs_normalizer = ObservationNormalizer(obs_shape, clip_obs) if normalize_obs else None
+        self.reward_scaler = RewardScaler(self.num_envs, gamma, clip_reward) if normalize_reward else None
         self.episodes = EpisodeTracker(self.num_envs)
         self._resetting = np.zeros(self.num_envs, dtype=bool)
 
@@ -54,8 +54,10 @@ class GymVecEnv:
         return torch.as_tensor(array, dtype=dtype).to(self.device, non_blocking=True)
 
     def _observe(self, obs: np.ndarray, update: bool = True) -> Tensor:
-        tensor = self._to_tensor(obs, torch.float32)
-        return self.obs_normalizer(tensor, update) if self.obs_normalizer is not None else tensor
+        obs = np.asarray(obs, dtype=np.float32)
+        if self.obs_normalizer is not None:
+            obs = self.obs_normalizer(obs, update)
+        return self._to_tensor(obs, torch.float32)
 
     def set_training(self, training: bool) -> None:
         """Freeze normalisation statistics (evaluation) or let them update (training)."""
@@ -75,6 +77,8 @@ class GymVecEnv:
         self.episodes.update(reward, valid, episode_ends)
         if self.autoreset_mode == AutoresetMode.NEXT_STEP:
             self._resetting = episode_ends
+        if self.reward_scaler is not None:
+            reward = self.reward_scaler(reward, episode_ends)
         reward_t = self._to_tensor(reward, torch.float32)
         terminated_t = self._to_tensor(terminated, torch.bool)
         truncated_t = self._to_tensor(truncated, torch.bool)
@@ -84,8 +88,6 @@ class GymVecEnv:
             for i in np.flatnonzero(truncated):
                 final[i] = info["final_obs"][i]
             final_obs = self._observe(final, update=False)
-        if self.reward_scaler is not None:
-            reward_t = self.reward_scaler(reward_t, terminated_t | truncated_t)
         valid_t = self._to_tensor(valid, torch.bool)
         return StepResult(self._observe(obs), reward_t, terminated_t, truncated_t, valid_t, final_obs, info)
 
