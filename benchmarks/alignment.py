@@ -140,6 +140,7 @@ def report(results: dict[str, list[dict]], seconds: dict[str, float], command: s
         "| model | win vs SFT | win vs base | gold | RM score | KL to SFT | pretraining loss | RL wall s |",
         "|---|---|---|---|---|---|---|---|",
     ]
+    best = first[0].get("best_win_vs_sft")
     sft = [r for runs in results.values() for r in runs]
     lines.append(f"| SFT | 0.500 | {mean_sd([r['sft_win_vs_base'] for r in sft])} | "
                  f"{mean_sd([r['gold_sft'] for r in sft])} | {mean_sd([r['rm_score_sft'] for r in sft])} | 0 | "
@@ -151,6 +152,10 @@ def report(results: dict[str, list[dict]], seconds: dict[str, float], command: s
                      f"{mean_sd([r['pretraining_loss_policy'] for r in runs])} | "
                      f"{statistics.mean(r['rl_seconds'] for r in runs):.0f} |")
     base = sft[0]["pretraining_loss_base"]
+    if best is not None:
+        lines += ["", f"Best possible win rate against SFT: {best:.3f}, the gold labeler's own demonstrations (the "
+                  "gold maximum) against SFT's greedy answers; where SFT already scores the maximum, any policy "
+                  "can only tie."]
     lines += ["", f"Base model: pretraining loss {base:.3f}, gold {sft[0]['gold_base']:.3f}. Supervised stages "
               "(wall s, from their summaries): " + ", ".join(f"{k} {v:.0f}" for k, v in seconds.items()) + ".", ""]
     if "ppo" in results and "ppo_ptx" in results:

@@ -13,7 +13,7 @@ from agents.reward_model import RewardModel
 from ppo_core.align.config import compose_align_config
 from ppo_core.align.data import pad_sequences
 from ppo_core.align.errors import AlignError
-from ppo_core.align.evaluation import pretraining_loss, win_rate
+from ppo_core.align.evaluation import Answers, comparison_table, pretraining_loss, win_rate
 from ppo_core.align.stages import SUMMARY_FILE, run_stage
 
 
@@ -85,6 +85,7 @@ def test_eval_of_sft_against_itself_ties_everywhere_with_zero_kl(artifacts, tmp_
                                 f"paths.eval={tmp_path / 'eval'}"])
     summary = run_stage(cfg)
     assert summary["win_vs_sft"] == 0.5 and summary["kl"] == pytest.approx(0.0, abs=1e-5)
+    assert 0.5 <= summary["best_win_vs_sft"] <= 1.0  # the demonstrations score the gold maximum
     assert summary["pretraining_loss_policy"] == pytest.approx(summary["pretraining_loss_sft"])
 
 
@@ -100,6 +101,19 @@ def test_win_rate_counts_ties_half():
     policy = torch.tensor([0.9, 0.5, 0.2, 0.7])
     other = torch.tensor([0.8, 0.5, 0.3, 0.7])
     assert win_rate(policy, other) == (1 + 0.5 + 0 + 0.5) / 4
+
+
+def test_comparison_table_caps_the_win_rate_with_the_best_known_answers():
+    """Where SFT already scores the maximum, the best answers only tie: best_win_vs_sft by hand."""
+    def answers(gold):
+        return Answers([""] * len(gold), torch.tensor(gold), torch.zeros(len(gold)), None)
+
+    kinds = ["a", "a", "b", "b"]
+    sft, policy, best = answers([1.0, 0.6, 1.0, 0.2]), answers([1.0, 0.8, 0.9, 0.2]), torch.tensor([1.0] * 4)
+    rows = {row["kind"]: row for row in comparison_table(kinds, policy, sft, answers([0.0] * 4), best)}
+    assert rows["a"]["best_win_vs_sft"] == (0.5 + 1) / 2 and rows["b"]["best_win_vs_sft"] == (0.5 + 1) / 2
+    assert rows["all"]["best_win_vs_sft"] == 0.75
+    assert rows["all"]["win_vs_sft"] == (0.5 + 1 + 0 + 0.5) / 4
 
 
 def test_pretraining_loss_is_the_mean_next_token_nll(artifacts):

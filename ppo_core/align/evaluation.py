@@ -5,6 +5,9 @@ On the prompts of one world split, per task kind and overall:
 - gold win rate of the policy against SFT and against base: the gold labeler's noiseless totals of the
   two models' completions of one prompt are compared; a higher total wins, equal totals count half
   (noise-free, so the rate measures the models, not the labeler's disagreement);
+- the best win rate against SFT that any policy could reach: the gold labeler's own demonstrations
+  (the gold maximum) against SFT's completions. Where SFT already reaches the maximum, even a perfect
+  policy only ties, so this caps ``win_vs_sft`` below 1;
 - mean gold total of each model and mean proxy reward-model score of the policy;
 - KL(π‖π_SFT) per completion: the exact per-token KL over the vocabulary, summed over completions
   SAMPLED from the policy at the env temperature (greedy completions would give a biased, possibly
@@ -87,8 +90,13 @@ def pretraining_loss(model, blocks: Tensor, batch_size: int = 32) -> float:
     return loss
 
 
-def comparison_table(kinds: Sequence[str], policy: Answers, sft: Answers, base: Answers) -> list[dict]:
-    """One row per task kind and one for all prompts: win rates, gold totals, RM score and KL."""
+def comparison_table(kinds: Sequence[str], policy: Answers, sft: Answers, base: Answers,
+                     best_gold: Tensor | None = None) -> list[dict]:
+    """One row per task kind and one for all prompts: win rates, gold totals, RM score and KL.
+
+    ``best_gold`` (M,): gold totals of the best completions known (the labeler's demonstrations); with
+    it, ``best_win_vs_sft`` is their win rate against SFT, the ceiling of ``win_vs_sft``.
+    """
     rows = []
     for kind in [*sorted(set(kinds)), "all"]:
         pick = torch.tensor([kind in ("all", k) for k in kinds])
@@ -96,6 +104,7 @@ def comparison_table(kinds: Sequence[str], policy: Answers, sft: Answers, base: 
             "kind": kind,
             "n": int(pick.sum()),
             "win_vs_sft": win_rate(policy.gold[pick], sft.gold[pick]),
+            **({"best_win_vs_sft": win_rate(best_gold[pick], sft.gold[pick])} if best_gold is not None else {}),
             "win_vs_base": win_rate(policy.gold[pick], base.gold[pick]),
             "sft_win_vs_base": win_rate(sft.gold[pick], base.gold[pick]),
             "gold_policy": float(policy.gold[pick].mean()),
@@ -110,7 +119,7 @@ def comparison_table(kinds: Sequence[str], policy: Answers, sft: Answers, base: 
     return rows
 
 
-COLUMNS = ("kind", "n", "win_vs_sft", "win_vs_base", "sft_win_vs_base", "gold_policy", "gold_sft", "gold_base", "rm_score",
+COLUMNS = ("kind", "n", "win_vs_sft", "best_win_vs_sft", "win_vs_base", "sft_win_vs_base", "gold_policy", "gold_sft", "gold_base", "rm_score",
            "rm_score_sft", "kl")
 
 

@@ -214,7 +214,9 @@ def run_eval(cfg: AlignConfig) -> dict[str, Any]:
         answers[name] = evaluation.answer_all(policy, env, count, measure_kl=name == "policy", seed=cfg.seed)
         tax[f"pretraining_loss_{name}"] = evaluation.pretraining_loss(model, blocks)
     kinds = [p.kind for p in prompts[:count]]
-    rows = evaluation.comparison_table(kinds, answers["policy"], answers["sft"], answers["base"])
+    rng = random.Random(f"{cfg.seed}-eval-demonstrations")
+    best_gold = torch.tensor([world.gold_total(p, world.labeler.demonstration(p, rng)) for p in prompts[:count]])
+    rows = evaluation.comparison_table(kinds, answers["policy"], answers["sft"], answers["base"], best_gold)
     texts = [world.prompt_text(p) for p in prompts[:count]]
     samples = evaluation.samples_table(texts, kinds, answers["policy"], answers["sft"], cfg.eval.samples_per_kind)
     out = cfg.paths.resolve("eval")
