@@ -180,7 +180,7 @@ def run_eval(cfg: AlignConfig) -> dict[str, Any]:
     from agents.lm import LMActorCritic
     from ppo_core import text_artifacts
     from ppo_core.align import evaluation
-    from ppo_core.build import make_text_env
+    from ppo_core.build_text import make_text_env
     from ppo_core.errors import ConfigError
     from ppo_core.text_artifacts import WORLD_SPLITS
 
