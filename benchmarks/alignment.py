@@ -134,28 +134,32 @@ def report(results: dict[str, list[dict]], seconds: dict[str, float], command: s
         f"load average {loads[0][0]:.1f} at start, {loads[1][0]:.1f} at the end (other jobs shared the CPU).",
         "",
         f"Held-out {cfg.eval.split} prompts ({first[0]['n']}), greedy completions judged by the gold labeler's "
-        f"noiseless totals (ties count half); KL(π‖π_SFT) exact per token on sampled completions; pretraining "
-        f"loss on the held-out corpus documents. Mean ± sd over {seeds} seeds.",
+        f"noiseless totals (ties count half); the sampled win rate compares one completion per prompt sampled "
+        f"at the env temperature from each model; KL(π‖π_SFT) exact per token on sampled completions; "
+        f"pretraining loss on the held-out corpus documents. Mean ± sd over {seeds} seeds.",
         "",
-        "| model | win vs SFT | win vs base | gold | RM score | KL to SFT | pretraining loss | RL wall s |",
-        "|---|---|---|---|---|---|---|---|",
+        "| model | win vs SFT | win vs SFT, sampled | win vs base | gold | RM score | KL to SFT | pretraining loss "
+        "| RL wall s |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     best = first[0].get("best_win_vs_sft")
     sft = [r for runs in results.values() for r in runs]
-    lines.append(f"| SFT | 0.500 | {mean_sd([r['sft_win_vs_base'] for r in sft])} | "
+    lines.append(f"| SFT | 0.500 | 0.500 | {mean_sd([r['sft_win_vs_base'] for r in sft])} | "
                  f"{mean_sd([r['gold_sft'] for r in sft])} | {mean_sd([r['rm_score_sft'] for r in sft])} | 0 | "
                  f"{mean_sd([r['pretraining_loss_sft'] for r in sft])} | |")
     for variant, runs in results.items():
         lines.append(f"| {variant} | {mean_sd([r['win_vs_sft'] for r in runs])} | "
+                     f"{mean_sd([r['win_vs_sft_sampled'] for r in runs])} | "
                      f"{mean_sd([r['win_vs_base'] for r in runs])} | {mean_sd([r['gold_policy'] for r in runs])} | "
                      f"{mean_sd([r['rm_score'] for r in runs])} | {mean_sd([r['kl'] for r in runs])} | "
                      f"{mean_sd([r['pretraining_loss_policy'] for r in runs])} | "
                      f"{statistics.mean(r['rl_seconds'] for r in runs):.0f} |")
     base = sft[0]["pretraining_loss_base"]
     if best is not None:
-        lines += ["", f"Best possible win rate against SFT: {best:.3f}, the gold labeler's own demonstrations (the "
-                  "gold maximum) against SFT's greedy answers; where SFT already scores the maximum, any policy "
-                  "can only tie."]
+        lines += ["", f"Best possible win rate against SFT: {best:.3f} greedy, "
+                  f"{mean_sd([r['best_win_vs_sft_sampled'] for r in sft])} sampled: the gold labeler's own "
+                  "demonstrations (the gold maximum) against SFT's answers; where SFT already scores the maximum, "
+                  "any policy can only tie."]
     lines += ["", f"Base model: pretraining loss {base:.3f}, gold {sft[0]['gold_base']:.3f}. Supervised stages "
               "(wall s, from their summaries): " + ", ".join(f"{k} {v:.0f}" for k, v in seconds.items()) + ".", ""]
     if "ppo" in results and "ppo_ptx" in results:

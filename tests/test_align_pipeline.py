@@ -86,6 +86,8 @@ def test_eval_of_sft_against_itself_ties_everywhere_with_zero_kl(artifacts, tmp_
     summary = run_stage(cfg)
     assert summary["win_vs_sft"] == 0.5 and summary["kl"] == pytest.approx(0.0, abs=1e-5)
     assert 0.5 <= summary["best_win_vs_sft"] <= 1.0  # the demonstrations score the gold maximum
+    assert summary["win_vs_sft_sampled"] == 0.5  # seeded sampling: the same samples from the same model
+    assert summary["gold_policy_sampled"] == summary["gold_sft_sampled"]
     assert summary["pretraining_loss_policy"] == pytest.approx(summary["pretraining_loss_sft"])
 
 
@@ -105,15 +107,23 @@ def test_win_rate_counts_ties_half():
 
 def test_comparison_table_caps_the_win_rate_with_the_best_known_answers():
     """Where SFT already scores the maximum, the best answers only tie: best_win_vs_sft by hand."""
-    def answers(gold):
-        return Answers([""] * len(gold), torch.tensor(gold), torch.zeros(len(gold)), None)
+    def answers(gold, sampled=None):
+        sampled = None if sampled is None else torch.tensor(sampled)
+        return Answers([""] * len(gold), torch.tensor(gold), torch.zeros(len(gold)), None, sampled)
 
     kinds = ["a", "a", "b", "b"]
-    sft, policy, best = answers([1.0, 0.6, 1.0, 0.2]), answers([1.0, 0.8, 0.9, 0.2]), torch.tensor([1.0] * 4)
+    sft = answers([1.0, 0.6, 1.0, 0.2], sampled=[0.4, 0.6, 1.0, 0.2])
+    policy = answers([1.0, 0.8, 0.9, 0.2], sampled=[1.0, 0.5, 1.0, 0.3])
+    best = torch.tensor([1.0] * 4)
     rows = {row["kind"]: row for row in comparison_table(kinds, policy, sft, answers([0.0] * 4), best)}
     assert rows["a"]["best_win_vs_sft"] == (0.5 + 1) / 2 and rows["b"]["best_win_vs_sft"] == (0.5 + 1) / 2
     assert rows["all"]["best_win_vs_sft"] == 0.75
     assert rows["all"]["win_vs_sft"] == (0.5 + 1 + 0 + 0.5) / 4
+    assert rows["all"]["win_vs_sft_sampled"] == (1 + 0 + 0.5 + 1) / 4
+    assert rows["all"]["best_win_vs_sft_sampled"] == (1 + 1 + 0.5 + 1) / 4
+    assert rows["a"]["gold_sft_sampled"] == pytest.approx(0.5)
+    greedy_only = comparison_table(kinds, answers([1.0] * 4), answers([0.5] * 4), answers([0.0] * 4))
+    assert "win_vs_sft_sampled" not in greedy_only[-1] and "best_win_vs_sft" not in greedy_only[-1]
 
 
 def test_pretraining_loss_is_the_mean_next_token_nll(artifacts):

@@ -15,7 +15,11 @@ On the prompts of one world split, per task kind and overall:
 - pretraining loss: mean next-token NLL on the corpus documents the pretrain stage held out, the
   "alignment tax" (InstructGPT's PPO-ptx exists to keep it low).
 
-Completions for the win rates and scores are greedy, so an evaluation is deterministic. Everything
+Completions for the win rates and scores are greedy, so an evaluation is deterministic. The win rates
+are also reported for completions SAMPLED at the env temperature (``*_sampled``, one sample per prompt
+and model, seeded), the distribution RL actually optimises: a policy can improve its samples while its
+greedy answers, often already right, stay the same (Rafailov et al. 2023 report win rates over
+sampling temperatures for the same reason). Everything
 runs through the text bandit env (``envs/text_bandit.py``): its reward model, frozen π_SFT and gold
 labeler score the completions exactly as they scored training.
 """
@@ -43,7 +47,8 @@ class Answers:
     texts: list[str]
     gold: Tensor  # (M,) gold totals of greedy completions
     scores: Tensor  # (M,) reward-model scores of greedy completions
-    kl: Tensor | None  # (M,) exact KL(π‖π_SFT) of sampled completions; None when not measured
+    kl: Tensor | None  # (M,) exact KL(π‖π_SFT) of sampled completions; None when not sampled
+    sampled_gold: Tensor | None = None  # (M,) gold totals of sampled completions; None when not sampled
 
 
 def win_rate(wins_over: Tensor, against: Tensor) -> float:
@@ -52,9 +57,10 @@ def win_rate(wins_over: Tensor, against: Tensor) -> float:
 
 
 @torch.no_grad()
-def answer_all(policy: LMActorCritic, env: TextBanditVecEnv, count: int, measure_kl: bool, seed: int) -> Answers:
-    """Greedy completions (and, with ``measure_kl``, sampled ones for the KL) of the env's first
-    ``count`` prompts, served in order ``env.num_envs`` at a time."""
+def answer_all(policy: LMActorCritic, env: TextBanditVecEnv, count: int, sample: bool, seed: int) -> Answers:
+    """Greedy completions (and, with ``sample``, one sampled completion each, for the KL and the sampled
+    gold totals) of the env's first ``count`` prompts, served in order ``env.num_envs`` at a time. The
+    sampled sweep seeds torch's generators with ``seed``, so it is reproducible."""
 
     def sweep(deterministic: bool) -> tuple[list[dict], list[str]]:
         rows, texts = [], []
@@ -72,9 +78,14 @@ def answer_all(policy: LMActorCritic, env: TextBanditVecEnv, count: int, measure
         return rows, texts
 
     rows, texts = sweep(deterministic=True)
-    kl = torch.cat([row["kl"] for row in sweep(deterministic=False)[0]]).cpu() if measure_kl else None
+    kl = sampled_gold = None
+    if sample:
+        torch.manual_seed(seed)
+        sampled = sweep(deterministic=False)[0]
+        kl = torch.cat([row["kl"] for row in sampled]).cpu()
+        sampled_gold = torch.cat([row["gold"] for row in sampled]).cpu()
     return Answers(texts, torch.cat([row["gold"] for row in rows]).cpu(),
-                   torch.cat([row["scores"] for row in rows]).cpu(), kl)
+                   torch.cat([row["scores"] for row in rows]).cpu(), kl, sampled_gold)
 
 
 def heldout_blocks(corpus: Sequence[str], tokenizer, val_fraction: float, block_size: int) -> Tensor:
@@ -95,8 +106,10 @@ def comparison_table(kinds: Sequence[str], policy: Answers, sft: Answers, base: 
     """One row per task kind and one for all prompts: win rates, gold totals, RM score and KL.
 
     ``best_gold`` (M,): gold totals of the best completions known (the labeler's demonstrations); with
-    it, ``best_win_vs_sft`` is their win rate against SFT, the ceiling of ``win_vs_sft``.
+    it, ``best_win_vs_sft`` is their win rate against SFT, the ceiling of ``win_vs_sft``. Where both
+    the policy and SFT were sampled, the ``*_sampled`` columns compare their samples.
     """
+    sampled = policy.sampled_gold is not None and sft.sampled_gold is not None
     rows = []
     for kind in [*sorted(set(kinds)), "all"]:
         pick = torch.tensor([kind in ("all", k) for k in kinds])
@@ -113,14 +126,21 @@ def comparison_table(kinds: Sequence[str], policy: Answers, sft: Answers, base: 
             "rm_score": float(policy.scores[pick].mean()),
             "rm_score_sft": float(sft.scores[pick].mean()),
         }
+        if sampled:
+            row["win_vs_sft_sampled"] = win_rate(policy.sampled_gold[pick], sft.sampled_gold[pick])
+            if best_gold is not None:
+                row["best_win_vs_sft_sampled"] = win_rate(best_gold[pick], sft.sampled_gold[pick])
+            row["gold_policy_sampled"] = float(policy.sampled_gold[pick].mean())
+            row["gold_sft_sampled"] = float(sft.sampled_gold[pick].mean())
         if policy.kl is not None:
             row["kl"] = float(policy.kl[pick].mean())
         rows.append(row)
     return rows
 
 
-COLUMNS = ("kind", "n", "win_vs_sft", "best_win_vs_sft", "win_vs_base", "sft_win_vs_base", "gold_policy", "gold_sft", "gold_base", "rm_score",
-           "rm_score_sft", "kl")
+COLUMNS = ("kind", "n", "win_vs_sft", "best_win_vs_sft", "win_vs_base", "sft_win_vs_base", "gold_policy", "gold_sft",
+           "gold_base", "rm_score", "rm_score_sft", "win_vs_sft_sampled", "best_win_vs_sft_sampled",
+           "gold_policy_sampled", "gold_sft_sampled", "kl")
 
 
 def markdown_table(rows: list[dict], extra: dict[str, float] | None = None) -> str:

@@ -211,7 +211,7 @@ def run_eval(cfg: AlignConfig) -> dict[str, Any]:
             raise AlignError(f"{path!r} has a different tokenizer from the SFT model's")
         policy = LMActorCritic(model, tokenizer.pad_token_id, tokenizer.eos_token_id, env_config.max_new_tokens,
                                env_config.temperature)
-        answers[name] = evaluation.answer_all(policy, env, count, measure_kl=name == "policy", seed=cfg.seed)
+        answers[name] = evaluation.answer_all(policy, env, count, sample=name != "base", seed=cfg.seed)
         tax[f"pretraining_loss_{name}"] = evaluation.pretraining_loss(model, blocks)
     kinds = [p.kind for p in prompts[:count]]
     rng = random.Random(f"{cfg.seed}-eval-demonstrations")
