@@ -72,6 +72,14 @@ PEER_OF = {"sb3_ppo": "ppo", "sb3_trpo": "trpo"}  # whose preset sets the peer's
 
 
 # --------------------------------------------------------------------------------------- budgets
+def preset_gsde(algo: str, env: str) -> bool:
+    """Whether our tuned preset explores with gSDE."""
+    from tests.conftest import make_config
+
+    agent = make_config(f"algo={algo}", f"env={env}").agent
+    return bool(getattr(agent, "gsde", False))
+
+
 def preset_budget(algo: str, env: str) -> tuple[int, int]:
     """(total_timesteps, eval_every) of the tuned preset, as the training app composes them."""
     from tests.conftest import make_config
@@ -249,6 +257,16 @@ def record(report: str, figures: Path, results: Path) -> None:
         f.write("\n" + report + "\n\n" + "\n".join(links) + "\n")
 
 
+def ours_exploration(args: argparse.Namespace) -> str:
+    """Which of our Box-action runs explore with gSDE, for the report."""
+    box = [(a, e) for a in args.algos for e in args.envs
+           if e in ("pendulum", "mountaincar_continuous") and f"{a}_{e}" not in args.skip]
+    gsde = [f"{a} {e}" for a, e in box if preset_gsde(a, e)]
+    if not gsde:
+        return "ours use a plain diagonal Gaussian."
+    return f"ours use gSDE on {', '.join(gsde)} (their presets) and a plain diagonal Gaussian elsewhere."
+
+
 def main() -> None:
     if len(sys.argv) > 1 and sys.argv[1] == "--peer-worker":
         peer, env_id, seed, scale, cap, eval_every, eval_episodes, stop_after_evals, run_dir = sys.argv[2:11]
@@ -311,7 +329,7 @@ def main() -> None:
         + (f"every run stops after {args.stop_after_evals} evaluations in a row at the threshold, so a success is "
            "a run that stopped there or ends at it. " if args.stop_after_evals > 0 else "no early stop. ")
         + ("" if args.no_peers else "The peers use gSDE where the zoo does (Pendulum, MountainCarContinuous); ")
-        + "ours use a plain diagonal Gaussian.", "",
+        + ("O" if args.no_peers else "o") + ours_exploration(args)[1:], "",
         table,
     ])
     print(report)
