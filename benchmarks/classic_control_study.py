@@ -257,14 +257,9 @@ def record(report: str, figures: Path, results: Path) -> None:
         f.write("\n" + report + "\n\n" + "\n".join(links) + "\n")
 
 
-def ours_exploration(args: argparse.Namespace) -> str:
-    """Which of our Box-action runs explore with gSDE, for the report."""
-    box = [(a, e) for a in args.algos for e in args.envs
-           if e in ("pendulum", "mountaincar_continuous") and f"{a}_{e}" not in args.skip]
-    gsde = [f"{a} {e}" for a, e in box if preset_gsde(a, e)]
-    if not gsde:
-        return "ours use a plain diagonal Gaussian."
-    return f"ours use gSDE on {', '.join(gsde)} (their presets) and a plain diagonal Gaussian elsewhere."
+def gsde_pairs(args: argparse.Namespace) -> list[str]:
+    """Our algorithm × task pairs in this study whose presets explore with gSDE."""
+    return [f"{a} {e}" for a in args.algos for e in args.envs if f"{a}_{e}" not in args.skip and preset_gsde(a, e)]
 
 
 def main() -> None:
@@ -314,6 +309,9 @@ def main() -> None:
     table = markdown_table(rows, aggregates)
     command = "python benchmarks/classic_control_study.py " + " ".join(sys.argv[1:])
     peers = "" if args.no_peers else " vs SB3 peers"
+    gsde = gsde_pairs(args)
+    exploration = (f"use gSDE on {', '.join(gsde)} (their presets) and a plain diagonal Gaussian elsewhere."
+                   if gsde else "use a plain diagonal Gaussian.")
     report = "\n".join([
         f"## Classic control: REINFORCE, PPO, TRPO{peers or ' (ours only)'} ({datetime.date.today().isoformat()})", "",
         f"Command: `{command.strip()}`",
@@ -329,7 +327,7 @@ def main() -> None:
         + (f"every run stops after {args.stop_after_evals} evaluations in a row at the threshold, so a success is "
            "a run that stopped there or ends at it. " if args.stop_after_evals > 0 else "no early stop. ")
         + ("" if args.no_peers else "The peers use gSDE where the zoo does (Pendulum, MountainCarContinuous); ")
-        + ("O" if args.no_peers else "o") + ours_exploration(args)[1:], "",
+        + ("Ours " if args.no_peers else "ours ") + exploration, "",
         table,
     ])
     print(report)

@@ -43,14 +43,13 @@ def gae(
     advantages = np.zeros_like(v)
     bootstrap = next_v * ~term
     continues = (~ends).astype(v.dtype)
-    gamma_lambda = v.dtype.type(gamma * gae_lambda)
-    gamma = v.dtype.type(gamma)
+    discount, trace = v.dtype.type(gamma), v.dtype.type(gamma * gae_lambda)  # in v's dtype, as torch computed
     carry_advantage = np.zeros_like(next_v[0])
     for t in range(num_steps - 1, -1, -1):
         carry_value = bootstrap[t]
         carry_advantage = carry_advantage * continues[t]
         for l in range(num_decisions - 1, -1, -1):
-            advantage = r[t, :, l] + gamma * carry_value - v[t, :, l] + gamma_lambda * carry_advantage
+            advantage = r[t, :, l] + discount * carry_value - v[t, :, l] + trace * carry_advantage
             real = valid[t, :, l]
             advantages[t, :, l] = advantage * real
             carry_value = np.where(real, v[t, :, l], carry_value)

@@ -19,9 +19,10 @@ Completions for the win rates and scores are greedy, so an evaluation is determi
 are also reported for completions SAMPLED at the env temperature (``*_sampled``, one sample per prompt
 and model, seeded), the distribution RL actually optimises: a policy can improve its samples while its
 greedy answers, often already right, stay the same (Rafailov et al. 2023 report win rates over
-sampling temperatures for the same reason). Everything
-runs through the text bandit env (``envs/text_bandit.py``): its reward model, frozen π_SFT and gold
-labeler score the completions exactly as they scored training.
+sampling temperatures for the same reason).
+
+Everything runs through the text bandit env (``envs/text_bandit.py``): its reward model, frozen π_SFT
+and gold labeler score the completions exactly as they scored training.
 """
 
 from __future__ import annotations
