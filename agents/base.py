@@ -45,6 +45,11 @@ class ActorCritic(Protocol):
     def value(self, obs: Observation) -> Tensor:  # (N,): V(s) before any decision
         ...
 
+    def decision_values(self, obs: Observation, action: Tensor) -> Tensor:
+        """V before each decision of stored actions (B, L): ``evaluate(...).value`` without the
+        actor's forward, for critic regression."""
+        ...
+
     def env_action(self, step: PolicyStep) -> Any:
         """What the environment receives for ``step``: a Box action clipped into its bounds, or a
         completion with its per-token log-probs (the text env's KL penalty needs them)."""

@@ -120,6 +120,14 @@ def completion_logits(
     return out.logits, (out.hidden_states[-1][:, -length:] if hidden else None)
 
 
+def trunk_hidden(trunk: nn.Module, prompt_ids: Tensor, prompt_mask: Tensor, tokens: Tensor, mask: Tensor) -> Tensor:
+    """Final hidden states of a transformer trunk (no LM head) at the positions that predict each
+    completion token: (N, L, H)."""
+    input_ids, attention_mask, positions = sequence_inputs(prompt_ids, prompt_mask, tokens, mask)
+    out = trunk(input_ids=input_ids, attention_mask=attention_mask, position_ids=positions, use_cache=False)
+    return out.last_hidden_state[:, -tokens.shape[1]:]
+
+
 def sequence_distributions(
     model: PreTrainedModel, prompt_ids: Tensor, prompt_mask: Tensor, tokens: Tensor, mask: Tensor, temperature: float
 ) -> Categorical:
@@ -219,9 +227,7 @@ class LMActorCritic(nn.Module):
         head = self.critic == "head"
         logits, hidden = completion_logits(self.model, prompt_ids, prompt_mask, tokens, mask, hidden=head)
         if not head:
-            input_ids, attention_mask, positions = sequence_inputs(prompt_ids, prompt_mask, tokens, mask)
-            hidden = self.value_trunk(input_ids=input_ids, attention_mask=attention_mask,
-                                      position_ids=positions).last_hidden_state[:, -tokens.shape[1]:]
+            hidden = trunk_hidden(self.value_trunk, prompt_ids, prompt_mask, tokens, mask)
         log_probs = token_log_probs(logits, self.temperature, self.top_k, self.top_p)  # (N, L', V)
         values = self.value_head(hidden).squeeze(-1)  # (N, L')
         return Categorical(pad_completion_columns(log_probs, length)), pad_completion_columns(values, length)
@@ -231,6 +237,17 @@ class LMActorCritic(nn.Module):
         dist, value = self._forward(obs, action, mask)
         log_prob = torch.where(mask, dist.log_prob(action), 0.0)  # (B, L)
         return PolicyEvaluation(log_prob, dist.entropy(), value, dist)
+
+    def decision_values(self, obs: Observation, action: Tensor) -> Tensor:
+        """V before each decision (B, L) from the critic's trunk alone: the value trunk, or for
+        critic="head" the policy's trunk without the vocabulary projection and its log-softmax."""
+        mask = completion_mask(action, self.eos_token_id)  # (B, L)
+        prompt_ids, prompt_mask, tokens, length = obs["input_ids"], obs["attention_mask"], action, action.shape[1]
+        if self.trim_padding:
+            prompt_ids, prompt_mask, tokens, mask = trim_padding(prompt_ids, prompt_mask, tokens, mask)
+        trunk = self.value_trunk if self.value_trunk is not None else self.model.base_model
+        values = self.value_head(trunk_hidden(trunk, prompt_ids, prompt_mask, tokens, mask)).squeeze(-1)  # (B, L')
+        return pad_completion_columns(values, length)
 
     def value(self, obs: Observation) -> Tensor:
         """V at the last prompt token: (N,)."""

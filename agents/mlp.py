@@ -151,6 +151,9 @@ class MLPActorCritic(nn.Module):
     def value(self, obs: Tensor) -> Tensor:
         return self.critic(self._features(obs)).squeeze(-1)
 
+    def decision_values(self, obs: Tensor, action: Tensor) -> Tensor:
+        return self.critic(self._features(obs))  # (B, 1)
+
     def env_action(self, step: PolicyStep) -> Tensor:
         if self.discrete:
             return step.action + self.action_offset

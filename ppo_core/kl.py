@@ -138,8 +138,13 @@ def masked_sum(x: Tensor, mask: Tensor | None = None, dim: Dim = None, keepdim: 
     return x.sum(dim=dim, keepdim=keepdim)
 
 
+def _dims(dim: int | tuple[int, ...]) -> tuple[int, ...]:
+    return dim if isinstance(dim, tuple) else (dim,)
+
+
 def masked_mean(x: Tensor, mask: Tensor | None = None, dim: Dim = None, keepdim: bool = False) -> Tensor:
-    """Mean of the entries of x where mask is 1/True; a slice with no valid entry gives 0, not NaN."""
+    """Mean of the entries of x where mask is 1/True; a slice with no valid entry gives 0, not NaN.
+    Without a mask it is ``x.mean``, which on CPU is the same sum-then-divide as the masked path."""
     if mask is None:
         return x.mean(dim=dim, keepdim=keepdim)
     valid = _valid(x, mask)
@@ -153,16 +158,20 @@ def masked_var(
     """Variance of the entries of x where mask is 1/True, with `correction` as in torch.var.
 
     The divisor (count - correction) is clamped to at least 1, so a slice with fewer valid entries than
-    correction + 1 gives 0 rather than NaN.
+    correction + 1 gives 0 rather than NaN. Without a mask it is the same two-pass arithmetic, so a mask
+    that is all True and no mask give the same numbers to the bit.
     """
     if mask is None:
-        return x.var(dim=dim, correction=correction, keepdim=keepdim)
-    valid = _valid(x, mask)
-    x = torch.where(valid, x, 0.0)
-    count = valid.sum(dim=dim, keepdim=True)
-    mean = x.sum(dim=dim, keepdim=True) / count.clamp(min=1)
-    centered = torch.where(valid, x - mean, 0.0)
-    divisor = (count - correction).clamp(min=1)
+        count = x.numel() if dim is None else math.prod(x.shape[d] for d in _dims(dim))
+        centered = x - x.sum(dim=dim, keepdim=True) / max(count, 1)
+        divisor = max(count - correction, 1)
+    else:
+        valid = _valid(x, mask)
+        x = torch.where(valid, x, 0.0)
+        count = valid.sum(dim=dim, keepdim=True)
+        mean = x.sum(dim=dim, keepdim=True) / count.clamp(min=1)
+        centered = torch.where(valid, x - mean, 0.0)
+        divisor = (count - correction).clamp(min=1)
     var = (centered**2).sum(dim=dim, keepdim=True) / divisor
     if keepdim:
         return var

@@ -120,6 +120,54 @@ def test_trpo_moves_only_the_actor_by_the_natural_step():
     assert not bitwise_equal(policy.actor_parameters(), actor)
 
 
+@pytest.mark.parametrize("shared_trunk", [False, True])
+def test_decision_values_are_the_values_of_a_full_evaluation(shared_trunk):
+    policy = MLPActorCritic(OBS, SPACES["box"], hidden_sizes=(16, 16), shared_trunk=shared_trunk)
+    obs, action = torch.randn(5, 3), torch.randn(5, 2)
+    assert torch.equal(policy.decision_values(obs, action), policy.evaluate(obs, action).value)
+
+
+@pytest.mark.parametrize("max_grad_norm", [0.0, 1e-3])
+@pytest.mark.parametrize("every_7th_masked", [True, False])
+def test_critic_fit_is_one_hand_written_adam_step_on_half_the_squared_error(max_grad_norm, every_7th_masked):
+    policy, batch = tiny_batch("box")
+    if not every_7th_masked:
+        batch = replace(batch, mask=torch.ones_like(batch.mask))
+    reference, initial = copy.deepcopy(policy.critic), parameters(policy.critic.parameters())
+    algo = TRPO(policy, algo_config("algo=trpo", "algo.learning_rate=0.01", f"algo.max_grad_norm={max_grad_norm}"))
+    stats = algo.fit_critic(batch, epochs=1, num_minibatches=1)
+    optimizer = torch.optim.Adam(reference.parameters(), lr=0.01, eps=algo.config.adam_eps)
+    valid = batch.mask.squeeze(-1)
+    error = reference(batch.obs).squeeze(-1) - batch.returns.squeeze(-1)  # (B,)
+    (0.5 * error[valid].square().mean()).backward()
+    norm = sum(p.grad.square().sum() for p in reference.parameters()).sqrt()
+    if max_grad_norm > 0:  # clip the global norm to max_grad_norm
+        for p in reference.parameters():
+            p.grad *= min(1.0, max_grad_norm / (float(norm) + 1e-6))
+    optimizer.step()
+    for got, expected in zip(policy.critic.parameters(), reference.parameters()):
+        torch.testing.assert_close(got, expected, atol=1e-6, rtol=1e-5)
+    torch.testing.assert_close(stats["vf_grad_norm"], norm)
+    assert float(norm) > 10 * 1e-3  # the clipped case really clips
+    assert not bitwise_equal(policy.critic.parameters(), initial)
+
+
+@pytest.mark.parametrize("algo", ["ppo", "trpo", "reinforce"])
+def test_dropping_a_full_mask_changes_no_update_by_a_bit(algo, monkeypatch):
+    """Every decision of a control batch is valid, so the losses take mask=None (plain means): the
+    same parameters to the bit as the masked arithmetic, here forced by pretending a decision is padding."""
+    runs = []
+    for dense in (True, False):
+        policy, batch = tiny_batch("box", seed=5)
+        batch = replace(batch, mask=torch.ones_like(batch.mask))
+        monkeypatch.setattr(algorithms, "every_decision_valid", lambda _, dense=dense: dense)
+        update = make_algorithm(policy, algo_config(f"algo={algo}", "algo.num_minibatches=4"))
+        torch.manual_seed(0)
+        update.update(batch)
+        runs.append(parameters(policy.parameters()))
+    assert bitwise_equal(*runs)
+
+
 def test_trpo_rejects_bad_settings_and_shared_trunks():
     policy, _ = tiny_batch("discrete")
     with pytest.raises(ConfigError, match=r"algo.max_kl=0.0 is invalid; expected > 0"):
@@ -143,7 +191,10 @@ class TokenPolicy(nn.Module):
 
     def evaluate(self, obs: torch.Tensor, action: torch.Tensor) -> PolicyEvaluation:
         dist = TokenCategorical.from_logits(self.actor(obs))  # (B, L, 5)
-        return PolicyEvaluation(dist.log_prob(action), dist.entropy(), self.critic(obs).squeeze(-1), dist)
+        return PolicyEvaluation(dist.log_prob(action), dist.entropy(), self.decision_values(obs, action), dist)
+
+    def decision_values(self, obs: torch.Tensor, action: torch.Tensor) -> torch.Tensor:
+        return self.critic(obs).squeeze(-1)  # (B, L)
 
     def actor_parameters(self):
         return list(self.actor.parameters())

@@ -158,13 +158,31 @@ def test_masked_reductions_mask_types_and_padding(masked_data):
     x, mask = masked_data
     assert torch.equal(masked_mean(x, mask.bool()), masked_mean(x, mask))
     assert torch.equal(masked_mean(x), x.mean())
-    assert torch.equal(masked_var(x, dim=0), x.var(dim=0))
+    torch.testing.assert_close(masked_var(x, dim=0), x.var(dim=0))
+    torch.testing.assert_close(masked_var(x, correction=0), x.var(correction=0))
     poisoned = x.masked_fill(~mask.bool(), math.nan)
     assert torch.equal(masked_mean(poisoned, mask), masked_mean(x, mask))
     assert torch.equal(masked_var(poisoned, mask), masked_var(x, mask))
     assert masked_mean(x, torch.zeros_like(mask)) == 0
     row_mask = torch.tensor([1.0, 0, 1, 0]).unsqueeze(1)  # (4, 1) broadcasts over columns
     assert torch.allclose(masked_mean(x, row_mask), x[[0, 2]].mean())
+
+
+@pytest.mark.parametrize("shape", [(64, 1), (2048, 1), (7, 13)])
+@pytest.mark.parametrize("dim", [None, 0, 1])
+def test_no_mask_and_a_full_mask_agree_to_the_bit(shape, dim):
+    """The algorithms drop a mask that is all True; that must not change a single number."""
+    x = torch.randn(*shape, dtype=torch.float32) * 7 + 3
+    full = torch.ones(shape, dtype=torch.bool)
+    assert torch.equal(masked_mean(x, dim=dim), masked_mean(x, full, dim=dim))
+    assert torch.equal(masked_var(x, dim=dim), masked_var(x, full, dim=dim))
+    assert torch.equal(masked_var(x, dim=dim, correction=0, keepdim=True),
+                       masked_var(x, full, dim=dim, correction=0, keepdim=True))
+    leaf = x.clone().requires_grad_()
+    (masked_mean(leaf ** 2, dim=dim).sum() + masked_var(leaf, dim=dim).sum()).backward()
+    expected, leaf.grad = leaf.grad, None
+    (masked_mean(leaf ** 2, full, dim=dim).sum() + masked_var(leaf, full, dim=dim).sum()).backward()
+    assert torch.equal(leaf.grad, expected)
 
 
 def test_masked_gradients_ignore_padding(masked_data):

@@ -8,6 +8,8 @@ from agents.lm import LMActorCritic, completion_mask, token_log_probs, used_colu
 from agents.reward_model import RewardModel
 from ppo_core.align.data import pad_sequences
 from ppo_core.losses import approx_kl
+from transformers import LlamaConfig, LlamaForCausalLM
+
 from tests.lm_fixtures import EOS, PAD, make_lm
 
 PROMPTS = [[5, 6, 7, 8, 9, 10], [11, 12], [13, 14, 15], [16]]
@@ -109,6 +111,28 @@ def test_value_is_the_first_decision_value():
     with torch.no_grad():
         step = pi.act(obs)
         torch.testing.assert_close(pi.value(obs), step.value[:, 0], atol=1e-5, rtol=0)
+
+
+def tiny_llama() -> LlamaForCausalLM:
+    torch.manual_seed(0)
+    return LlamaForCausalLM(LlamaConfig(hidden_size=16, intermediate_size=32, num_hidden_layers=2, num_attention_heads=2,
+                                        num_key_value_heads=2, vocab_size=100, max_position_embeddings=64,
+                                        bos_token_id=EOS, eos_token_id=EOS, pad_token_id=PAD))
+
+
+@pytest.mark.parametrize("critic", ["head", "separate"])
+@pytest.mark.parametrize("trim", [False, True])
+@pytest.mark.parametrize("family", ["gpt2", "llama"])
+def test_decision_values_equal_the_values_of_a_full_evaluation(family, trim, critic):
+    model = make_lm(0) if family == "gpt2" else tiny_llama()
+    pi = LMActorCritic(model, PAD, EOS, max_new_tokens=6, temperature=TEMPERATURE, critic=critic, trim_padding=trim)
+    torch.nn.init.normal_(pi.value_head.weight)
+    completion = torch.tensor([[20, 21, EOS, PAD, PAD, PAD], [22, EOS, PAD, PAD, PAD, PAD],
+                               [23, 24, 25, EOS, PAD, PAD], [EOS, PAD, PAD, PAD, PAD, PAD]])
+    with torch.no_grad():
+        expected, got = pi.evaluate(left_padded(), completion).value, pi.decision_values(left_padded(), completion)
+    assert got.shape == expected.shape == (4, 6)
+    torch.testing.assert_close(got, expected, atol=1e-5, rtol=0)
 
 
 def test_mask_covers_tokens_up_to_the_first_eos():
