@@ -207,11 +207,11 @@ def run_peer(peer: str, env: str, seed: int, scale: float, cap: int, eval_episod
     subprocess.run(command, cwd=ROOT, env=WORKER_ENV, check=True, capture_output=True, text=True)
 
 
-def run_peers(envs: list[str], seeds: int, scale: float, cap: int, eval_episodes: int, stop_after_evals: int,
-              n_jobs: int, out: Path) -> None:
+def run_peers(peers: list[str], envs: list[str], seeds: int, scale: float, cap: int, eval_episodes: int,
+              stop_after_evals: int, n_jobs: int, out: Path) -> None:
     from joblib import Parallel, delayed
 
-    jobs = [(peer, env, seed) for peer in ZOO for env in envs for seed in range(seeds)]
+    jobs = [(peer, env, seed) for peer in peers for env in envs for seed in range(seeds)]
     Parallel(n_jobs=n_jobs)(delayed(run_peer)(peer, env, seed, scale, cap, eval_episodes, stop_after_evals, out)
                             for peer, env, seed in jobs)
 
@@ -257,6 +257,40 @@ def record(report: str, figures: Path, results: Path) -> None:
         f.write("\n" + report + "\n\n" + "\n".join(links) + "\n")
 
 
+def targets_table(rows: list) -> str:
+    """Ours against the peer of the same update rule: the issue's steps (ours ≤ peer) and wall-time
+    (peer / ours ≥ 2) targets, on the medians over the runs that reached the threshold."""
+    by_key = {(r.task, r.algo): r for r in rows}
+    lines = ["| task | algo | success ours / peer | median env steps ours / peer | steps target (ours ≤ peer) | "
+             "median wall s ours / peer | wall ratio (peer / ours) | wall target (≥ 2×) |",
+             "|---|---|---|---|---|---|---|---|"]
+    for peer_name, algo in PEER_OF.items():
+        for (task, name), ours in sorted(by_key.items()):
+            peer = by_key.get((task, peer_name))
+            if name != algo or peer is None:
+                continue
+            steps, peer_steps = ours.median_steps_to_threshold, peer.median_steps_to_threshold
+            wall, peer_wall = ours.median_seconds_to_threshold, peer.median_seconds_to_threshold
+            ratio = peer_wall / wall if wall and peer_wall else None
+            # a peer that never reached the threshold loses both comparisons to ours if ours did
+            steps_met = steps is not None and (peer_steps is None or steps <= peer_steps)
+            wall_met = wall is not None and (peer_wall is None or (ratio is not None and ratio >= 2))
+            lines.append(
+                f"| {task} | {algo} | {ours.successes}/{ours.runs} / {peer.successes}/{peer.runs} | "
+                f"{_count(steps)} / {_count(peer_steps)} | {'met' if steps_met else 'not met'} | "
+                f"{_seconds(wall)} / {_seconds(peer_wall)} | {'–' if ratio is None else f'{ratio:.2f}×'} | "
+                f"{'met' if wall_met else 'not met'} |")
+    return "\n".join(lines) if len(lines) > 2 else ""
+
+
+def _count(x: float | None) -> str:
+    return "–" if x is None else f"{x:.0f}"
+
+
+def _seconds(x: float | None) -> str:
+    return "–" if x is None else f"{x:.1f}"
+
+
 def gsde_pairs(args: argparse.Namespace) -> list[str]:
     """Our algorithm × task pairs in this study whose presets explore with gSDE."""
     return [f"{a} {e}" for a in args.algos for e in args.envs if f"{a}_{e}" not in args.skip and preset_gsde(a, e)]
@@ -298,9 +332,11 @@ def main() -> None:
             run_ours(algo, env, args.seeds, args.timesteps_scale, args.max_timesteps, args.eval_episodes,
                      args.stop_after_evals, args.n_jobs, out / "ours")
     peer_seeds = args.seeds if args.peer_seeds is None else args.peer_seeds
+    peers = [peer for peer, algo in PEER_OF.items() if algo in args.algos]  # REINFORCE has no peer
+    args.no_peers = args.no_peers or not peers
     if not args.no_peers:
-        print(f"peers sb3_ppo, sb3_trpo on {len(args.envs)} tasks, {peer_seeds} seeds", flush=True)
-        run_peers(args.envs, peer_seeds, args.timesteps_scale, args.max_timesteps, args.eval_episodes,
+        print(f"peers {', '.join(peers)} on {len(args.envs)} tasks, {peer_seeds} seeds", flush=True)
+        run_peers(peers, args.envs, peer_seeds, args.timesteps_scale, args.max_timesteps, args.eval_episodes,
                   args.stop_after_evals, args.n_jobs, out / "peers")
     from ppo_core.compare import compare, markdown_table
 
@@ -330,6 +366,10 @@ def main() -> None:
         + ("Ours " if args.no_peers else "ours ") + exploration, "",
         table,
     ])
+    targets = targets_table(rows)
+    if targets:
+        report += ("\n\nAgainst the targets, ours against the peer of the same update rule (medians over the runs "
+                   "that reached the threshold; wall seconds are training time, evaluations excluded):\n\n" + targets)
     print(report)
     print(f"\nruns, tables and plots in {out}")
     if not args.no_record:

@@ -31,7 +31,7 @@ def test_every_pair_composes_with_a_marked_tuned_preset(algo, env):
 def test_tuned_values_land_and_command_line_overrides_win():
     config = make_config("algo=trpo", "env=cartpole")
     assert isinstance(config.algo, TRPOConfig)
-    assert (config.env.num_envs, config.algo.num_steps, config.algo.damping, config.algo.vf_iters) == (2, 512, 1e-3, 20)
+    assert (config.env.num_envs, config.algo.num_steps, config.algo.damping, config.algo.vf_iters) == (8, 128, 1e-3, 20)
     assert config.total_timesteps == 100_000
     assert make_config("algo=trpo", "env=cartpole", "total_timesteps=1024").total_timesteps == 1024
     acrobot = make_config("algo=reinforce", "env=acrobot")
