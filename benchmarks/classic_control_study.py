@@ -349,7 +349,9 @@ def main() -> None:
     exploration = (f"use gSDE on {', '.join(gsde)} (their presets) and a plain diagonal Gaussian elsewhere."
                    if gsde else "use a plain diagonal Gaussian.")
     report = "\n".join([
-        f"## Classic control: REINFORCE, PPO, TRPO{peers or ' (ours only)'} ({datetime.date.today().isoformat()})", "",
+        f"## Classic control: {', '.join(a.upper() for a in args.algos)}"
+        + ("" if len(args.envs) == len(ENVS) else f" on {', '.join(ENVS[e] for e in args.envs)}")
+        + f"{peers or ' (ours only)'} ({datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC)", "",
         f"Command: `{command.strip()}`",
         f"Machine: {cpu_name()}, {os.cpu_count()} cores, Python {platform.python_version()}, {versions()}; "
         f"{args.n_jobs} runs at once, one torch thread each; load average {load_at_start} at start, "
