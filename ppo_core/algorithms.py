@@ -105,11 +105,11 @@ class Algorithm:
         optimizer.step()
         return grad_norm
 
-    def fit_critic(self, batch: RolloutBatch, epochs: int, num_minibatches: int) -> Stats:
-        """Regress V on the batch's returns, ½(V − R)² over valid decisions, with the "critic" optimiser."""
+    def fit_critic(self, batch: RolloutBatch, epochs: int, num_minibatches: int, dense: bool) -> Stats:
+        """Regress V on the batch's returns, ½(V − R)² over valid decisions, with the "critic" optimiser;
+        ``dense`` (every decision valid, see ``every_decision_valid``) drops the mask from the loss."""
         meter = StatsMeter()
         size = max(1, len(batch) // num_minibatches)
-        dense = every_decision_valid(batch)
         for _ in range(epochs):
             for minibatch in shuffled_minibatches(batch, size):
                 value = self.policy.decision_values(minibatch.obs, minibatch.actions)  # (b, L)
@@ -327,7 +327,7 @@ class TRPO(Algorithm):
             "expected_improve": torch.tensor(info.expected_improve),
             "improvement": torch.tensor(info.improvement),
         }
-        critic_stats = self.fit_critic(batch, cfg.vf_iters, cfg.num_minibatches)
+        critic_stats = self.fit_critic(batch, cfg.vf_iters, cfg.num_minibatches, dense=mask is None)
         return {**policy_stats, **critic_stats, **batch_stats(batch), "learning_rate": self.learning_rate("critic")}
 
 
@@ -371,7 +371,7 @@ class Reinforce(Algorithm):
         with torch.no_grad():
             log_prob = self.policy.evaluate(batch.obs, batch.actions).log_prob
         stats = {**meter.means(), "approx_kl": approx_kl(log_prob - batch.log_probs, batch.mask)}
-        critic_stats = self.fit_critic(batch, cfg.vf_iters, cfg.num_minibatches)
+        critic_stats = self.fit_critic(batch, cfg.vf_iters, cfg.num_minibatches, dense=mask is None)
         return {**stats, **critic_stats, **batch_stats(batch), "learning_rate": self.learning_rate("actor"),
                 "vf_learning_rate": self.learning_rate("critic")}
 

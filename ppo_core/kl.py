@@ -138,10 +138,6 @@ def masked_sum(x: Tensor, mask: Tensor | None = None, dim: Dim = None, keepdim: 
     return x.sum(dim=dim, keepdim=keepdim)
 
 
-def _dims(dim: int | tuple[int, ...]) -> tuple[int, ...]:
-    return dim if isinstance(dim, tuple) else (dim,)
-
-
 def masked_mean(x: Tensor, mask: Tensor | None = None, dim: Dim = None, keepdim: bool = False) -> Tensor:
     """Mean of the entries of x where mask is 1/True; a slice with no valid entry gives 0, not NaN.
     Without a mask it is ``x.mean``, which on CPU is the same sum-then-divide as the masked path."""
@@ -162,7 +158,8 @@ def masked_var(
     that is all True and no mask give the same numbers to the bit.
     """
     if mask is None:
-        count = x.numel() if dim is None else math.prod(x.shape[d] for d in _dims(dim))
+        dims = dim if isinstance(dim, tuple) else (dim,)
+        count = x.numel() if dim is None else math.prod(x.shape[d] for d in dims)
         centered = x - x.sum(dim=dim, keepdim=True) / max(count, 1)
         divisor = max(count - correction, 1)
     else:

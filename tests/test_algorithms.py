@@ -135,7 +135,7 @@ def test_critic_fit_is_one_hand_written_adam_step_on_half_the_squared_error(max_
         batch = replace(batch, mask=torch.ones_like(batch.mask))
     reference, initial = copy.deepcopy(policy.critic), parameters(policy.critic.parameters())
     algo = TRPO(policy, algo_config("algo=trpo", "algo.learning_rate=0.01", f"algo.max_grad_norm={max_grad_norm}"))
-    stats = algo.fit_critic(batch, epochs=1, num_minibatches=1)
+    stats = algo.fit_critic(batch, epochs=1, num_minibatches=1, dense=not every_7th_masked)
     optimizer = torch.optim.Adam(reference.parameters(), lr=0.01, eps=algo.config.adam_eps)
     valid = batch.mask.squeeze(-1)
     error = reference(batch.obs).squeeze(-1) - batch.returns.squeeze(-1)  # (B,)

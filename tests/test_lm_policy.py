@@ -3,13 +3,12 @@ nothing, masks end at the first EOS, and the critic options partition the parame
 
 import pytest
 import torch
+from transformers import LlamaConfig, LlamaForCausalLM
 
 from agents.lm import LMActorCritic, completion_mask, token_log_probs, used_columns
 from agents.reward_model import RewardModel
 from ppo_core.align.data import pad_sequences
 from ppo_core.losses import approx_kl
-from transformers import LlamaConfig, LlamaForCausalLM
-
 from tests.lm_fixtures import EOS, PAD, make_lm
 
 PROMPTS = [[5, 6, 7, 8, 9, 10], [11, 12], [13, 14, 15], [16]]
