@@ -1,9 +1,11 @@
 """Classic control study: REINFORCE, PPO and TRPO on five tasks, against SB3 PPO and sb3-contrib TRPO.
 
-Runs, for every algorithm × task, N seeds of our tuned preset (conf/tuned/<algo>_<env>.yaml) as one
-hydra multirun with the joblib launcher; then the peers at rl-baselines3-zoo settings (with gSDE
-where the zoo uses it; we have none), each run in its own process; then ``python -m ppo_core.compare``
-over both. Every run evaluates deterministically at the preset's ``eval_every`` (evaluation time is
+Runs, for every algorithm × task, N seeds of our tuned preset (conf/tuned/<algo>_<env>.yaml) and of
+its peer at rl-baselines3-zoo settings (with gSDE where the zoo uses it), every run in its own process,
+from one joblib queue ordered task by task and seed by seed, each of our runs next to the same seed of
+its peer: with two runs at once, ours and the peer train side by side, so a change of machine load
+between the start and the end of a study lands on both sides of a wall-time ratio alike. Then
+``python -m ppo_core.compare`` reads them all. Every run evaluates deterministically at the preset's ``eval_every`` (evaluation time is
 excluded from the training clock) and, ours and peers alike, stops once ``--stop-after-evals``
 evaluations in a row reach the task's standard threshold (``stop_at_return``; 0 trains every run for
 its whole budget). ``--timesteps-scale`` shrinks budgets and evaluation intervals alike, for a quick
@@ -101,16 +103,16 @@ def stop_overrides(env_id: str, stop_after_evals: int) -> list[str]:
     return [f"stop_at_return={THRESHOLDS[env_id]}", f"stop_after_evals={stop_after_evals}"]
 
 
-def run_ours(algo: str, env: str, seeds: int, scale: float, cap: int, eval_episodes: int, stop_after_evals: int,
-             n_jobs: int, out: Path) -> None:
-    """One hydra multirun over the seeds of one algorithm × task, with the joblib launcher."""
-    total, eval_every = preset_budget(algo, env)
+def run_ours(algo: str, env: str, seed: int, budget: tuple[int, int], scale: float, cap: int, eval_episodes: int,
+             stop_after_evals: int, out: Path) -> None:
+    """One seed of one algorithm × task: a single training-app run in ``out/<algo>_<env>/<seed>``;
+    ``budget`` is the preset's (total_timesteps, eval_every)."""
+    total, eval_every = budget
     total = min(total, cap)
-    command = [sys.executable, "-m", "ppo_core.train", "-m", f"algo={algo}", f"env={env}",
-               f"seed={','.join(map(str, range(seeds)))}", f"total_timesteps={scaled(total, scale)}",
-               f"eval_every={scaled(eval_every, scale)}", f"eval_episodes={eval_episodes}", "checkpoint_every=0",
-               "torch_threads=1", "progress=false", *stop_overrides(ENVS[env], stop_after_evals), "hydra/launcher=joblib", f"hydra.launcher.n_jobs={n_jobs}",
-               f"hydra.sweep.dir={out / f'{algo}_{env}'}"]
+    command = [sys.executable, "-m", "ppo_core.train", f"algo={algo}", f"env={env}", f"seed={seed}",
+               f"total_timesteps={scaled(total, scale)}", f"eval_every={scaled(eval_every, scale)}",
+               f"eval_episodes={eval_episodes}", "checkpoint_every=0", "torch_threads=1", "progress=false",
+               *stop_overrides(ENVS[env], stop_after_evals), f"hydra.run.dir={out / f'{algo}_{env}' / str(seed)}"]
     subprocess.run(command, cwd=ROOT, env=WORKER_ENV, check=True, capture_output=True, text=True)
 
 
@@ -199,21 +201,52 @@ def peer_worker(peer: str, env_id: str, seed: int, scale: float, cap: int, eval_
     (run_dir / "summary.json").write_text(json.dumps(summary, indent=2, default=str))
 
 
-def run_peer(peer: str, env: str, seed: int, scale: float, cap: int, eval_episodes: int, stop_after_evals: int,
-             out: Path) -> None:
-    _, eval_every = preset_budget(PEER_OF[peer], env)
+def run_peer(peer: str, env: str, seed: int, budget: tuple[int, int], scale: float, cap: int, eval_episodes: int,
+             stop_after_evals: int, out: Path) -> None:
+    """One seed of one peer × task; it evaluates at the interval of our preset's ``budget``."""
+    _, eval_every = budget
     command = [sys.executable, str(Path(__file__).resolve()), "--peer-worker", peer, ENVS[env], str(seed), str(scale),
                str(cap), str(scaled(eval_every, scale)), str(eval_episodes), str(stop_after_evals), str(out / f"{peer}_{env}_{seed}")]
     subprocess.run(command, cwd=ROOT, env=WORKER_ENV, check=True, capture_output=True, text=True)
 
 
-def run_peers(peers: list[str], envs: list[str], seeds: int, scale: float, cap: int, eval_episodes: int,
-              stop_after_evals: int, n_jobs: int, out: Path) -> None:
+Job = tuple[str, str, int]
+"""(who, task, seed): who is one of our algorithms or a peer."""
+
+
+def study_queue(algos: list[str], envs: list[str], skip: list[str], seeds: int, peer_seeds: int,
+                with_peers: bool) -> list[Job]:
+    """Every run of the study, task by task and seed by seed, each of ours followed by its peer's run of
+    the same seed, so that the runs joblib starts together are the two sides of one comparison."""
+    jobs = []
+    for env in envs:
+        for seed in range(max(seeds, peer_seeds if with_peers else 0)):
+            for algo in algos:
+                if seed < seeds and f"{algo}_{env}" not in skip:
+                    jobs.append((algo, env, seed))
+                peer = next((p for p, a in PEER_OF.items() if a == algo), None)
+                if with_peers and peer is not None and seed < peer_seeds:
+                    jobs.append((peer, env, seed))
+    return jobs
+
+
+def run_queue(jobs: list[Job], scale: float, cap: int, eval_episodes: int, stop_after_evals: int, n_jobs: int,
+              out: Path) -> None:
+    """Run the jobs in order, ``n_jobs`` at a time (ours in ``out/ours``, the peers' in ``out/peers``)."""
     from joblib import Parallel, delayed
 
-    jobs = [(peer, env, seed) for peer in peers for env in envs for seed in range(seeds)]
-    Parallel(n_jobs=n_jobs)(delayed(run_peer)(peer, env, seed, scale, cap, eval_episodes, stop_after_evals, out)
-                            for peer, env, seed in jobs)
+    budgets = {(PEER_OF.get(who, who), env): None for who, env, _ in jobs}
+    budgets = {key: preset_budget(*key) for key in budgets}  # composing configs is not thread-safe: do it here
+
+    def run(who: str, env: str, seed: int) -> None:
+        print(f"{who:9s} {env:22s} seed {seed}", flush=True)
+        budget = budgets[PEER_OF.get(who, who), env]
+        if who in PEER_OF:
+            run_peer(who, env, seed, budget, scale, cap, eval_episodes, stop_after_evals, out / "peers")
+        else:
+            run_ours(who, env, seed, budget, scale, cap, eval_episodes, stop_after_evals, out / "ours")
+
+    Parallel(n_jobs=n_jobs, backend="threading")(delayed(run)(*job) for job in jobs)
 
 
 # --------------------------------------------------------------------------------------- report
@@ -324,20 +357,13 @@ def main() -> None:
     out = args.out or ROOT / "artifacts" / "classic_control" / datetime.datetime.now().strftime("%Y-%m-%d_%H-%M-%S")
     out.mkdir(parents=True, exist_ok=True)
     started, load_at_start = time.time(), load_average()
-    for algo in args.algos:
-        for env in args.envs:
-            if f"{algo}_{env}" in args.skip:
-                continue
-            print(f"ours  {algo:9s} {env:22s} {args.seeds} seeds", flush=True)
-            run_ours(algo, env, args.seeds, args.timesteps_scale, args.max_timesteps, args.eval_episodes,
-                     args.stop_after_evals, args.n_jobs, out / "ours")
     peer_seeds = args.seeds if args.peer_seeds is None else args.peer_seeds
     peers = [peer for peer, algo in PEER_OF.items() if algo in args.algos]  # REINFORCE has no peer
     args.no_peers = args.no_peers or not peers
-    if not args.no_peers:
-        print(f"peers {', '.join(peers)} on {len(args.envs)} tasks, {peer_seeds} seeds", flush=True)
-        run_peers(peers, args.envs, peer_seeds, args.timesteps_scale, args.max_timesteps, args.eval_episodes,
-                  args.stop_after_evals, args.n_jobs, out / "peers")
+    jobs = study_queue(args.algos, args.envs, args.skip, args.seeds, peer_seeds, not args.no_peers)
+    print(f"{len(jobs)} runs, {args.n_jobs} at a time", flush=True)
+    run_queue(jobs, args.timesteps_scale, args.max_timesteps, args.eval_episodes, args.stop_after_evals,
+              args.n_jobs, out)
     from ppo_core.compare import compare, markdown_table
 
     directories = [out / "ours"] + ([] if args.no_peers else [out / "peers"])
@@ -354,7 +380,9 @@ def main() -> None:
         + f"{peers or ' (ours only)'} ({datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC)", "",
         f"Command: `{command.strip()}`",
         f"Machine: {cpu_name()}, {os.cpu_count()} cores, Python {platform.python_version()}, {versions()}; "
-        f"{args.n_jobs} runs at once, one torch thread each; load average {load_at_start} at start, "
+        f"{args.n_jobs} runs at once from one queue"
+        + ("" if args.no_peers else ", each of ours beside the peer's run of the same task and seed")
+        + f", one torch thread each; load average {load_at_start} at start, "
         f"{load_average()} at end; {time.time() - started:.0f} s in all.",
         "Budgets: tuned presets" + ("" if args.no_peers else " (ours) and rl-baselines3-zoo (peers)")
         + (f", each capped at {args.max_timesteps} env steps" if args.max_timesteps < 10**9 else "")

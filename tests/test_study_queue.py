@@ -1,0 +1,39 @@
+"""The classic-control study's job queue pairs each of our runs with the peer's run of the same seed."""
+
+import importlib.util
+from pathlib import Path
+
+import pytest
+
+STUDY = Path(__file__).resolve().parents[1] / "benchmarks" / "classic_control_study.py"
+
+
+@pytest.fixture(scope="module")
+def study():
+    spec = importlib.util.spec_from_file_location("classic_control_study", STUDY)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_queue_alternates_ours_and_peer_seed_by_seed(study):
+    jobs = study.study_queue(["ppo", "trpo", "reinforce"], ["cartpole", "pendulum"], ["reinforce_pendulum"],
+                             seeds=2, peer_seeds=2, with_peers=True)
+    expected = [
+        ("ppo", "cartpole", 0), ("sb3_ppo", "cartpole", 0), ("trpo", "cartpole", 0), ("sb3_trpo", "cartpole", 0),
+        ("reinforce", "cartpole", 0),
+        ("ppo", "cartpole", 1), ("sb3_ppo", "cartpole", 1), ("trpo", "cartpole", 1), ("sb3_trpo", "cartpole", 1),
+        ("reinforce", "cartpole", 1),
+        ("ppo", "pendulum", 0), ("sb3_ppo", "pendulum", 0), ("trpo", "pendulum", 0), ("sb3_trpo", "pendulum", 0),
+        ("ppo", "pendulum", 1), ("sb3_ppo", "pendulum", 1), ("trpo", "pendulum", 1), ("sb3_trpo", "pendulum", 1),
+    ]
+    assert jobs == expected
+
+
+def test_queue_with_fewer_peer_seeds_or_no_peers(study):
+    fewer = study.study_queue(["trpo"], ["acrobot"], [], seeds=3, peer_seeds=1, with_peers=True)
+    assert fewer == [("trpo", "acrobot", 0), ("sb3_trpo", "acrobot", 0), ("trpo", "acrobot", 1), ("trpo", "acrobot", 2)]
+    more = study.study_queue(["ppo"], ["acrobot"], [], seeds=1, peer_seeds=2, with_peers=True)
+    assert more == [("ppo", "acrobot", 0), ("sb3_ppo", "acrobot", 0), ("sb3_ppo", "acrobot", 1)]
+    alone = study.study_queue(["ppo"], ["acrobot"], [], seeds=2, peer_seeds=2, with_peers=False)
+    assert alone == [("ppo", "acrobot", 0), ("ppo", "acrobot", 1)]
