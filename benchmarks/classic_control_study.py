@@ -5,11 +5,11 @@ its peer at rl-baselines3-zoo settings (with gSDE where the zoo uses it), every 
 from one joblib queue ordered task by task and seed by seed, each of our runs next to the same seed of
 its peer: with two runs at once, ours and the peer train side by side, so a change of machine load
 between the start and the end of a study lands on both sides of a wall-time ratio alike. Then
-``python -m ppo_core.compare`` reads them all. Every run evaluates deterministically at the preset's ``eval_every`` (evaluation time is
-excluded from the training clock) and, ours and peers alike, stops once ``--stop-after-evals``
-evaluations in a row reach the task's standard threshold (``stop_at_return``; 0 trains every run for
-its whole budget). ``--timesteps-scale`` shrinks budgets and evaluation intervals alike, for a quick
-check of the pipeline.
+``python -m ppo_core.compare`` reads them all. Every run evaluates deterministically at the preset's
+``eval_every`` (evaluation time is excluded from the training clock) and, ours and peers alike, stops
+once ``--stop-after-evals`` evaluations in a row reach the task's standard threshold
+(``stop_at_return``; 0 trains every run for its whole budget). ``--timesteps-scale`` shrinks budgets
+and evaluation intervals alike, for a quick check of the pipeline.
 
     pip install -e ".[bench]"
     python benchmarks/classic_control_study.py                       # 3 algos × 5 tasks × 10 seeds + peers

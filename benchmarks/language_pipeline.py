@@ -137,6 +137,20 @@ def markdown(cfg: AlignConfig, command: str, summaries, seconds, loads, reports)
         f"reward std {rm['reward_std']:.3f} on SFT samples.",
         "",
     ]
+    groups = [k for k in TASK_KINDS if f"distinct/{k}" in val]
+    if groups:  # reward models trained before the per-kind report have none
+        lines += [
+            "By task kind, on the validation pairs of distinct gold score: the reward model against the labels and "
+            "against the noiseless gold order, and the gold scores' own agreement with the labels (the ceiling).",
+            "",
+            "| task kind | pairs | RM vs labels | RM vs gold order | gold vs labels |",
+            "|---|---|---|---|---|",
+            *(f"| {k} | {val[f'distinct/{k}']:.0f} | {val[f'distinct_accuracy/{k}']:.3f} "
+              f"| {val[f'gold_accuracy/{k}']:.3f} | {val[f'oracle_accuracy/{k}']:.3f} |" for k in groups),
+            f"| all | {sum(val[f'distinct/{k}'] for k in groups):.0f} "
+            f"| {val['distinct_accuracy']:.3f} | {val['gold_accuracy']:.3f} | {val['oracle_accuracy']:.3f} |",
+            "",
+        ]
     return "\n".join(lines)
 
 

@@ -10,6 +10,7 @@ import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from agents.reward_model import RewardModel
+from envs.language_world import TASK_KINDS
 from ppo_core.align.config import compose_align_config
 from ppo_core.align.data import pad_sequences
 from ppo_core.align.errors import AlignError
@@ -45,6 +46,12 @@ def test_reward_model_is_normalised_and_scores_batches(artifacts):
     assert rm.offset == pytest.approx(summary["rm"]["offset"])
     assert 0.0 <= summary["rm"]["val"]["distinct_accuracy"] <= 1.0
     assert summary["rm"]["agreement_ceiling"] == pytest.approx(0.836)
+    val = summary["rm"]["val"]  # per task kind too; weighted by their pairs, the kinds give the whole
+    kinds = [key.split("/")[1] for key in val if key.startswith("distinct/")]
+    assert kinds and set(kinds) <= set(TASK_KINDS)
+    pairs = sum(val[f"distinct/{k}"] for k in kinds)
+    assert sum(val[f"distinct_accuracy/{k}"] * val[f"distinct/{k}"] for k in kinds) / pairs == pytest.approx(
+        val["distinct_accuracy"])
     tokenizer = AutoTokenizer.from_pretrained(os.path.join(root, "rm"))
     ids, mask = pad_sequences([tokenizer("User: hi\nAssistant: hello")["input_ids"], [5, 6]],
                               tokenizer.pad_token_id, "left")

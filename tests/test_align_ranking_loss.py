@@ -111,3 +111,41 @@ def test_tied_pairs_leave_the_loss():
     assert loss.item() == pytest.approx(math.log1p(math.exp(-1.0)), rel=1e-6)
     assert ranking_loss(both, tiers=torch.tensor([[0, 1], [0, 1]]))[0].item() == pytest.approx(
         ranking_loss(both)[0].item())
+
+
+class LastTokenReward(torch.nn.Module):
+    """A stand-in reward model: r(x, y) = the sequence's last real token id (right padding, pad 0)."""
+
+    def __init__(self):
+        super().__init__()
+        self.unused = torch.nn.Parameter(torch.zeros(()))  # gives the module a device
+
+    def forward(self, input_ids, attention_mask):
+        last = attention_mask.sum(1) - 1
+        return input_ids[torch.arange(len(input_ids)), last].float()
+
+
+def test_evaluate_rankings_reports_each_group_against_a_hand_count():
+    from ppo_core.align.reward import RankedPrompt, evaluate_rankings
+
+    # completions in the labeler's order; the reward is the completion's last token
+    a1 = RankedPrompt([5], [[3], [1], [2]], gold=[1.0, 0.6, 0.8], group="a")  # gold flips (1, 2); RM: 3 > 2 > 1
+    a2 = RankedPrompt([5, 5], [[2], [4]], gold=[0.9, 0.4], group="a")  # RM orders against label and gold
+    b1 = RankedPrompt([7], [[9], [8]], gold=[0.5, 0.5], group="b")  # tied gold: no distinct pair
+    stats = evaluate_rankings(LastTokenReward(), [a1, a2, b1], pad_id=0, batch_size=2)
+    # group a: pairs (3,1) (3,2) (1,2) of a1 and (2,4) of a2, all of distinct gold.
+    # vs labels: 3>1 yes, 3>2 yes, 1>2 no; 2>4 no -> 2/4.  vs gold: a1 (0,1) yes, (0,2) yes, (1,2) gold
+    # prefers 2 (0.8) and the RM does too -> yes; a2 no -> 3/4.  gold vs labels: a1 (1,2) flipped -> 2/3 of
+    # a1 + 1/1 of a2 = 3/4.
+    assert stats["distinct/a"] == 4 and stats["distinct_fraction/a"] == 1.0
+    assert stats["distinct_accuracy/a"] == 0.5
+    assert stats["gold_accuracy/a"] == 0.75
+    assert stats["oracle_accuracy/a"] == 0.75
+    # group b: one pair, tied in gold; the RM agrees with the label (9 > 8)
+    assert stats["distinct/b"] == 0 and stats["accuracy/b"] == 1.0 and stats["distinct_fraction/b"] == 0.0
+    # all prompts: 5 pairs, 3 hits against the labels; the 4 distinct pairs are group a's
+    assert stats["accuracy"] == 3 / 5 and stats["distinct_accuracy"] == 0.5 and stats["gold_accuracy"] == 0.75
+    assert stats["mean"] == pytest.approx(sum([3, 1, 2, 2, 4, 9, 8]) / 7)
+    # prompts without a group add no per-group keys
+    plain = evaluate_rankings(LastTokenReward(), [RankedPrompt([5], [[3], [1]], gold=[1.0, 0.0])], 0, 4)
+    assert not any("/" in key for key in plain)

@@ -50,6 +50,8 @@ class RankedPrompt:
     gold: list[float]
     tiers: list[int] | None = None
     """Tier of each completion (0 = best), equal for completions the labeler marked as tied; None: no ties."""
+    group: str = ""
+    """What the prompt asks for (the world's task kind), to report accuracy per group; "": no group."""
 
 
 @dataclass
@@ -82,12 +84,14 @@ def collect_rankings(
     rank: Callable[[P, list[str]], list[int] | list[list[int]]],
     gold_score: Callable[[P, str], float],
     cfg: RewardConfig,
+    group: Callable[[P], str] | None = None,
 ) -> list[RankedPrompt]:
     """Sample `cfg.k` completions per prompt from `policy` and order them by `rank` (best first).
 
     `completion_text(ids)` is the answer text the labeler judges; `rank(prompt, texts)` returns indices
     into `texts`, best to worst (the noisy labeler), or tiers of indices, best tier first, when the
-    labeler marks ties; `gold_score(prompt, text)` is the noiseless score kept for diagnostics.
+    labeler marks ties; `gold_score(prompt, text)` is the noiseless score kept for diagnostics, and
+    `group(prompt)` (optional) names what the prompt asks for, for accuracy per group.
     """
     check_k(cfg.k)
     if not prompts:
@@ -114,7 +118,8 @@ def collect_rankings(
         if sorted(order) != list(range(len(texts))):
             raise AlignError(f"labeler ranking {labels} is not a permutation of {len(texts)} completions")
         tiers = [t for t, tier in enumerate(groups) for _ in tier] if tiered else None
-        ranked.append(RankedPrompt(ids, [completions[i] for i in order], [gold_score(p, texts[i]) for i in order], tiers))
+        ranked.append(RankedPrompt(ids, [completions[i] for i in order], [gold_score(p, texts[i]) for i in order], tiers,
+                                   group(p) if group is not None else ""))
     return ranked
 
 
@@ -183,11 +188,13 @@ def evaluate_rankings(rm: RewardModel, data: Sequence[RankedPrompt], pad_id: int
     `accuracy`: all labelled pairs. `distinct_accuracy`: pairs whose gold scores differ, the pairs on
     which the labeler's agreement ceiling is defined (tied pairs are ordered at random). `gold_accuracy`:
     agreement with the noiseless gold order. `oracle_accuracy`: the gold scores' own agreement with
-    the labels, the empirical ceiling of `distinct_accuracy`.
+    the labels, the empirical ceiling of `distinct_accuracy`. For each group of the prompts (their
+    `group`, when set) the same on its own pairs, as `<key>/<group>`, with `distinct/<group>`, its
+    number of pairs of distinct gold score: which kinds of request the reward model judges well.
     """
     rm.eval()
     data = sorted(data, key=ranked_length)  # less padding; every statistic below is order-free
-    totals: dict[str, float] = {}
+    totals: dict[str, dict[str, float]] = {}  # "" for all prompts, then one entry per group
     all_rewards = []
     for i in range(0, len(data), batch_size):
         batch = data[i : i + batch_size]
@@ -195,10 +202,23 @@ def evaluate_rankings(rm: RewardModel, data: Sequence[RankedPrompt], pad_id: int
         for b, r in enumerate(batch):
             row = rewards[b, : len(r.completions)].cpu()
             all_rewards.append(row)
-            for key, value in pair_agreement(row.tolist(), r.gold).items():
-                totals[key] = totals.get(key, 0.0) + value
+            counts = pair_agreement(row.tolist(), r.gold)
+            for name in {"", r.group}:
+                group = totals.setdefault(name, dict.fromkeys(counts, 0.0))
+                for key, value in counts.items():
+                    group[key] += value
     rm.train()
     flat = torch.cat(all_rewards)
+    stats = {**_accuracies(totals.pop("")), "mean": float(flat.mean()),
+             "std": float(flat.std()) if len(flat) > 1 else 0.0}
+    for name, counts in sorted(totals.items()):
+        stats |= {f"{key}/{name}": value for key, value in _accuracies(counts).items()}
+        stats[f"distinct/{name}"] = counts["distinct"]
+    return stats
+
+
+def _accuracies(totals: dict[str, float]) -> dict[str, float]:
+    """The accuracies of `evaluate_rankings` from summed `pair_agreement` counts."""
     distinct = max(totals["distinct"], 1.0)
     return {
         "accuracy": totals["hits"] / max(totals["pairs"], 1.0),
@@ -206,8 +226,6 @@ def evaluate_rankings(rm: RewardModel, data: Sequence[RankedPrompt], pad_id: int
         "gold_accuracy": totals["gold_hits"] / distinct,
         "oracle_accuracy": totals["oracle_hits"] / distinct,
         "distinct_fraction": totals["distinct"] / max(totals["pairs"], 1.0),
-        "mean": float(flat.mean()),
-        "std": float(flat.std()) if len(flat) > 1 else 0.0,
     }
 
 

@@ -115,6 +115,7 @@ def run_rm(cfg: AlignConfig) -> dict[str, Any]:
                                rng=random.Random(f"{cfg.seed}-rm-rankings")),
         gold_score=world.gold_total,
         cfg=cfg.rm,
+        group=lambda prompt: prompt.kind,
     )
     train = collect(world.splits["train"])
     val = collect(world.splits["validation"][: cfg.rm.n_val_prompts or None])
