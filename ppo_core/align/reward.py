@@ -204,9 +204,9 @@ def evaluate_rankings(rm: RewardModel, data: Sequence[RankedPrompt], pad_id: int
             all_rewards.append(row)
             counts = pair_agreement(row.tolist(), r.gold)
             for name in {"", r.group}:
-                group = totals.setdefault(name, dict.fromkeys(counts, 0.0))
+                sums = totals.setdefault(name, dict.fromkeys(counts, 0.0))
                 for key, value in counts.items():
-                    group[key] += value
+                    sums[key] += value
     rm.train()
     flat = torch.cat(all_rewards)
     stats = {**_accuracies(totals.pop("")), "mean": float(flat.mean()),
