@@ -235,8 +235,8 @@ def run_queue(jobs: list[Job], scale: float, cap: int, eval_episodes: int, stop_
     """Run the jobs in order, ``n_jobs`` at a time (ours in ``out/ours``, the peers' in ``out/peers``)."""
     from joblib import Parallel, delayed
 
-    budgets = {(PEER_OF.get(who, who), env): None for who, env, _ in jobs}
-    budgets = {key: preset_budget(*key) for key in budgets}  # composing configs is not thread-safe: do it here
+    # composing configs is not thread-safe, so every preset's budget is read here, before the threads start
+    budgets = {key: preset_budget(*key) for key in {(PEER_OF.get(who, who), env) for who, env, _ in jobs}}
 
     def run(who: str, env: str, seed: int) -> None:
         print(f"{who:9s} {env:22s} seed {seed}", flush=True)
@@ -246,6 +246,7 @@ def run_queue(jobs: list[Job], scale: float, cap: int, eval_episodes: int, stop_
         else:
             run_ours(who, env, seed, budget, scale, cap, eval_episodes, stop_after_evals, out / "ours")
 
+    # each job is a subprocess, so threads are enough to keep n_jobs of them running
     Parallel(n_jobs=n_jobs, backend="threading")(delayed(run)(*job) for job in jobs)
 
 
