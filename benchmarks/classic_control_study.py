@@ -2,9 +2,8 @@
 
 Runs, for every algorithm × task, N seeds of our tuned preset (conf/tuned/<algo>_<env>.yaml) and of
 its peer at rl-baselines3-zoo settings (with gSDE where the zoo uses it), every run in its own process,
-from one joblib queue ordered task by task and seed by seed, each of our runs next to the same seed of
-its peer: with two runs at once, ours and the peer train side by side, so a change of machine load
-between the start and the end of a study lands on both sides of a wall-time ratio alike. Then
+from one joblib queue in which our runs and the peer's alternate seed by seed: both sides of a wall-time
+ratio run at about the same time, so a change of machine load during a study lands on both alike. Then
 ``python -m ppo_core.compare`` reads them all. Every run evaluates deterministically at the preset's
 ``eval_every`` (evaluation time is excluded from the training clock) and, ours and peers alike, stops
 once ``--stop-after-evals`` evaluations in a row reach the task's standard threshold
@@ -103,6 +102,13 @@ def stop_overrides(env_id: str, stop_after_evals: int) -> list[str]:
     return [f"stop_at_return={THRESHOLDS[env_id]}", f"stop_after_evals={stop_after_evals}"]
 
 
+def run_process(command: list[str], what: str) -> None:
+    """Run one process of the study; if it fails, raise with the end of its error output (the study stops)."""
+    result = subprocess.run(command, cwd=ROOT, env=WORKER_ENV, capture_output=True, text=True)
+    if result.returncode != 0:
+        raise RuntimeError(f"{what} failed with exit code {result.returncode}:\n{result.stderr[-4000:]}")
+
+
 def run_ours(algo: str, env: str, seed: int, budget: tuple[int, int], scale: float, cap: int, eval_episodes: int,
              stop_after_evals: int, out: Path) -> None:
     """One seed of one algorithm × task: a single training-app run in ``out/<algo>_<env>/<seed>``;
@@ -113,7 +119,7 @@ def run_ours(algo: str, env: str, seed: int, budget: tuple[int, int], scale: flo
                f"total_timesteps={scaled(total, scale)}", f"eval_every={scaled(eval_every, scale)}",
                f"eval_episodes={eval_episodes}", "checkpoint_every=0", "torch_threads=1", "progress=false",
                *stop_overrides(ENVS[env], stop_after_evals), f"hydra.run.dir={out / f'{algo}_{env}' / str(seed)}"]
-    subprocess.run(command, cwd=ROOT, env=WORKER_ENV, check=True, capture_output=True, text=True)
+    run_process(command, f"{algo} on {env}, seed {seed}")
 
 
 # --------------------------------------------------------------------------------------- peers
@@ -205,9 +211,10 @@ def run_peer(peer: str, env: str, seed: int, budget: tuple[int, int], scale: flo
              stop_after_evals: int, out: Path) -> None:
     """One seed of one peer × task; it evaluates at the interval of our preset's ``budget``."""
     _, eval_every = budget
-    command = [sys.executable, str(Path(__file__).resolve()), "--peer-worker", peer, ENVS[env], str(seed), str(scale),
-               str(cap), str(scaled(eval_every, scale)), str(eval_episodes), str(stop_after_evals), str(out / f"{peer}_{env}_{seed}")]
-    subprocess.run(command, cwd=ROOT, env=WORKER_ENV, check=True, capture_output=True, text=True)
+    command = [sys.executable, str(Path(__file__).resolve()), "--peer-worker", peer, ENVS[env], str(seed),
+               str(scale), str(cap), str(scaled(eval_every, scale)), str(eval_episodes), str(stop_after_evals),
+               str(out / f"{peer}_{env}_{seed}")]
+    run_process(command, f"{peer} on {env}, seed {seed}")
 
 
 Job = tuple[str, str, int]
@@ -216,17 +223,21 @@ Job = tuple[str, str, int]
 
 def study_queue(algos: list[str], envs: list[str], skip: list[str], seeds: int, peer_seeds: int,
                 with_peers: bool) -> list[Job]:
-    """Every run of the study, task by task and seed by seed, each of ours followed by its peer's run of
-    the same seed, so that the runs joblib starts together are the two sides of one comparison."""
+    """Every run of the study, task by task: seed by seed, each of our runs followed by its peer's run of
+    the same seed, so that both sides of a comparison run at about the same time; then the runs of our
+    algorithms without a peer (REINFORCE). Skipping one of our pairs (``ALGO_ENV``) skips its peer too."""
+    peer_of = {algo: peer for peer, algo in PEER_OF.items()}
     jobs = []
     for env in envs:
-        for seed in range(max(seeds, peer_seeds if with_peers else 0)):
-            for algo in algos:
-                if seed < seeds and f"{algo}_{env}" not in skip:
+        ours = [algo for algo in algos if f"{algo}_{env}" not in skip]
+        paired = [algo for algo in ours if with_peers and algo in peer_of]
+        for seed in range(max(seeds, peer_seeds) if paired else 0):
+            for algo in paired:
+                if seed < seeds:
                     jobs.append((algo, env, seed))
-                peer = next((p for p, a in PEER_OF.items() if a == algo), None)
-                if with_peers and peer is not None and seed < peer_seeds:
-                    jobs.append((peer, env, seed))
+                if seed < peer_seeds:
+                    jobs.append((peer_of[algo], env, seed))
+        jobs.extend((algo, env, seed) for algo in ours if algo not in paired for seed in range(seeds))
     return jobs
 
 
@@ -246,8 +257,9 @@ def run_queue(jobs: list[Job], scale: float, cap: int, eval_episodes: int, stop_
         else:
             run_ours(who, env, seed, budget, scale, cap, eval_episodes, stop_after_evals, out / "ours")
 
-    # each job is a subprocess, so threads are enough to keep n_jobs of them running
-    Parallel(n_jobs=n_jobs, backend="threading")(delayed(run)(*job) for job in jobs)
+    # each job is a subprocess, so threads are enough to keep n_jobs of them running; batch_size=1 hands
+    # out the jobs one by one, in queue order
+    Parallel(n_jobs=n_jobs, backend="threading", batch_size=1)(delayed(run)(*job) for job in jobs)
 
 
 # --------------------------------------------------------------------------------------- report
@@ -382,7 +394,7 @@ def main() -> None:
         f"Command: `{command.strip()}`",
         f"Machine: {cpu_name()}, {os.cpu_count()} cores, Python {platform.python_version()}, {versions()}; "
         f"{args.n_jobs} runs at once from one queue"
-        + ("" if args.no_peers else ", each of ours beside the peer's run of the same task and seed")
+        + ("" if args.no_peers else ", ours and the peers' alternating seed by seed")
         + f", one torch thread each; load average {load_at_start} at start, "
         f"{load_average()} at end; {time.time() - started:.0f} s in all.",
         "Budgets: tuned presets" + ("" if args.no_peers else " (ours) and rl-baselines3-zoo (peers)")

@@ -1,4 +1,5 @@
-"""Ranking loss of the reward model against hand computations and a brute-force double loop."""
+"""Ranking loss of the reward model against hand computations and a brute-force double loop, and the
+reward model's pair accuracies (overall and per group) against hand counts."""
 
 import itertools
 import math
@@ -141,8 +142,9 @@ def test_evaluate_rankings_reports_each_group_against_a_hand_count():
     assert stats["distinct_accuracy/a"] == 0.5
     assert stats["gold_accuracy/a"] == 0.75
     assert stats["oracle_accuracy/a"] == 0.75
-    # group b: one pair, tied in gold; the RM agrees with the label (9 > 8)
+    # group b: one pair, tied in gold; the RM agrees with the label (9 > 8); no distinct pair to judge on
     assert stats["distinct/b"] == 0 and stats["accuracy/b"] == 1.0 and stats["distinct_fraction/b"] == 0.0
+    assert math.isnan(stats["distinct_accuracy/b"]) and math.isnan(stats["gold_accuracy/b"])
     # all prompts: 5 pairs, 3 hits against the labels; the 4 distinct pairs are group a's
     assert stats["accuracy"] == 3 / 5 and stats["distinct_accuracy"] == 0.5 and stats["gold_accuracy"] == 0.75
     assert stats["mean"] == pytest.approx(sum([3, 1, 2, 2, 4, 9, 8]) / 7)

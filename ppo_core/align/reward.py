@@ -118,8 +118,8 @@ def collect_rankings(
         if sorted(order) != list(range(len(texts))):
             raise AlignError(f"labeler ranking {labels} is not a permutation of {len(texts)} completions")
         tiers = [t for t, tier in enumerate(groups) for _ in tier] if tiered else None
-        ranked.append(RankedPrompt(ids, [completions[i] for i in order], [gold_score(p, texts[i]) for i in order], tiers,
-                                   group(p) if group is not None else ""))
+        gold = [gold_score(p, texts[i]) for i in order]
+        ranked.append(RankedPrompt(ids, [completions[i] for i in order], gold, tiers, group(p) if group else ""))
     return ranked
 
 
@@ -218,14 +218,14 @@ def evaluate_rankings(rm: RewardModel, data: Sequence[RankedPrompt], pad_id: int
 
 
 def _accuracies(totals: dict[str, float]) -> dict[str, float]:
-    """The accuracies of `evaluate_rankings` from summed `pair_agreement` counts."""
-    distinct = max(totals["distinct"], 1.0)
+    """The accuracies of `evaluate_rankings` from summed `pair_agreement` counts; NaN on pairs there are none of."""
+    distinct = totals["distinct"] or math.nan
     return {
-        "accuracy": totals["hits"] / max(totals["pairs"], 1.0),
+        "accuracy": totals["hits"] / (totals["pairs"] or math.nan),
         "distinct_accuracy": totals["distinct_hits"] / distinct,
         "gold_accuracy": totals["gold_hits"] / distinct,
         "oracle_accuracy": totals["oracle_hits"] / distinct,
-        "distinct_fraction": totals["distinct"] / max(totals["pairs"], 1.0),
+        "distinct_fraction": totals["distinct"] / (totals["pairs"] or math.nan),
     }
 
 
