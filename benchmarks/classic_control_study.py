@@ -371,8 +371,7 @@ def main() -> None:
     out.mkdir(parents=True, exist_ok=True)
     started, load_at_start = time.time(), load_average()
     peer_seeds = args.seeds if args.peer_seeds is None else args.peer_seeds
-    peers = [peer for peer, algo in PEER_OF.items() if algo in args.algos]  # REINFORCE has no peer
-    args.no_peers = args.no_peers or not peers
+    args.no_peers = args.no_peers or not set(PEER_OF.values()) & set(args.algos)  # REINFORCE has no peer
     jobs = study_queue(args.algos, args.envs, args.skip, args.seeds, peer_seeds, not args.no_peers)
     print(f"{len(jobs)} runs, {args.n_jobs} at a time", flush=True)
     run_queue(jobs, args.timesteps_scale, args.max_timesteps, args.eval_episodes, args.stop_after_evals,

@@ -34,7 +34,8 @@ def test_skipping_our_pair_skips_its_peer(study):
     jobs = study.study_queue(["ppo", "trpo"], ["cartpole", "acrobot"], ["ppo_cartpole"], seeds=1, peer_seeds=1,
                              with_peers=True)
     assert jobs == [("trpo", "cartpole", 0), ("sb3_trpo", "cartpole", 0),
-                    ("ppo", "acrobot", 0), ("sb3_ppo", "acrobot", 0), ("trpo", "acrobot", 0), ("sb3_trpo", "acrobot", 0)]
+                    ("ppo", "acrobot", 0), ("sb3_ppo", "acrobot", 0),
+                    ("trpo", "acrobot", 0), ("sb3_trpo", "acrobot", 0)]
 
 
 def test_queue_with_fewer_peer_seeds_or_no_peers(study):
