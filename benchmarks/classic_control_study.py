@@ -342,6 +342,25 @@ def gsde_pairs(args: argparse.Namespace) -> list[str]:
     return [f"{a} {e}" for a in args.algos for e in args.envs if f"{a}_{e}" not in args.skip and preset_gsde(a, e)]
 
 
+def env_stepping(envs: list[str]) -> str:
+    """How ``env.vectorization=auto`` steps our copies of each studied task (envs/make.py)."""
+    import gymnasium as gym
+
+    from envs.classic_vector import BATCHED_ENVS
+
+    kinds: dict[str, list[str]] = {}
+    for env in envs:
+        spec = gym.spec(ENVS[env])
+        if spec.vector_entry_point is not None:
+            kind = f"Gymnasium's own {str(spec.vector_entry_point).rpartition(':')[2]}"
+        elif spec.entry_point in BATCHED_ENVS:
+            kind = "batched NumPy envs (envs/classic_vector.py, SyncVectorEnv's numbers to the bit)"
+        else:
+            kind = "Gymnasium's SyncVectorEnv"
+        kinds.setdefault(kind, []).append(ENVS[env])
+    return "; ".join(f"{', '.join(ids)}: {kind}" for kind, ids in kinds.items())
+
+
 def main() -> None:
     if len(sys.argv) > 1 and sys.argv[1] == "--peer-worker":
         peer, env_id, seed, scale, cap, eval_every, eval_episodes, stop_after_evals, run_dir = sys.argv[2:11]
@@ -405,7 +424,9 @@ def main() -> None:
         + (f"every run stops after {args.stop_after_evals} evaluations in a row at the threshold, so a success is "
            "a run that stopped there or ends at it. " if args.stop_after_evals > 0 else "no early stop. ")
         + ("" if args.no_peers else "The peers use gSDE where the zoo does (Pendulum, MountainCarContinuous); ")
-        + ("Ours " if args.no_peers else "ours ") + exploration, "",
+        + ("Ours " if args.no_peers else "ours ") + exploration
+        + f" Our env copies step as: {env_stepping(args.envs)}"
+        + ("" if args.no_peers else "; the peers' in SB3's DummyVecEnv") + ".", "",
         table,
     ])
     targets = targets_table(rows)

@@ -8,11 +8,14 @@ import gymnasium as gym
 import torch
 from gymnasium.vector import AutoresetMode
 
+from envs.classic_vector import BATCHED_ENVS
 from envs.gym_env import GymVecEnv
 from ppo_core.config import EnvConfig
 from ppo_core.errors import ConfigError
 
-VECTORIZATIONS = ("auto", "sync", "async", "vector_entry_point")
+VECTORIZATIONS = ("auto", "sync", "async", "vector_entry_point", "batched")
+BATCHED_KWARGS = {"max_episode_steps", "goal_velocity", "g"}
+"""What the batched classic envs take; anything else (``render_mode``, ...) needs Gymnasium's own env."""
 
 
 def find_spec(env_id: str) -> gym.envs.registration.EnvSpec:
@@ -39,23 +42,33 @@ def make_gym_env(
     if config.vectorization not in VECTORIZATIONS:
         raise ConfigError(f"env.vectorization={config.vectorization!r} is unknown; expected one of {VECTORIZATIONS}")
     spec = find_spec(config.id)
+    num_envs = num_envs or config.num_envs
     mode = config.vectorization
+    batched = BATCHED_ENVS.get(spec.entry_point) if isinstance(spec.entry_point, str) else None
     if mode == "auto":
-        mode = "vector_entry_point" if spec.vector_entry_point is not None else "sync"
+        if spec.vector_entry_point is not None:
+            mode = "vector_entry_point"
+        elif batched is not None and not wrappers and set(config.kwargs) <= BATCHED_KWARGS:
+            mode = "batched"
+        else:
+            mode = "sync"
     if mode == "vector_entry_point" and spec.vector_entry_point is None:
         raise ConfigError(f"env.vectorization=vector_entry_point: {config.id} has no vectorised implementation; use sync or async")
-    vector_kwargs = {} if mode == "vector_entry_point" else {"autoreset_mode": AutoresetMode.SAME_STEP}
-    try:
-        env = gym.make_vec(
-            config.id,
-            num_envs=num_envs or config.num_envs,
-            vectorization_mode=mode,
-            vector_kwargs=vector_kwargs,
-            wrappers=wrappers,
-            **config.kwargs,
-        )
-    except (gym.error.Error, TypeError) as error:
-        raise ConfigError(f"env.id={config.id!r} could not be built: {error}") from None
+    if mode == "batched":
+        env = _make_batched(config, spec, batched, num_envs, wrappers)
+    else:
+        vector_kwargs = {} if mode == "vector_entry_point" else {"autoreset_mode": AutoresetMode.SAME_STEP}
+        try:
+            env = gym.make_vec(
+                config.id,
+                num_envs=num_envs,
+                vectorization_mode=mode,
+                vector_kwargs=vector_kwargs,
+                wrappers=wrappers,
+                **config.kwargs,
+            )
+        except (gym.error.Error, TypeError) as error:
+            raise ConfigError(f"env.id={config.id!r} could not be built: {error}") from None
     return GymVecEnv(
         env,
         device,
@@ -65,3 +78,20 @@ def make_gym_env(
         clip_obs=config.clip_obs,
         clip_reward=config.clip_reward,
     )
+
+
+def _make_batched(config: EnvConfig, spec: gym.envs.registration.EnvSpec, batched: type | None, num_envs: int,
+                  wrappers: list | None) -> gym.vector.VectorEnv:
+    """One of envs/classic_vector.py's envs, with the spec's time limit unless the config sets one."""
+    if batched is None:
+        supported = ", ".join(sorted(BATCHED_ENVS))
+        raise ConfigError(f"env.vectorization=batched: {config.id} has no batched implementation (there are: {supported})")
+    unsupported = set(config.kwargs) - BATCHED_KWARGS
+    if wrappers or unsupported:
+        what = f"env.kwargs {sorted(unsupported)}" if unsupported else "per-env wrappers (video)"
+        raise ConfigError(f"env.vectorization=batched does not take {what}; use vectorization=sync")
+    kwargs = {"max_episode_steps": spec.max_episode_steps, **spec.kwargs, **config.kwargs}
+    try:
+        return batched(num_envs=num_envs, **kwargs)
+    except TypeError as error:
+        raise ConfigError(f"env.kwargs={dict(config.kwargs)} do not fit {config.id}: {error}") from None

@@ -26,10 +26,16 @@ def _encode(value: Any) -> tuple[bool, Any]:
         return True, torch.from_numpy(value.copy())
     if isinstance(value, np.random.Generator):
         return True, {_RNG_KEY: value.bit_generator.state}
+    if isinstance(value, list):  # e.g. the batched envs' generators, one per copy
+        encoded = [_encode(item) for item in value]
+        if all(ok for ok, _ in encoded):
+            return True, [item for _, item in encoded]
     return False, None
 
 
 def _decode(value: Any) -> Any:
+    if isinstance(value, list):
+        return [_decode(item) for item in value]
     if isinstance(value, torch.Tensor):
         return value.numpy().copy()
     if isinstance(value, dict) and _RNG_KEY in value:

@@ -20,7 +20,9 @@ class EnvConfig:
     num_envs: int = 8
     """Copies stepped in lockstep."""
     vectorization: str = "auto"
-    """auto (the env's own vectorised implementation when it has one, else sync) | sync | async | vector_entry_point."""
+    """auto (the env's own vectorised implementation when it has one, else the batched NumPy envs of
+    envs/classic_vector.py for Acrobot, MountainCar and Pendulum, else sync) | sync | async |
+    vector_entry_point | batched."""
     normalize_obs: bool = False
     """Running mean/std observation normalisation; its statistics are saved with the model."""
     normalize_reward: bool = False

@@ -400,3 +400,29 @@ def test_ppo_critic_learning_rate_moves_only_the_critic_at_its_own_rate():
     shared = MLPActorCritic(OBS, SPACES["discrete"], hidden_sizes=(16,), shared_trunk=True)
     with pytest.raises(ConfigError, match="needs a separate critic"):
         PPO(shared, config)
+
+
+@pytest.mark.parametrize("max_norm", [0.0, 0.05, 1e3])
+@pytest.mark.parametrize("mixed_dtypes", [False, True])
+def test_clip_grad_norm_is_torch_clip_grad_norm_to_the_bit(max_norm, mixed_dtypes):
+    """Against ``nn.utils.clip_grad_norm_`` on a copy, and the norm against a sum of squares."""
+    def tiny_net():
+        torch.manual_seed(0)
+        first, second = nn.Linear(3, 8), nn.Linear(8, 2)
+        if mixed_dtypes:
+            second.double()
+        hidden = torch.tanh(first(torch.randn(16, 3)))
+        second(hidden.to(second.weight.dtype)).square().sum().backward()
+        return [*first.parameters(), *second.parameters()]
+
+    ours, theirs = tiny_net(), tiny_net()
+    norm = algorithms.clip_grad_norm(ours, max_norm)
+    expected = nn.utils.clip_grad_norm_(theirs, max_norm if max_norm > 0 else float("inf"), foreach=True)
+    assert torch.equal(norm, expected)
+    by_hand = sum(float(p.grad.double().square().sum()) for p in tiny_net()) ** 0.5
+    assert float(norm) == pytest.approx(by_hand, rel=1e-5)
+    for a, b in zip(ours, theirs):
+        assert torch.equal(a.grad, b.grad)
+    if 0 < max_norm < by_hand:
+        clipped = sum(float(p.grad.double().square().sum()) for p in ours) ** 0.5
+        assert clipped == pytest.approx(max_norm, rel=1e-5)

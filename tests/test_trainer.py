@@ -43,10 +43,11 @@ def test_same_seed_gives_identical_parameters(tmp_path):
     assert not torch.equal(runs[0]["actor.layers.0.weight"], other.policy.state_dict()["actor.layers.0.weight"])
 
 
-@pytest.mark.parametrize("vectorization", ["vector_entry_point", "sync"])
-def test_resume_from_checkpoint_equals_uninterrupted_run(tmp_path, vectorization):
+@pytest.mark.parametrize("env_id, vectorization",
+                         [("CartPole-v1", "vector_entry_point"), ("CartPole-v1", "sync"), ("Acrobot-v1", "batched")])
+def test_resume_from_checkpoint_equals_uninterrupted_run(tmp_path, env_id, vectorization):
     overrides = (*SMALL, "total_timesteps=8192", "checkpoint_every=4096", "env.normalize_obs=true",
-                 "env.normalize_reward=true", f"env.vectorization={vectorization}")
+                 "env.normalize_reward=true", f"env.id={env_id}", f"env.vectorization={vectorization}")
     full = build_trainer(make_config(*overrides), tmp_path / "full")
     full.train()
     # a run that dies right after its first checkpoint, then resumes from it in a fresh trainer
