@@ -7,15 +7,18 @@ array operations. They repeat Gymnasium's arithmetic operation for operation, re
 its own classes and seed one generator per copy exactly as ``SyncVectorEnv`` does (``seed + i``), so a
 run gives the numbers it gives with ``vectorization=sync`` (tests/test_classic_vector.py checks it step
 by step, across resets and time limits). Ended copies reset in the same step (SAME_STEP autoreset);
-their real last observation comes in ``info["final_obs"]``.
+their real last observation is in ``info["final_obs"]``, an (N, obs_dim) array whose rows are valid where
+``info["_final_obs"]`` is true (no ``final_info``: these envs have no per-step info).
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+import math
+
 import numpy as np
-from gymnasium import spaces
+from gymnasium.error import ResetNeeded
 from gymnasium.envs.classic_control import utils
 from gymnasium.envs.classic_control.acrobot import AcrobotEnv
 from gymnasium.envs.classic_control.mountain_car import MountainCarEnv
@@ -25,10 +28,33 @@ from gymnasium.vector import AutoresetMode, VectorEnv
 from gymnasium.vector.utils import batch_space
 
 
+def _array_matches_scalar(array_fn, scalar_fn, dtype: type) -> bool:
+    """Whether NumPy's array loop gives what Gymnasium's scalar call gives on this machine. It does on
+    baseline x86-64 builds; AVX-512 builds may take Intel SVML's loops for some functions instead."""
+    probe = np.random.default_rng(0).uniform(-10.0, 10.0, 4096).astype(dtype)
+    return np.array_equal(array_fn(probe), np.array([scalar_fn(v) for v in probe], dtype=dtype))
+
+
+def _power_of_two(x: np.ndarray) -> np.ndarray:
+    return np.power(x, np.full_like(x, 2))
+
+
+_POWER_AS_SCALAR = {dtype: _array_matches_scalar(_power_of_two, lambda v: v**2, dtype)
+                    for dtype in (np.float32, np.float64)}
+_COS_AS_MATH = _array_matches_scalar(np.cos, math.cos, np.float64)
+
+
 def squared(x: np.ndarray) -> np.ndarray:
     """``x ** 2`` as Gymnasium's scalar code gets it: C ``pow``, which differs from ``x * x`` (what
     ``array ** 2`` computes) in the last bit for about one value in a thousand."""
-    return np.power(x, np.full_like(x, 2))
+    if _POWER_AS_SCALAR[x.dtype.type]:
+        return _power_of_two(x)
+    return np.array([v**2 for v in x], dtype=x.dtype)
+
+
+def math_cos(x: np.ndarray) -> np.ndarray:
+    """``math.cos`` of each element (MountainCar calls the C library's cos, not NumPy's)."""
+    return np.cos(x) if _COS_AS_MATH else np.array([math.cos(v) for v in x.tolist()])
 
 
 class BatchedClassicEnv(VectorEnv):
@@ -37,6 +63,8 @@ class BatchedClassicEnv(VectorEnv):
     metadata = {"autoreset_mode": AutoresetMode.SAME_STEP}
 
     def __init__(self, single_env: Any, num_envs: int, max_episode_steps: int | None, state_dim: int):
+        if max_episode_steps is not None and (not isinstance(max_episode_steps, int) or max_episode_steps <= 0):
+            raise ValueError(f"max_episode_steps={max_episode_steps!r}: expected a positive int, or None for no limit")
         self.num_envs = num_envs
         self.max_episode_steps = max_episode_steps
         self.single_observation_space = single_env.observation_space
@@ -69,6 +97,9 @@ class BatchedClassicEnv(VectorEnv):
         return self.observe(fresh)
 
     def reset(self, *, seed: int | list[int | None] | None = None, options: dict | None = None):
+        """Restart every copy; seed ``s`` seeds copy i with ``s + i``, None continues its generator."""
+        if options is not None and "reset_mask" in options:
+            raise ValueError("reset(options={'reset_mask': ...}) is not supported by the batched classic envs")
         if seed is None:
             seeds = [None] * self.num_envs
         elif isinstance(seed, int):
@@ -83,6 +114,9 @@ class BatchedClassicEnv(VectorEnv):
         return self._restart(np.arange(self.num_envs), options), {}
 
     def step(self, actions: np.ndarray):
+        """(N, ...) actions -> obs (N, obs_dim) float32, reward (N,) float64, terminated (N,), truncated (N,), info."""
+        if self.generators[0] is None:
+            raise ResetNeeded("call reset() before step()")
         actions = np.asarray(actions)
         self.state, reward, terminated = self.dynamics(self.state, actions)
         obs = self.observe(self.state)
@@ -164,7 +198,8 @@ class BatchedAcrobot(BatchedClassicEnv):
     def observe(self, state):
         # from a fresh float32 start state the cosines are float32, as in AcrobotEnv._get_ob
         s0, s1 = state[:, 0], state[:, 1]
-        return np.stack([np.cos(s0), np.sin(s0), np.cos(s1), np.sin(s1), state[:, 2], state[:, 3]], axis=1).astype(np.float32)
+        observation = [np.cos(s0), np.sin(s0), np.cos(s1), np.sin(s1), state[:, 2], state[:, 3]]
+        return np.stack(observation, axis=1).astype(np.float32)
 
 
 class BatchedMountainCar(BatchedClassicEnv):
@@ -173,16 +208,16 @@ class BatchedMountainCar(BatchedClassicEnv):
     def __init__(self, num_envs: int, max_episode_steps: int | None = 200, goal_velocity: float = 0):
         single = MountainCarEnv(goal_velocity=goal_velocity)
         super().__init__(single, num_envs, max_episode_steps, state_dim=2)
-        self.c = single
+        self.task = single  # the constants
 
     def initial_state(self, rng, options):
         low, high = utils.maybe_parse_reset_bounds(options, -0.6, -0.4)
         return np.array([rng.uniform(low=low, high=high), 0])
 
     def dynamics(self, state, actions):
-        c = self.c
+        c = self.task
         position, velocity = state[:, 0], state[:, 1]
-        velocity = velocity + ((actions - 1) * c.force + np.cos(3 * position) * (-c.gravity))
+        velocity = velocity + ((actions - 1) * c.force + math_cos(3 * position) * (-c.gravity))
         velocity = np.clip(velocity, -c.max_speed, c.max_speed)
         position = np.clip(position + velocity, c.min_position, c.max_position)
         velocity = np.where((position == c.min_position) & (velocity < 0), 0.0, velocity)
@@ -199,7 +234,7 @@ class BatchedPendulum(BatchedClassicEnv):
     def __init__(self, num_envs: int, max_episode_steps: int | None = 200, g: float = 10.0):
         single = PendulumEnv(g=g)
         super().__init__(single, num_envs, max_episode_steps, state_dim=2)
-        self.c = single
+        self.task = single  # the constants
 
     def initial_state(self, rng, options):
         if options is None:
@@ -211,7 +246,7 @@ class BatchedPendulum(BatchedClassicEnv):
         return rng.uniform(low=-high, high=high)
 
     def dynamics(self, state, actions):
-        c = self.c
+        c = self.task
         th, thdot = state[:, 0], state[:, 1]
         g, m, l, dt = c.g, c.m, c.l, c.dt
         u = np.clip(actions[:, 0], -c.max_torque, c.max_torque)  # keeps the action's dtype, as PendulumEnv

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 import gymnasium as gym
@@ -13,6 +14,8 @@ from torch import Tensor
 from envs import snapshot
 from envs.base import EpisodeStats, EpisodeTracker, StepResult
 from envs.normalize import ObservationNormalizer, RewardScaler
+
+logger = logging.getLogger(__name__)
 
 
 class GymVecEnv:
@@ -105,19 +108,29 @@ class GymVecEnv:
             state["reward_scaler"] = self.reward_scaler.state_dict()
         if snapshot.can_snapshot(self.env):
             state["env"] = snapshot.capture(self.env)
+            state["vector_env"] = type(self.env).__name__
         return state
 
-    def load_state_dict(self, state: dict[str, Any], restore_episodes: bool = True) -> None:
-        """Restore normalisation statistics and, when ``restore_episodes``, the running episodes."""
+    def load_state_dict(self, state: dict[str, Any], restore_episodes: bool = True) -> bool:
+        """Restore normalisation statistics and, when ``restore_episodes``, the running episodes;
+        False when those could not be restored and the caller must start new ones with ``reset``."""
         if self.obs_normalizer is not None:
             self.obs_normalizer.load_state_dict(state["obs_normalizer"])
         if self.reward_scaler is not None:
             self.reward_scaler.load_state_dict(state["reward_scaler"])
-        if restore_episodes:
-            self.episodes.load_state_dict(state["episodes"])
-            self._resetting = state["resetting"].numpy().copy()
-            if "env" in state:
-                snapshot.restore(self.env, state["env"])
+        if not restore_episodes:
+            return True
+        saved, current = state.get("vector_env"), type(self.env).__name__  # None: checkpoints older than the key
+        if "env" not in state:  # sub-envs in other processes (async) are not captured
+            return False
+        if saved not in (None, current) or len(state["env"]) != len(snapshot.layers(self.env)):
+            logger.warning("the checkpoint's episodes ran in a %s, this run steps a %s: starting new episodes",
+                           saved or "vector env of another layout", current)
+            return False
+        self.episodes.load_state_dict(state["episodes"])
+        self._resetting = state["resetting"].numpy().copy()
+        snapshot.restore(self.env, state["env"])
+        return True
 
     def close(self) -> None:
         self.env.close()

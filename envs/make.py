@@ -48,12 +48,14 @@ def make_gym_env(
     if mode == "auto":
         if spec.vector_entry_point is not None:
             mode = "vector_entry_point"
-        elif batched is not None and not wrappers and set(config.kwargs) <= BATCHED_KWARGS:
+        elif batched is not None and not _needs_gymnasium(config, spec, wrappers):
             mode = "batched"
         else:
             mode = "sync"
     if mode == "vector_entry_point" and spec.vector_entry_point is None:
-        raise ConfigError(f"env.vectorization=vector_entry_point: {config.id} has no vectorised implementation; use sync or async")
+        raise ConfigError(
+            f"env.vectorization=vector_entry_point: {config.id} has no vectorised implementation; use sync or async"
+        )
     if mode == "batched":
         env = _make_batched(config, spec, batched, num_envs, wrappers)
     else:
@@ -80,18 +82,30 @@ def make_gym_env(
     )
 
 
+def _needs_gymnasium(config: EnvConfig, spec: gym.envs.registration.EnvSpec, wrappers: list | None) -> str:
+    """What the batched envs cannot do for this config ('' if nothing): render, wrap, other settings."""
+    unsupported = (set(spec.kwargs) | set(config.kwargs)) - BATCHED_KWARGS
+    if unsupported:
+        return f"env.kwargs {sorted(unsupported)}"
+    if wrappers or spec.additional_wrappers:
+        return "per-env wrappers (e.g. video)"
+    return ""
+
+
 def _make_batched(config: EnvConfig, spec: gym.envs.registration.EnvSpec, batched: type | None, num_envs: int,
                   wrappers: list | None) -> gym.vector.VectorEnv:
-    """One of envs/classic_vector.py's envs, with the spec's time limit unless the config sets one."""
+    """One of envs/classic_vector.py's envs; ``max_episode_steps`` as ``gymnasium.make`` reads it (absent
+    or None: the spec's limit; -1: none)."""
     if batched is None:
-        supported = ", ".join(sorted(BATCHED_ENVS))
-        raise ConfigError(f"env.vectorization=batched: {config.id} has no batched implementation (there are: {supported})")
-    unsupported = set(config.kwargs) - BATCHED_KWARGS
-    if wrappers or unsupported:
-        what = f"env.kwargs {sorted(unsupported)}" if unsupported else "per-env wrappers (video)"
-        raise ConfigError(f"env.vectorization=batched does not take {what}; use vectorization=sync")
-    kwargs = {"max_episode_steps": spec.max_episode_steps, **spec.kwargs, **config.kwargs}
+        ids = sorted(s.id for s in gym.registry.values() if s.entry_point in BATCHED_ENVS)
+        raise ConfigError(f"env.vectorization=batched: {config.id} has no batched implementation (these do: {ids})")
+    missing = _needs_gymnasium(config, spec, wrappers)
+    if missing:
+        raise ConfigError(f"env.vectorization=batched does not take {missing}; use env.vectorization=sync")
+    kwargs = {**spec.kwargs, **config.kwargs}
+    limit = kwargs.pop("max_episode_steps", None)
+    limit = spec.max_episode_steps if limit is None else None if limit == -1 else limit
     try:
-        return batched(num_envs=num_envs, **kwargs)
-    except TypeError as error:
+        return batched(num_envs=num_envs, max_episode_steps=limit, **kwargs)
+    except (TypeError, ValueError) as error:
         raise ConfigError(f"env.kwargs={dict(config.kwargs)} do not fit {config.id}: {error}") from None

@@ -18,24 +18,24 @@ _RNG_KEY = "__numpy_rng_state__"
 
 def _encode(value: Any) -> tuple[bool, Any]:
     """(True, plain value) for state worth saving; (False, None) for everything else."""
+    if isinstance(value, np.generic):  # before float: np.float64 is a float
+        return True, value.item()
     if value is None or isinstance(value, (bool, int, float, str)):
         return True, value
-    if isinstance(value, np.generic):
-        return True, value.item()
     if isinstance(value, np.ndarray) and value.dtype != object:
         return True, torch.from_numpy(value.copy())
     if isinstance(value, np.random.Generator):
         return True, {_RNG_KEY: value.bit_generator.state}
-    if isinstance(value, list):  # e.g. the batched envs' generators, one per copy
+    if isinstance(value, (list, tuple)):  # the batched envs' generators; MountainCarEnv's state tuple
         encoded = [_encode(item) for item in value]
         if all(ok for ok, _ in encoded):
-            return True, [item for _, item in encoded]
+            return True, type(value)(item for _, item in encoded)
     return False, None
 
 
 def _decode(value: Any) -> Any:
-    if isinstance(value, list):
-        return [_decode(item) for item in value]
+    if isinstance(value, (list, tuple)):
+        return type(value)(_decode(item) for item in value)
     if isinstance(value, torch.Tensor):
         return value.numpy().copy()
     if isinstance(value, dict) and _RNG_KEY in value:
@@ -46,16 +46,16 @@ def _decode(value: Any) -> Any:
     return value
 
 
-def _layers(env: gym.vector.VectorEnv) -> list[Any]:
+def layers(env: gym.vector.VectorEnv) -> list[Any]:
     """The vector env and, for in-process sub-envs, every wrapper down to the base env."""
-    layers: list[Any] = [env]
+    found: list[Any] = [env]
     for sub_env in getattr(env, "envs", []):
         while True:
-            layers.append(sub_env)
+            found.append(sub_env)
             if not hasattr(sub_env, "env"):
                 break
             sub_env = sub_env.env
-    return layers
+    return found
 
 
 def can_snapshot(env: gym.vector.VectorEnv) -> bool:
@@ -65,7 +65,7 @@ def can_snapshot(env: gym.vector.VectorEnv) -> bool:
 
 def capture(env: gym.vector.VectorEnv) -> list[dict[str, Any]]:
     snapshot = []
-    for layer in _layers(env):
+    for layer in layers(env):
         kept = {}
         for name, value in vars(layer).items():
             ok, encoded = _encode(value)
@@ -76,9 +76,11 @@ def capture(env: gym.vector.VectorEnv) -> list[dict[str, Any]]:
 
 
 def restore(env: gym.vector.VectorEnv, snapshot: list[dict[str, Any]]) -> None:
-    layers = _layers(env)
-    if len(layers) != len(snapshot):
-        raise ValueError(f"environment snapshot has {len(snapshot)} layers, the environment has {len(layers)}")
-    for layer, state in zip(layers, snapshot):
+    targets = layers(env)
+    if len(targets) != len(snapshot):
+        raise ValueError(f"environment snapshot has {len(snapshot)} layers, the environment has {len(targets)}")
+    if snapshot[0].get("num_envs", env.num_envs) != env.num_envs:
+        raise ValueError(f"environment snapshot has {snapshot[0]['num_envs']} copies, the env has {env.num_envs}")
+    for layer, state in zip(targets, snapshot):
         for name, value in state.items():
             setattr(layer, name, _decode(value))

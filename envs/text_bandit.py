@@ -367,16 +367,17 @@ class TextBanditVecEnv:
                 "index": self.index.clone(), "return_sum": self.return_sum.clone(), "episodes": self.episodes,
                 "kl_controller": self.reward.controller.state_dict()}
 
-    def load_state_dict(self, state: dict[str, Any], restore_episodes: bool = True) -> None:
+    def load_state_dict(self, state: dict[str, Any], restore_episodes: bool = True) -> bool:
         """Restore the prompt stream; ``restore_episodes=False`` (evaluation) keeps this env's own."""
         if not restore_episodes:
-            return
+            return True
         self.generator.set_state(state["generator"])
         self.order, self.cursor = state["order"].to(self.device).clone(), int(state["cursor"])
         self.index = state["index"].to(self.device).clone()
         self.return_sum = state["return_sum"].to(self.device, torch.float64).clone()
         self.episodes = int(state["episodes"])
         self.reward.controller.load_state_dict(state["kl_controller"])
+        return True
 
     def close(self) -> None:
         pass

@@ -210,10 +210,11 @@ class Trainer:
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.policy.load_state_dict(state["model"])
         self.algorithm.load_state_dict(state["algorithm"])
-        self.env.load_state_dict(state["env"])
-        self.obs = state["obs"]
         self.iteration = state["iteration"]
         self.global_step = state["global_step"]
+        self.obs = state["obs"]
+        if not self.env.load_state_dict(state["env"]):  # its running episodes were not captured (async)
+            self.obs = self.env.reset(seed=self.config.seed + self.global_step)
         self.wall_seconds = state["wall_seconds"]
         self.eval_history = list(state["eval_history"])
         checkpoint.set_rng_state(state["rng"])

@@ -69,6 +69,28 @@ def test_resume_from_checkpoint_equals_uninterrupted_run(tmp_path, env_id, vecto
     assert_same_parameters(parameters(full.policy), parameters(resumed.policy))
 
 
+def test_async_run_resumes_with_new_episodes(tmp_path):
+    """Sub-envs in other processes cannot be captured: the resumed run resets them (a reset CartPole
+    state is within ±0.05) and trains to its budget."""
+    overrides = (*SMALL, "total_timesteps=2048", "env.num_envs=2", "checkpoint_every=1024", "env.vectorization=async")
+    half = build_trainer(make_config(*overrides), tmp_path)
+    real_save = half.save_checkpoint
+
+    def save_then_die():
+        real_save()
+        raise KeyboardInterrupt
+
+    half.save_checkpoint = save_then_die
+    with pytest.raises(KeyboardInterrupt):
+        half.train()
+    half.env.close()
+    resumed = build_trainer(make_config(*overrides, f"resume={tmp_path / 'checkpoint.pt'}"), tmp_path)
+    assert resumed.global_step == 1024 and resumed.obs.abs().max() <= 0.05
+    resumed.train()
+    assert resumed.global_step == 2048
+    resumed.env.close()
+
+
 def test_sigkilled_run_resumes_to_identical_parameters(tmp_path):
     args = [sys.executable, "-m", "ppo_core.train", "progress=false", "total_timesteps=40960", "algo.num_steps=128",
             "checkpoint_every=4096", "eval_episodes=2", "eval_every=0", "env.normalize_obs=true"]
