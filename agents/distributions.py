@@ -27,8 +27,12 @@ class Categorical:
         return cls(torch.log_softmax(logits, dim=-1))
 
     def sample(self) -> Tensor:  # (...)
-        flat = self.log_probs.reshape(-1, self.log_probs.shape[-1]).exp()
-        return torch.multinomial(flat, 1).reshape(self.log_probs.shape[:-1])
+        # How torch.multinomial(p, 1) draws on CPU (the same actions from the same generator state,
+        # tests/test_distributions.py): argmax of p / E with E ~ Exp(1) picks a with probability p_a.
+        # Called directly, it skips multinomial's input checks, which cost twice the draw at control
+        # sizes (20 µs against 7 a step).
+        probs = self.log_probs.exp()
+        return (probs / torch.empty_like(probs).exponential_(1)).argmax(-1)
 
     def mode(self) -> Tensor:
         return self.log_probs.argmax(dim=-1)

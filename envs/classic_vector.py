@@ -13,16 +13,15 @@ their real last observation is in ``info["final_obs"]``, an (N, obs_dim) array w
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
-import math
-
 import numpy as np
-from gymnasium.error import ResetNeeded
 from gymnasium.envs.classic_control import utils
 from gymnasium.envs.classic_control.acrobot import AcrobotEnv
 from gymnasium.envs.classic_control.mountain_car import MountainCarEnv
 from gymnasium.envs.classic_control.pendulum import DEFAULT_X, DEFAULT_Y, PendulumEnv, angle_normalize
+from gymnasium.error import ResetNeeded
 from gymnasium.utils import seeding
 from gymnasium.vector import AutoresetMode, VectorEnv
 from gymnasium.vector.utils import batch_space
@@ -114,7 +113,8 @@ class BatchedClassicEnv(VectorEnv):
         return self._restart(np.arange(self.num_envs), options), {}
 
     def step(self, actions: np.ndarray):
-        """(N, ...) actions -> obs (N, obs_dim) float32, reward (N,) float64, terminated (N,), truncated (N,), info."""
+        """(N, ...) actions -> obs (N, obs_dim) float32, reward (N,) float64, terminated (N,), truncated (N,),
+        info; ended copies are already restarted in the returned obs."""
         if self.generators[0] is None:
             raise ResetNeeded("call reset() before step()")
         actions = np.asarray(actions)

@@ -51,7 +51,8 @@ class GymVecEnv:
         self.obs_normalizer = ObservationNormalizer(obs_shape, clip_obs) if normalize_obs else None
         self.reward_scaler = RewardScaler(self.num_envs, gamma, clip_reward) if normalize_reward else None
         self.episodes = EpisodeTracker(self.num_envs)
-        self._resetting = np.zeros(self.num_envs, dtype=bool)
+        self._resetting = np.zeros(self.num_envs, dtype=bool)  # NEXT_STEP only: stays False in SAME_STEP
+        self._all_valid = torch.ones(self.num_envs, dtype=torch.bool, device=device)
 
     def _to_tensor(self, array: np.ndarray, dtype: torch.dtype) -> Tensor:
         return torch.as_tensor(array, dtype=dtype).to(self.device, non_blocking=True)
@@ -91,7 +92,8 @@ class GymVecEnv:
             for i in np.flatnonzero(truncated):
                 final[i] = info["final_obs"][i]
             final_obs = self._observe(final, update=False)
-        valid_t = self._to_tensor(valid, torch.bool)
+        same_step = self.autoreset_mode == AutoresetMode.SAME_STEP
+        valid_t = self._all_valid if same_step else self._to_tensor(valid, torch.bool)
         return StepResult(self._observe(obs), reward_t, terminated_t, truncated_t, valid_t, final_obs, info)
 
     def pop_episode_stats(self) -> EpisodeStats:

@@ -52,16 +52,14 @@ class StatsMeter:
     """Running means of tensor statistics without host syncs."""
 
     def __init__(self) -> None:
-        self.sums: dict[str, Tensor] = defaultdict(lambda: torch.zeros(()))
-        self.counts: dict[str, int] = defaultdict(int)
+        self.values: dict[str, list[Tensor]] = defaultdict(list)
 
     def add(self, stats: Stats) -> None:
         for key, value in stats.items():
-            self.sums[key] = self.sums[key].to(value.device) + value.detach()
-            self.counts[key] += 1
+            self.values[key].append(value.detach())
 
     def means(self) -> Stats:
-        return {key: total / self.counts[key] for key, total in self.sums.items()}
+        return {key: torch.stack(values).float().mean() for key, values in self.values.items()}
 
 
 class Algorithm:

@@ -28,6 +28,25 @@ def test_token_categorical_handles_extra_dims():
     torch.testing.assert_close(Categorical.from_logits(logits).log_prob(tokens), TorchCategorical(logits=logits).log_prob(tokens))
 
 
+@pytest.mark.parametrize("shape", [(1, 2), (16, 3), (5, 7, 50)])
+def test_categorical_sample_draws_what_torch_multinomial_draws(shape):
+    """The same actions from the same generator state, and the generator left in the same state."""
+    logits = torch.randn(shape, generator=torch.Generator().manual_seed(1)) * 3
+    dist = Categorical.from_logits(logits)
+    for seed in range(20):
+        torch.manual_seed(seed)
+        ours, after = dist.sample(), torch.rand(())
+        torch.manual_seed(seed)
+        flat = dist.log_probs.exp().reshape(-1, shape[-1])
+        theirs = torch.multinomial(flat, 1).reshape(shape[:-1])
+        assert torch.equal(ours, theirs) and torch.equal(after, torch.rand(()))
+    torch.manual_seed(0)  # and the frequencies are the probabilities
+    pair = logits.reshape(-1, shape[-1])[0, :2]
+    draws = Categorical.from_logits(pair.expand(20000, 2)).sample()
+    probabilities = torch.softmax(pair, -1)
+    assert abs(float((draws == 1).float().mean()) - float(probabilities[1])) < 0.015
+
+
 def test_diag_gaussian_matches_torch():
     mean, log_std = torch.randn(5, 3), torch.randn(3)
     ours = DiagGaussian(mean, log_std)
