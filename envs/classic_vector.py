@@ -64,6 +64,7 @@ class BatchedClassicEnv(VectorEnv):
     def __init__(self, single_env: Any, num_envs: int, max_episode_steps: int | None, state_dim: int):
         if max_episode_steps is not None and (not isinstance(max_episode_steps, int) or max_episode_steps <= 0):
             raise ValueError(f"max_episode_steps={max_episode_steps!r}: expected a positive int, or None for no limit")
+        self.task = single_env  # the Gymnasium env whose constants the dynamics read
         self.num_envs = num_envs
         self.max_episode_steps = max_episode_steps
         self.single_observation_space = single_env.observation_space
@@ -143,7 +144,6 @@ class BatchedAcrobot(BatchedClassicEnv):
             raise ValueError("BatchedAcrobot implements the book dynamics without torque noise only")
         super().__init__(single, num_envs, max_episode_steps, state_dim=4)
         self.torques = np.asarray(AcrobotEnv.AVAIL_TORQUE, dtype=np.float64)
-        self.dt = single.dt
 
     def initial_state(self, rng, options):
         low, high = utils.maybe_parse_reset_bounds(options, -0.1, 0.1)
@@ -176,7 +176,7 @@ class BatchedAcrobot(BatchedClassicEnv):
     def dynamics(self, state, actions):
         # acrobot.rk4 over t = [0, dt]; the torque is a constant fifth state there (its derivative is 0)
         torque = self.torques[actions]  # (N,)
-        dt = self.dt
+        dt = self.task.dt
         dt2 = dt / 2.0
         k1 = self.derivatives(state, torque)
         k2 = self.derivatives(state + dt2 * k1, torque)
@@ -206,9 +206,7 @@ class BatchedMountainCar(BatchedClassicEnv):
     """``MountainCarEnv``: discrete push left, none, right."""
 
     def __init__(self, num_envs: int, max_episode_steps: int | None = 200, goal_velocity: float = 0):
-        single = MountainCarEnv(goal_velocity=goal_velocity)
-        super().__init__(single, num_envs, max_episode_steps, state_dim=2)
-        self.task = single  # the constants
+        super().__init__(MountainCarEnv(goal_velocity=goal_velocity), num_envs, max_episode_steps, state_dim=2)
 
     def initial_state(self, rng, options):
         low, high = utils.maybe_parse_reset_bounds(options, -0.6, -0.4)
@@ -232,9 +230,7 @@ class BatchedPendulum(BatchedClassicEnv):
     """``PendulumEnv``: torque in [-2, 2], never terminates (200-step time limit)."""
 
     def __init__(self, num_envs: int, max_episode_steps: int | None = 200, g: float = 10.0):
-        single = PendulumEnv(g=g)
-        super().__init__(single, num_envs, max_episode_steps, state_dim=2)
-        self.task = single  # the constants
+        super().__init__(PendulumEnv(g=g), num_envs, max_episode_steps, state_dim=2)
 
     def initial_state(self, rng, options):
         if options is None:

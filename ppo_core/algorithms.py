@@ -49,7 +49,8 @@ def clip_grad_norm(parameters: list[nn.Parameter], max_norm: float) -> Tensor:
 
 
 class StatsMeter:
-    """Running means of tensor statistics without host syncs."""
+    """Means of tensor statistics, kept on their device until read (no host syncs); one stack and mean
+    per read instead of an add per step."""
 
     def __init__(self) -> None:
         self.values: dict[str, list[Tensor]] = defaultdict(list)

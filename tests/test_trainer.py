@@ -43,6 +43,21 @@ def test_same_seed_gives_identical_parameters(tmp_path):
     assert not torch.equal(runs[0]["actor.layers.0.weight"], other.policy.state_dict()["actor.layers.0.weight"])
 
 
+def train_until_first_checkpoint(config, run_dir):
+    """A run that dies right after writing its first checkpoint (to be resumed in a fresh trainer)."""
+    trainer = build_trainer(config, run_dir)
+    real_save = trainer.save_checkpoint
+
+    def save_then_die():
+        real_save()
+        raise KeyboardInterrupt
+
+    trainer.save_checkpoint = save_then_die
+    with pytest.raises(KeyboardInterrupt):
+        trainer.train()
+    return trainer
+
+
 @pytest.mark.parametrize("env_id, vectorization",
                          [("CartPole-v1", "vector_entry_point"), ("CartPole-v1", "sync"), ("Acrobot-v1", "batched")])
 def test_resume_from_checkpoint_equals_uninterrupted_run(tmp_path, env_id, vectorization):
@@ -50,17 +65,7 @@ def test_resume_from_checkpoint_equals_uninterrupted_run(tmp_path, env_id, vecto
                  "env.normalize_reward=true", f"env.id={env_id}", f"env.vectorization={vectorization}")
     full = build_trainer(make_config(*overrides), tmp_path / "full")
     full.train()
-    # a run that dies right after its first checkpoint, then resumes from it in a fresh trainer
-    half = build_trainer(make_config(*overrides), tmp_path / "half")
-    real_save = half.save_checkpoint
-
-    def save_then_die():
-        real_save()
-        raise KeyboardInterrupt
-
-    half.save_checkpoint = save_then_die
-    with pytest.raises(KeyboardInterrupt):
-        half.train()
+    half = train_until_first_checkpoint(make_config(*overrides), tmp_path / "half")
     saved = checkpoint.load(tmp_path / "half" / "checkpoint.pt")
     assert "obs_normalizer" in saved["env"] and saved["env"]["obs_normalizer"]["count"] > 1
     resumed = build_trainer(make_config(*overrides, f"resume={tmp_path / 'half' / 'checkpoint.pt'}"), tmp_path / "half")
@@ -73,16 +78,7 @@ def test_async_run_resumes_with_new_episodes(tmp_path):
     """Sub-envs in other processes cannot be captured: the resumed run resets them (a reset CartPole
     state is within ±0.05) and trains to its budget."""
     overrides = (*SMALL, "total_timesteps=2048", "env.num_envs=2", "checkpoint_every=1024", "env.vectorization=async")
-    half = build_trainer(make_config(*overrides), tmp_path)
-    real_save = half.save_checkpoint
-
-    def save_then_die():
-        real_save()
-        raise KeyboardInterrupt
-
-    half.save_checkpoint = save_then_die
-    with pytest.raises(KeyboardInterrupt):
-        half.train()
+    half = train_until_first_checkpoint(make_config(*overrides), tmp_path)
     half.env.close()
     resumed = build_trainer(make_config(*overrides, f"resume={tmp_path / 'checkpoint.pt'}"), tmp_path)
     assert resumed.global_step == 1024 and resumed.obs.abs().max() <= 0.05
