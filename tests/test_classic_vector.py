@@ -31,6 +31,11 @@ def random_torque(obs, rng):  # beyond ±2 as well, so the clip is exercised
     return rng.uniform(-3.0, 3.0, size=(len(obs), 1)).astype(np.float32)
 
 
+def sync_env(env_id, num_envs, **kwargs):
+    return gym.make_vec(env_id, num_envs=num_envs, vectorization_mode="sync",
+                        vector_kwargs={"autoreset_mode": AutoresetMode.SAME_STEP}, **kwargs)
+
+
 CASES = {
     "Acrobot-v1": (BatchedAcrobot, pump_acrobot, 150),
     "MountainCar-v0": (BatchedMountainCar, pump_mountain_car, 150),
@@ -42,8 +47,7 @@ CASES = {
 def test_batched_env_steps_exactly_as_gymnasium(env_id):
     batched_class, policy, limit = CASES[env_id]
     num_envs, steps = 5, 600
-    reference = gym.make_vec(env_id, num_envs=num_envs, vectorization_mode="sync",
-                             vector_kwargs={"autoreset_mode": AutoresetMode.SAME_STEP}, max_episode_steps=limit)
+    reference = sync_env(env_id, num_envs, max_episode_steps=limit)
     batched = batched_class(num_envs=num_envs, max_episode_steps=limit)
     assert batched.single_observation_space == reference.single_observation_space
     assert batched.single_action_space == reference.single_action_space
@@ -68,11 +72,6 @@ def test_batched_env_steps_exactly_as_gymnasium(env_id):
     assert truncations > 0
     if env_id != "Pendulum-v1":  # Pendulum never terminates
         assert terminations > 0
-
-
-def sync_env(env_id, num_envs, **kwargs):
-    return gym.make_vec(env_id, num_envs=num_envs, vectorization_mode="sync",
-                        vector_kwargs={"autoreset_mode": AutoresetMode.SAME_STEP}, **kwargs)
 
 
 @pytest.mark.parametrize("env_id, states", [
