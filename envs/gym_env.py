@@ -125,7 +125,7 @@ class GymVecEnv:
         saved, current = state.get("vector_env"), type(self.env).__name__  # None: checkpoints older than the key
         if "env" not in state:  # sub-envs in other processes (async) are not captured
             return False
-        if saved not in (None, current) or len(state["env"]) != len(snapshot.layers(self.env)):
+        if saved not in (None, current) or not snapshot.fits(self.env, state["env"]):
             logger.warning("the checkpoint's episodes ran in a %s, this run steps a %s: starting new episodes",
                            saved or "vector env of another layout", current)
             return False

@@ -75,12 +75,14 @@ def capture(env: gym.vector.VectorEnv) -> list[dict[str, Any]]:
     return snapshot
 
 
+def fits(env: gym.vector.VectorEnv, snapshot: list[dict[str, Any]]) -> bool:
+    """Whether ``snapshot`` was captured from an env of this layout: as many layers and copies."""
+    return len(layers(env)) == len(snapshot) and snapshot[0].get("num_envs", env.num_envs) == env.num_envs
+
+
 def restore(env: gym.vector.VectorEnv, snapshot: list[dict[str, Any]]) -> None:
-    targets = layers(env)
-    if len(targets) != len(snapshot):
-        raise ValueError(f"environment snapshot has {len(snapshot)} layers, the environment has {len(targets)}")
-    if snapshot[0].get("num_envs", env.num_envs) != env.num_envs:
-        raise ValueError(f"environment snapshot has {snapshot[0]['num_envs']} copies, the env has {env.num_envs}")
-    for layer, state in zip(targets, snapshot):
+    if not fits(env, snapshot):
+        raise ValueError(f"environment snapshot of {len(snapshot)} layers does not fit this {type(env).__name__}")
+    for layer, state in zip(layers(env), snapshot):
         for name, value in state.items():
             setattr(layer, name, _decode(value))

@@ -213,7 +213,7 @@ class Trainer:
         self.iteration = state["iteration"]
         self.global_step = state["global_step"]
         self.obs = state["obs"]
-        if not self.env.load_state_dict(state["env"]):  # its running episodes were not captured (async)
+        if not self.env.load_state_dict(state["env"]):  # episodes not captured (async) or from another env kind
             self.obs = self.env.reset(seed=self.config.seed + self.global_step)
         self.wall_seconds = state["wall_seconds"]
         self.eval_history = list(state["eval_history"])
