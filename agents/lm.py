@@ -7,10 +7,18 @@ one decision. Log-probs come from ``token_log_probs`` (logits / T, then log-soft
 in training alike, and the rollout's log-probs and values come from the same ``_forward`` that
 ``evaluate`` uses, so the first PPO minibatch has ratio exactly 1.
 
-``trim_padding=True`` trades that exactness for speed: every scoring forward is cut to the columns
-its batch uses (prompts arrive padded to the longest of their whole set, completions to L), as TRL
-pads each batch to its longest prompt. A PPO minibatch then uses fewer columns than the rollout batch
-it came from, so its first ratio is 1 only up to floating-point summation order (~1e-6).
+Prompts arrive left-padded to the longest of their whole set and completions right-padded to L, so a
+batch carries columns that none of its rows uses. ``trim_padding`` says which forwards skip them:
+
+- ``"rollout"`` (default): ``act`` scores its batch on the columns the batch uses, and ``compact`` cuts
+  the stored rollout to them before the update, so every minibatch forward has the width of the
+  rollout's scoring forward (TRL pads each batch to its longest prompt to the same effect). With one
+  env step per rollout (the text bandit's ``algo.num_steps=1``) the first minibatch's ratio stays
+  exactly 1; with more steps, the rollout's width is their widest.
+- ``"minibatch"``: every forward is cut to its own batch's columns, minibatches included. Faster; a
+  minibatch is then narrower than the rollout batch it came from, so its first ratio is 1 only up to
+  floating-point summation order (~1e-6).
+- ``"none"``: every forward at the full width.
 """
 
 from __future__ import annotations
@@ -28,6 +36,7 @@ from agents.distributions import Categorical
 from agents.reward_model import RewardModel
 
 CRITICS = ("head", "separate")
+TRIM_MODES = ("rollout", "minibatch", "none")
 _FILTERED = torch.finfo(torch.float32).min  # logit of a token removed by top-k/top-p: exp() is 0, no NaN
 
 
@@ -158,7 +167,7 @@ class LMActorCritic(nn.Module):
 
     Dropout is off in rollouts and updates alike (``train()`` keeps the module in eval mode): the
     rollout's log-probs must be those of the function being trained. ``trim_padding`` cuts each scoring
-    forward to the columns its batch uses (see the module docstring).
+    forward to the columns its batch or its rollout uses (see the module docstring).
     """
 
     def __init__(
@@ -173,7 +182,7 @@ class LMActorCritic(nn.Module):
         top_k: int = 0,
         top_p: float = 1.0,
         exit_check_every: int = 4,
-        trim_padding: bool = False,
+        trim_padding: str = "rollout",
     ):
         super().__init__()
         if pad_token_id is None or eos_token_id is None or pad_token_id == eos_token_id:
@@ -184,6 +193,8 @@ class LMActorCritic(nn.Module):
             )
         if critic not in CRITICS:
             raise ValueError(f"critic={critic!r} is unknown; expected one of {CRITICS}")
+        if trim_padding not in TRIM_MODES:
+            raise ValueError(f"trim_padding={trim_padding!r} is unknown; expected one of {TRIM_MODES}")
         if value_init is not None and critic != "separate":
             raise ValueError("value_init needs critic='separate' (the value function gets its own trunk)")
         if temperature <= 0 or max_new_tokens < 1 or exit_check_every < 1 or not 0 < top_p <= 1 or top_k < 0:
@@ -195,7 +206,7 @@ class LMActorCritic(nn.Module):
         self.max_new_tokens, self.temperature = int(max_new_tokens), float(temperature)
         self.top_k, self.top_p, self.exit_check_every = int(top_k), float(top_p), int(exit_check_every)
         self.critic = critic
-        self.trim_padding = bool(trim_padding)
+        self.trim_padding = trim_padding
         self.value_trunk: nn.Module | None = None
         if critic == "separate":
             self.value_trunk = value_init.trunk if value_init is not None else copy.deepcopy(model.base_model)
@@ -214,15 +225,15 @@ class LMActorCritic(nn.Module):
         return super().train(False)
 
     # ----------------------------------------------------------------------------- scoring
-    def _forward(self, obs: Observation, tokens: Tensor, mask: Tensor) -> tuple[Categorical, Tensor]:
+    def _forward(self, obs: Observation, tokens: Tensor, mask: Tensor, trim: bool) -> tuple[Categorical, Tensor]:
         """Token distributions (N, L, V) at temperature T and values V before each decision (N, L).
 
-        With ``trim_padding`` the forward sees only the columns this batch uses; the cut completion
-        columns (after every row's EOS) come back as zeros, outside the mask.
+        With ``trim`` the forward sees only the columns this batch uses; the cut completion columns
+        (after every row's EOS) come back as zeros, outside the mask.
         """
         prompt_ids, prompt_mask = obs["input_ids"], obs["attention_mask"]
         length = tokens.shape[1]
-        if self.trim_padding:
+        if trim:
             prompt_ids, prompt_mask, tokens, mask = trim_padding(prompt_ids, prompt_mask, tokens, mask)
         head = self.critic == "head"
         logits, hidden = completion_logits(self.model, prompt_ids, prompt_mask, tokens, mask, hidden=head)
@@ -232,18 +243,32 @@ class LMActorCritic(nn.Module):
         values = self.value_head(hidden).squeeze(-1)  # (N, L')
         return Categorical(pad_completion_columns(log_probs, length)), pad_completion_columns(values, length)
 
-    def evaluate(self, obs: Observation, action: Tensor) -> PolicyEvaluation:
+    def _evaluate(self, obs: Observation, action: Tensor, trim: bool) -> PolicyEvaluation:
         mask = completion_mask(action, self.eos_token_id)  # (B, L)
-        dist, value = self._forward(obs, action, mask)
+        dist, value = self._forward(obs, action, mask, trim)
         log_prob = torch.where(mask, dist.log_prob(action), 0.0)  # (B, L)
         return PolicyEvaluation(log_prob, dist.entropy(), value, dist)
+
+    def evaluate(self, obs: Observation, action: Tensor) -> PolicyEvaluation:
+        """Scores stored completions; cut to their own columns with ``trim_padding="minibatch"`` (in
+        ``"rollout"`` mode the trainer has already cut the whole rollout with ``compact``)."""
+        return self._evaluate(obs, action, self.trim_padding == "minibatch")
+
+    def compact(self, obs: Observation, action: Tensor, mask: Tensor) -> tuple[Observation, Tensor, int]:
+        """With ``trim_padding="rollout"``: the rollout's prompts (B, P') and completions (B, L') cut to the
+        columns some row uses, the cut ``act`` scored them on; else everything as it is."""
+        if self.trim_padding != "rollout":
+            return obs, action, action.shape[1]
+        start, end = used_columns(obs["attention_mask"], mask)
+        cut = {**obs, "input_ids": obs["input_ids"][:, start:], "attention_mask": obs["attention_mask"][:, start:]}
+        return cut, action[:, :end], end
 
     def decision_values(self, obs: Observation, action: Tensor) -> Tensor:
         """V before each decision (B, L) from the critic's trunk alone: the value trunk, or for
         critic="head" the policy's trunk without the vocabulary projection and its log-softmax."""
         mask = completion_mask(action, self.eos_token_id)  # (B, L)
         prompt_ids, prompt_mask, tokens, length = obs["input_ids"], obs["attention_mask"], action, action.shape[1]
-        if self.trim_padding:
+        if self.trim_padding == "minibatch":
             prompt_ids, prompt_mask, tokens, mask = trim_padding(prompt_ids, prompt_mask, tokens, mask)
         trunk = self.value_trunk if self.value_trunk is not None else self.model.base_model
         values = self.value_head(trunk_hidden(trunk, prompt_ids, prompt_mask, tokens, mask)).squeeze(-1)  # (B, L')
@@ -280,7 +305,7 @@ class LMActorCritic(nn.Module):
                          use_cache=True, logits_to_keep=1)
         for l in range(length):
             dist = Categorical(token_log_probs(out.logits[:, -1], self.temperature, self.top_k, self.top_p))  # (N, V)
-            token = torch.where(done, self.pad_token_id, dist.mode() if deterministic else dist.sample())  # (N,)
+            token = torch.where(done, self.pad_token_id, dist.mode() if deterministic else dist.sample_by_cdf())  # (N,)
             tokens[:, l] = token
             log_prob[:, l] = torch.where(done, 0.0, dist.log_prob(token))
             done = done | (token == self.eos_token_id)
@@ -292,9 +317,10 @@ class LMActorCritic(nn.Module):
 
     @torch.no_grad()
     def act(self, obs: Observation, deterministic: bool = False) -> PolicyStep:
-        """Sample completions, then score them with a fresh ``_forward`` (the one ``evaluate`` uses)."""
+        """Sample completions, then score them with a fresh ``_forward`` (the one ``evaluate`` uses), on
+        the columns the batch uses unless ``trim_padding="none"``."""
         completion = self.sample(obs, deterministic)
-        evaluation = self.evaluate(obs, completion.tokens)
+        evaluation = self._evaluate(obs, completion.tokens, self.trim_padding != "none")
         return PolicyStep(completion.tokens, evaluation.log_prob, evaluation.value, completion.mask,
                           evaluation.distribution)
 

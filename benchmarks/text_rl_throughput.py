@@ -14,8 +14,10 @@ repeat. Each run does a warm-up iteration, then times the steady-state interval 
 iteration, logging included, in wall time and in the process's own CPU time (steadier when other
 jobs share the cores). Per-phase wall times come from wrappers around the library's own functions
 (a few microseconds each). Our env always scores (reference, reward model) on the columns its batch
-uses; the ``*_trimmed`` variants also set ``agent.trim_padding=true``, which cuts every policy and
-value forward the same way (faster; the first minibatch's ratio is then 1 only to ~1e-6).
+uses. Our policy runs with its default ``agent.trim_padding=rollout`` (the rollout's scoring forward
+and every minibatch forward on the columns the rollout uses; the first ratio exactly 1); the
+``*_full`` variants set ``none`` (every policy forward at the full width) and the ``*_minibatch``
+variants ``minibatch`` (each forward on its own batch's columns: faster, first ratio 1 to ~1e-6).
 
     pip install -e ".[bench]"
     python benchmarks/text_rl_throughput.py                       # N = 64, 3 repeats
@@ -52,9 +54,10 @@ VARIANTS = {
     "ours_separate": ("ours", "separate"),
     "ours_head": ("ours", "head"),
     "trl_batchpad": ("trl", "batch"),
-    # agent.trim_padding=true: every policy/value forward cut to the columns its batch uses
-    "ours_separate_trimmed": ("ours", "separate+trim"),
-    "ours_head_trimmed": ("ours", "head+trim"),
+    # agent.trim_padding=none | minibatch instead of the default rollout
+    "ours_head_full": ("ours", "head+none"),
+    "ours_separate_minibatch": ("ours", "separate+minibatch"),
+    "ours_head_minibatch": ("ours", "head+minibatch"),
     "trl_setpad": ("trl", "set"),
 }
 
@@ -113,7 +116,7 @@ def worker_ours(option: str, prompts: int, iterations: int, threads: int, seed: 
                  "algo.clip_value_loss=true", f"algo.vf_coef={VF_COEF}", "algo.ent_coef=0.0",
                  f"algo.gamma={GAMMA}", f"algo.gae_lambda={LAM}", "algo.max_grad_norm=0",
                  f"agent.critic={critic}", *(["agent.value_init_path=rm"] if critic == "separate" else []),
-                 f"agent.trim_padding={bool(trim)}",
+                 f"agent.trim_padding={trim or 'rollout'}",
                  "eval_episodes=0", "eval_every=0", "checkpoint_every=0", "device=cpu", f"seed={seed}",
                  f"torch_threads={threads}", f"total_timesteps={prompts * (iterations + WARMUP + 1)}"]
     config = make_config(*overrides)
@@ -129,15 +132,15 @@ def worker_ours(option: str, prompts: int, iterations: int, threads: int, seed: 
         trainer.compute_batch = clock.wrap("gae", trainer.compute_batch)
         algorithm.update = clock.wrap("update", algorithm.update)
         algorithm.gradient_step = clock.wrap("update_backward_step", algorithm.gradient_step)
-        rollout_evaluate = clock.wrap("rollout_policy_value", policy.evaluate)
+        rollout_evaluate = clock.wrap("rollout_policy_value", policy._evaluate)
         act = policy.act
 
         def timed_act(obs, deterministic=False):
-            policy.evaluate = rollout_evaluate  # the scoring pass inside act
+            policy._evaluate = rollout_evaluate  # the scoring pass inside act
             try:
                 step = act(obs, deterministic)
             finally:
-                del policy.evaluate
+                del policy._evaluate
             tokens.append(int(step.mask.sum()))
             return step
 

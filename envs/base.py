@@ -20,7 +20,7 @@ class StepResult(NamedTuple):
     valid: Tensor  # (N,) bool: False where the step only reset the env (next-step autoreset)
     final_obs: Observation | None  # (N, ...) real last observations where truncated, else None
     info: dict[str, Any]
-    extras: dict[str, Tensor] = {}  # per-step tensors (N, ...) the algorithm may use, stored in the buffer
+    extras: dict[str, Tensor] = {}  # for the algorithm, stored in the buffer: per step (N,) or per decision (N, L, ...)
 
 
 class VecEnv(Protocol):

@@ -42,6 +42,20 @@ class RolloutBatch(NamedTuple):
     def select(self, indices: Tensor) -> "RolloutBatch":
         return RolloutBatch(*(tree_map(lambda x: x[indices], field) for field in self))
 
+    def replace(self, **fields: Tree) -> "RolloutBatch":
+        """A copy with ``fields`` replaced (NamedTuple's ``_replace`` would read ``__len__``, the batch size)."""
+        return RolloutBatch(**{**self._asdict(), **fields})
+
+    def first_decisions(self, end: int) -> "RolloutBatch":
+        """The batch with only the first ``end`` decisions of each step: every per-decision field (B, L)
+        and per-decision extra (B, L, ...) cut to (B, end, ...); observations and actions stay as they are."""
+        if end == self.mask.shape[1]:
+            return self
+        cut = lambda x: x[:, :end]  # noqa: E731
+        return self.replace(log_probs=cut(self.log_probs), values=cut(self.values), advantages=cut(self.advantages),
+                            returns=cut(self.returns), mask=cut(self.mask),
+                            extras=tree_map(lambda x: cut(x) if x.dim() > 1 else x, self.extras))
+
 
 class RolloutBuffer:
     """Time-major storage (T, N, ...) allocated on the first ``add`` from the shapes it sees."""

@@ -133,9 +133,10 @@ class LMAgentConfig:
     """Nucleus sampling mass (1: off); applied in training too."""
     exit_check_every: int = 4
     """Tokens between the sampling loop's checks that every completion has ended (one host sync each)."""
-    trim_padding: bool = False
-    """Cut every policy/value forward to the columns its batch uses: faster, but the first PPO minibatch's
-    ratio is then 1 only up to summation order (~1e-6), not exactly (agents/lm.py)."""
+    trim_padding: str = "rollout"
+    """Padding columns that no row uses are skipped: rollout (the rollout's scoring forward and every
+    minibatch forward see the columns the rollout uses; the first PPO ratio stays exactly 1) | minibatch
+    (each forward its own batch's columns: faster, first ratio 1 to ~1e-6) | none (agents/lm.py)."""
     attn_implementation: str = "auto"
     """auto (eager for algo=trpo, whose Fisher-vector product needs attention twice differentiable;
     else the model's own) | eager | sdpa | any transformers attention implementation."""

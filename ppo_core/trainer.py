@@ -101,7 +101,8 @@ class Trainer:
 
     def compute_batch(self, next_value: Tensor) -> RolloutBatch:
         """GAE over the rollout; V(s_{t+1}) comes from the next step, or from the real final
-        observation where an episode was truncated (bootstrapping on time limits)."""
+        observation where an episode was truncated (bootstrapping on time limits). The flat batch
+        leaves out the padding columns that no row of the rollout uses (``policy.compact``)."""
         algo = self.config.algo
         b = self.buffer
         values, mask = b["values"], b["mask"]  # (T, N, L)
@@ -111,12 +112,15 @@ class Trainer:
             step_mask = mask.any(-1, keepdim=True)  # (T, N, 1)
             advantages, returns = gae(b["rewards"].unsqueeze(-1), values[..., :1], next_values, b["terminated"],
                                       b["episode_ends"], step_mask, algo.gamma, algo.gae_lambda)
-            return b.flatten(advantages.expand_as(values) * mask, returns.expand_as(values) * mask)
-        rewards = place_at_last_decision(b["rewards"], mask)
-        advantages, returns = gae(
-            rewards, values, next_values, b["terminated"], b["episode_ends"], mask, algo.gamma, algo.gae_lambda
-        )
-        return b.flatten(advantages, returns)
+            batch = b.flatten(advantages.expand_as(values) * mask, returns.expand_as(values) * mask)
+        else:
+            rewards = place_at_last_decision(b["rewards"], mask)
+            advantages, returns = gae(
+                rewards, values, next_values, b["terminated"], b["episode_ends"], mask, algo.gamma, algo.gae_lambda
+            )
+            batch = b.flatten(advantages, returns)
+        obs, actions, decisions = self.policy.compact(batch.obs, batch.actions, batch.mask)
+        return batch.first_decisions(decisions).replace(obs=obs, actions=actions)
 
     # ----------------------------------------------------------------------------- loop
     def train(self) -> dict[str, Any]:

@@ -44,9 +44,22 @@ def tiny_batch(kind: str, size: int = 64, seed: int = 0, policy: MLPActorCritic 
     return policy, batch
 
 
-def replace(batch: RolloutBatch, **fields) -> RolloutBatch:
-    """NamedTuple._replace miscounts fields here: RolloutBatch's __len__ is its batch size."""
-    return RolloutBatch(**{**batch._asdict(), **fields})
+def test_first_decisions_cuts_per_decision_fields_and_extras_only():
+    b, length, vocab = 5, 7, 3
+    fields = {name: torch.randn(b, length) for name in ("log_probs", "values", "advantages", "returns")}
+    batch = RolloutBatch(obs={"input_ids": torch.randint(0, 9, (b, 4))}, actions=torch.randint(0, 9, (b, length)),
+                         mask=torch.rand(b, length) < 0.5, **fields,
+                         extras={"ref_log_prob": torch.randn(b, length), "ref_log_probs": torch.randn(b, length, vocab),
+                                 "kl_coef": torch.rand(b)})
+    cut = batch.first_decisions(4)
+    for name, value in fields.items():
+        assert torch.equal(getattr(cut, name), value[:, :4])
+    assert torch.equal(cut.mask, batch.mask[:, :4]) and len(cut) == b
+    assert torch.equal(cut.extras["ref_log_prob"], batch.extras["ref_log_prob"][:, :4])
+    assert torch.equal(cut.extras["ref_log_probs"], batch.extras["ref_log_probs"][:, :4])
+    assert cut.extras["kl_coef"] is batch.extras["kl_coef"]  # per step: nothing to cut
+    assert cut.obs is batch.obs and cut.actions is batch.actions  # the policy's to cut (compact)
+    assert batch.first_decisions(length) is batch
 
 
 def reference_distribution(policy: MLPActorCritic, obs: torch.Tensor):
@@ -100,7 +113,7 @@ def test_rejected_trpo_step_keeps_the_actor_bitwise_and_still_fits_the_critic(ca
     if case == "no_candidates":
         overrides.append("algo.max_backtracks=0")
     else:
-        batch = replace(batch, advantages=torch.zeros_like(batch.advantages))
+        batch = batch.replace(advantages=torch.zeros_like(batch.advantages))
     algo = TRPO(policy, algo_config(*overrides))
     actor, critic = parameters(policy.actor_parameters()), parameters(policy.critic_parameters())
     stats = algo.update(batch)
@@ -132,7 +145,7 @@ def test_decision_values_are_the_values_of_a_full_evaluation(shared_trunk):
 def test_critic_fit_is_one_hand_written_adam_step_on_half_the_squared_error(max_grad_norm, every_7th_masked):
     policy, batch = tiny_batch("box")
     if not every_7th_masked:
-        batch = replace(batch, mask=torch.ones_like(batch.mask))
+        batch = batch.replace(mask=torch.ones_like(batch.mask))
     reference, initial = copy.deepcopy(policy.critic), parameters(policy.critic.parameters())
     algo = TRPO(policy, algo_config("algo=trpo", "algo.learning_rate=0.01", f"algo.max_grad_norm={max_grad_norm}"))
     stats = algo.fit_critic(batch, epochs=1, num_minibatches=1, dense=not every_7th_masked)
@@ -159,7 +172,7 @@ def test_dropping_a_full_mask_changes_no_update_by_a_bit(algo, monkeypatch):
     runs = []
     for dense in (True, False):
         policy, batch = tiny_batch("box", seed=5)
-        batch = replace(batch, mask=torch.ones_like(batch.mask))
+        batch = batch.replace(mask=torch.ones_like(batch.mask))
         monkeypatch.setattr(algorithms, "every_decision_valid", lambda _, dense=dense: dense)
         update = make_algorithm(policy, algo_config(f"algo={algo}", "algo.num_minibatches=4"))
         torch.manual_seed(0)

@@ -47,6 +47,34 @@ def test_categorical_sample_draws_what_torch_multinomial_draws(shape):
     assert abs(float((draws == 1).float().mean()) - float(probabilities[1])) < 0.015
 
 
+def test_categorical_sample_by_cdf_inverts_the_cumulative_distribution():
+    """Each draw is the first category whose cumulative probability exceeds the row's uniform (a loop in
+    float64 from the same uniforms), zero-probability categories never come up, and the frequencies of
+    many draws are the probabilities."""
+    logits = torch.randn(6, 50, generator=torch.Generator().manual_seed(2)) * 2
+    logits[:, ::3] = -float("inf")  # probability 0, as top-k / top-p filtering leaves them
+    dist = Categorical.from_logits(logits)
+    probs = dist.log_probs.exp().double()
+    for seed in range(20):
+        torch.manual_seed(seed)
+        drawn = dist.sample_by_cdf()
+        torch.manual_seed(seed)
+        uniforms = torch.rand(6, 1).double().squeeze(-1) * probs.sum(-1)
+        for row in range(6):
+            total, expected = 0.0, None
+            for category in range(50):
+                total += float(probs[row, category])
+                if total > uniforms[row]:
+                    expected = category
+                    break
+            assert int(drawn[row]) == expected and expected % 3 != 0
+    torch.manual_seed(0)
+    draws = Categorical(dist.log_probs[0].expand(200_000, 50)).sample_by_cdf()
+    frequencies = torch.bincount(draws, minlength=50).double() / 200_000
+    assert (frequencies[::3] == 0).all()
+    assert (frequencies - probs[0]).abs().max() < 4 * (probs[0] * (1 - probs[0]) / 200_000).sqrt().max()
+
+
 def test_diag_gaussian_matches_torch():
     mean, log_std = torch.randn(5, 3), torch.randn(3)
     ours = DiagGaussian(mean, log_std)

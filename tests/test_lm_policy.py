@@ -5,7 +5,7 @@ import pytest
 import torch
 from transformers import LlamaConfig, LlamaForCausalLM
 
-from agents.lm import LMActorCritic, completion_mask, token_log_probs, used_columns
+from agents.lm import Completion, LMActorCritic, completion_mask, token_log_probs, used_columns
 from agents.reward_model import RewardModel
 from ppo_core.align.data import pad_sequences
 from ppo_core.losses import approx_kl
@@ -90,7 +90,7 @@ def test_trimmed_forward_matches_the_full_forward_on_valid_tokens():
     wide = {key: torch.nn.functional.pad(value, (5, 0)) for key, value in left_padded().items() if key != "prompt_index"}
     completion = torch.tensor([[20, 21, EOS, PAD, PAD, PAD], [22, EOS, PAD, PAD, PAD, PAD],
                                [23, 24, 25, EOS, PAD, PAD], [EOS, PAD, PAD, PAD, PAD, PAD]])  # 2 unused columns
-    full, trimmed = policy(), policy(trim_padding=True)
+    full, trimmed = policy(trim_padding="none"), policy(trim_padding="minibatch")
     trimmed.load_state_dict(full.state_dict())
     torch.nn.init.normal_(full.value_head.weight), trimmed.value_head.load_state_dict(full.value_head.state_dict())
     with torch.no_grad():
@@ -101,6 +101,61 @@ def test_trimmed_forward_matches_the_full_forward_on_valid_tokens():
     torch.testing.assert_close(got.value[mask], expected.value[mask], atol=1e-5, rtol=0)
     torch.testing.assert_close(got.distribution.log_probs[mask], expected.distribution.log_probs[mask], atol=1e-5, rtol=0)
     assert (got.distribution.log_probs[:, 4:] == 0).all() and (got.value[:, 4:] == 0).all()
+
+
+def rollout_of_uneven_prompts(trim: str, seed: int = 5):
+    """A policy in ``trim`` mode and its step on 16 prompts padded 4 columns wider than their longest,
+    with completions of 12 tokens that all end (EOS) by the 9th, so both cuts have columns to drop."""
+    torch.manual_seed(seed)
+    pi = policy(max_new_tokens=12, trim_padding=trim)
+    torch.nn.init.normal_(pi.value_head.weight)
+    obs = left_padded(PROMPTS * 4)
+    obs = {**obs, "input_ids": torch.nn.functional.pad(obs["input_ids"], (4, 0), value=PAD),
+           "attention_mask": torch.nn.functional.pad(obs["attention_mask"], (4, 0))}
+    tokens = torch.randint(3, 100, (16, 12))
+    ends = torch.cat([torch.tensor([8]), torch.randint(0, 9, (15,))])  # EOS columns, the last at 8
+    tokens[torch.arange(16), ends] = EOS
+    tokens[torch.arange(12) > ends[:, None]] = PAD
+    mask = completion_mask(tokens, EOS)
+    pi.sample = lambda obs, deterministic=False: Completion(tokens, mask, torch.zeros(16, 12))  # act scores these
+    return pi, obs, pi.act(obs)
+
+
+def test_compact_cuts_the_rollout_to_the_columns_a_scan_finds_used():
+    pi, obs, step = rollout_of_uneven_prompts("rollout")
+    cut_obs, cut_action, kept = pi.compact(obs, step.action, step.mask)
+    first_prompt_column = next(c for c in range(obs["attention_mask"].shape[1]) if obs["attention_mask"][:, c].any())
+    last_completion_column = max(c for c in range(12) if step.mask[:, c].any())
+    assert (first_prompt_column, last_completion_column, kept) == (4, 8, 9)
+    assert torch.equal(cut_obs["input_ids"], obs["input_ids"][:, 4:]) and torch.equal(cut_action, step.action[:, :kept])
+    assert torch.equal(cut_obs["attention_mask"], obs["attention_mask"][:, 4:])
+    assert cut_obs["prompt_index"] is obs["prompt_index"]
+    for mode in ("none", "minibatch"):
+        unchanged = policy(trim_padding=mode).compact(obs, step.action, step.mask)
+        assert unchanged[0] is obs and unchanged[1] is step.action and unchanged[2] == 12
+
+
+@pytest.mark.parametrize("trim", ["rollout", "none"])
+def test_minibatches_of_a_compacted_rollout_have_ratio_exactly_one(trim):
+    pi, obs, step = rollout_of_uneven_prompts(trim)
+    cut_obs, cut_action, kept = pi.compact(obs, step.action, step.mask)
+    reference = policy(max_new_tokens=12, trim_padding="none")  # full width, no cut anywhere
+    reference.load_state_dict(pi.state_dict())
+    with torch.no_grad():
+        full = reference.evaluate(obs, step.action)
+        for rows in torch.randperm(len(step.action)).view(4, -1):  # minibatches of the cut rollout
+            minibatch_obs = {key: value[rows] for key, value in cut_obs.items()}
+            evaluation = pi.evaluate(minibatch_obs, cut_action[rows])
+            assert evaluation.log_prob.shape == (len(rows), kept)
+            assert torch.equal(evaluation.log_prob, step.log_prob[rows, :kept])  # ratio exactly 1
+            assert torch.equal(evaluation.value, step.value[rows, :kept])
+            torch.testing.assert_close(evaluation.log_prob, full.log_prob[rows, :kept], atol=1e-5, rtol=0)
+    assert (step.log_prob[:, kept:] == 0).all() and not step.mask[:, kept:].any()
+
+
+def test_unknown_trim_mode_is_an_error_naming_it():
+    with pytest.raises(ValueError, match=r"trim_padding='sometimes' is unknown; expected one of \('rollout'"):
+        policy(trim_padding="sometimes")
 
 
 def test_value_is_the_first_decision_value():
@@ -120,7 +175,7 @@ def tiny_llama() -> LlamaForCausalLM:
 
 
 @pytest.mark.parametrize("critic", ["head", "separate"])
-@pytest.mark.parametrize("trim", [False, True])
+@pytest.mark.parametrize("trim", ["none", "rollout", "minibatch"])
 @pytest.mark.parametrize("family", ["gpt2", "llama"])
 def test_decision_values_equal_the_values_of_a_full_evaluation(family, trim, critic):
     model = make_lm(0) if family == "gpt2" else tiny_llama()

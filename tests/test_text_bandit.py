@@ -12,13 +12,14 @@ import pytest
 import torch
 from gymnasium.utils.env_checker import check_env
 
-from agents.lm import LMActorCritic
+from agents.lm import Completion, LMActorCritic, completion_mask
 from agents.reward_model import RewardModel
 from envs.text_bandit import TextBanditVecEnv, TextReward, tokenize_prompts
-from ppo_core.algorithms import make_algorithm
+from ppo_core.algorithms import make_algorithm, shuffled_minibatches
 from ppo_core.build import build_trainer
 from ppo_core.config import PPOConfig, TrainConfig
 from ppo_core.errors import ConfigError
+from ppo_core.losses import clipped_surrogate_loss
 from ppo_core.trainer import Trainer
 from tests.conftest import make_config
 from tests.lm_fixtures import CONTEXT, EOS, PAD, make_lm, make_tokenizer, prompt_text, write_artifacts
@@ -203,8 +204,40 @@ def test_ppo_raises_a_known_reward_while_the_kl_stays_bounded(tmp_path):
     start, end = sum(scores[:5]) / 5, sum(scores[-5:]) / 5
     assert start < 0.3 and end > 1.0, scores
     # the KL-regularised optimum π* ∝ π_SFT·exp(r/β) has a sequence KL near 6 here; without the
-    # penalty the policy heads for all-target completions, a KL near L·log(V) ≈ 28
-    assert sum(kls[-10:]) / 10 < 8.0, kls
+    # penalty the policy heads for all-target completions, a KL near L·log(V) ≈ 28. Over seeds 0-3
+    # the mean of the last 10 iterations lies between 6.9 and 9.7
+    assert sum(kls[-10:]) / 10 < 12.0, kls
+
+
+@pytest.mark.parametrize("trim", ["rollout", "none"])
+def test_a_text_update_sees_the_rollout_columns_and_starts_at_ratio_one(artifacts, tmp_path, trim):
+    # seed 4 draws no prompt of the set's longest, and every completion is made to end by its 4th token
+    config = text_config(artifacts, f"agent.trim_padding={trim}", "algo.num_steps=1", "env.num_envs=4", "seed=4")
+    trainer = build_trainer(config, tmp_path / "run")
+    sample = trainer.policy.sample
+
+    def ending_early(obs, deterministic=False):
+        tokens = sample(obs, deterministic).tokens.clone()
+        tokens[:, 3], tokens[:, 4:] = EOS, PAD
+        return Completion(tokens, completion_mask(tokens, EOS), torch.zeros(tokens.shape))
+
+    trainer.policy.sample = ending_early
+    batch = trainer.compute_batch(trainer.collect_rollout())
+    prompt_mask, mask = trainer.buffer["obs"]["attention_mask"][0], trainer.buffer["mask"][0]  # (N, P), (N, L)
+    width = prompt_mask.shape[1]
+    first = next(c for c in range(width) if prompt_mask[:, c].any())
+    end = max(c for c in range(L) if mask[:, c].any()) + 1
+    assert first > 0 and end < L  # columns that no row uses, on both sides
+    if trim == "none":
+        first, end = 0, L
+    assert batch.obs["input_ids"].shape[1] == width - first and batch.actions.shape[1] == batch.mask.shape[1] == end
+    assert torch.equal(batch.actions, trainer.buffer["actions"][0][:, :end])
+    assert torch.equal(batch.extras["ref_log_prob"], trainer.buffer["extras"]["ref_log_prob"][0][:, :end])
+    minibatch = next(shuffled_minibatches(batch, 2))
+    with torch.no_grad():
+        evaluation = trainer.policy.evaluate(minibatch.obs, minibatch.actions)
+    _, stats = clipped_surrogate_loss(evaluation.log_prob, minibatch.log_probs, minibatch.advantages, 0.2, minibatch.mask)
+    assert stats["ratio"].item() == 1.0 and stats["approx_kl"].item() == 0.0
 
 
 def test_train_cli_runs_end_to_end(artifacts, tmp_path):

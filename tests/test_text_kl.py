@@ -243,7 +243,9 @@ def test_step_level_advantage_is_the_bandit_r_minus_v_of_the_prompt(artifacts, t
     batch = trainer.compute_batch(next_value)
     rewards, values, mask = trainer.buffer["rewards"][0], trainer.buffer["values"][0], trainer.buffer["mask"][0]
     expected = (rewards - values[:, 0]).unsqueeze(-1) * mask  # (N, L): r − V(x) on every valid token
-    torch.testing.assert_close(batch.advantages, expected)
-    torch.testing.assert_close(batch.returns, rewards.unsqueeze(-1) * mask)
+    kept = batch.mask.shape[1]  # the batch leaves out completion columns that no row uses
+    assert not mask[:, kept:].any()
+    torch.testing.assert_close(batch.advantages, expected[:, :kept])
+    torch.testing.assert_close(batch.returns, (rewards.unsqueeze(-1) * mask)[:, :kept])
     with pytest.raises(ConfigError, match="algo.advantage_level='sequence' is unknown"):
         build_trainer(text_config(artifacts, "algo.advantage_level=sequence"), tmp_path / "r2")
