@@ -12,9 +12,10 @@ batch carries columns that none of its rows uses. ``trim_padding`` says which fo
 
 - ``"rollout"`` (default): ``act`` scores its batch on the columns the batch uses, and ``compact`` cuts
   the stored rollout to them before the update, so every minibatch forward has the width of the
-  rollout's scoring forward (TRL pads each batch to its longest prompt to the same effect). With one
-  env step per rollout (the text bandit's ``algo.num_steps=1``) the first minibatch's ratio stays
-  exactly 1; with more steps, the rollout's width is their widest.
+  rollout's scoring forward (TRL pads each batch to its longest prompt to the same effect), and the
+  first minibatch's ratio stays exactly 1. That needs a rollout of one env step (the text presets'
+  ``algo.num_steps=1``): ``act`` cuts each step to its own columns, so with more steps the update
+  would score some rows at another width. The trainer's builder uses ``"none"`` then.
 - ``"minibatch"``: every forward is cut to its own batch's columns, minibatches included. Faster; a
   minibatch is then narrower than the rollout batch it came from, so its first ratio is 1 only up to
   floating-point summation order (~1e-6).
@@ -256,10 +257,11 @@ class LMActorCritic(nn.Module):
 
     def compact(self, obs: Observation, action: Tensor, mask: Tensor) -> tuple[Observation, Tensor, int]:
         """With ``trim_padding="rollout"``: the rollout's prompts (B, P') and completions (B, L') cut to the
-        columns some row uses, the cut ``act`` scored them on; else everything as it is."""
+        columns some row uses, the cut ``act`` scored a one-step rollout on; else everything as it is."""
         if self.trim_padding != "rollout":
             return obs, action, action.shape[1]
-        start, end = used_columns(obs["attention_mask"], mask)
+        # the completion mask, as act cut by it (``mask`` may also drop rows the env marked invalid)
+        start, end = used_columns(obs["attention_mask"], completion_mask(action, self.eos_token_id))
         cut = {**obs, "input_ids": obs["input_ids"][:, start:], "attention_mask": obs["attention_mask"][:, start:]}
         return cut, action[:, :end], end
 
@@ -305,7 +307,7 @@ class LMActorCritic(nn.Module):
                          use_cache=True, logits_to_keep=1)
         for l in range(length):
             dist = Categorical(token_log_probs(out.logits[:, -1], self.temperature, self.top_k, self.top_p))  # (N, V)
-            token = torch.where(done, self.pad_token_id, dist.mode() if deterministic else dist.sample_by_cdf())  # (N,)
+            token = torch.where(done, self.pad_token_id, dist.mode() if deterministic else dist.sample_wide())  # (N,)
             tokens[:, l] = token
             log_prob[:, l] = torch.where(done, 0.0, dist.log_prob(token))
             done = done | (token == self.eos_token_id)

@@ -48,13 +48,16 @@ class RolloutBatch(NamedTuple):
 
     def first_decisions(self, end: int) -> "RolloutBatch":
         """The batch with only the first ``end`` decisions of each step: every per-decision field (B, L)
-        and per-decision extra (B, L, ...) cut to (B, end, ...); observations and actions stay as they are."""
-        if end == self.mask.shape[1]:
+        and per-decision extra (B, L, ...) cut to (B, end, ...); per-step extras (B,), observations and
+        actions stay as they are."""
+        length = self.mask.shape[1]
+        if end == length:
             return self
         cut = lambda x: x[:, :end]  # noqa: E731
+        per_decision = lambda x: x.dim() > 1 and x.shape[1] == length  # noqa: E731
         return self.replace(log_probs=cut(self.log_probs), values=cut(self.values), advantages=cut(self.advantages),
                             returns=cut(self.returns), mask=cut(self.mask),
-                            extras=tree_map(lambda x: cut(x) if x.dim() > 1 else x, self.extras))
+                            extras=tree_map(lambda x: cut(x) if per_decision(x) else x, self.extras))
 
 
 class RolloutBuffer:

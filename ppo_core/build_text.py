@@ -5,6 +5,8 @@ Kept apart from ``ppo_core.build`` so that classic-control runs never import tra
 
 from __future__ import annotations
 
+import logging
+
 import torch
 
 from agents.base import ActorCritic
@@ -16,6 +18,9 @@ from ppo_core.auxiliary import AuxiliaryLoss, PretrainingLoss, ReferenceKLLoss
 from ppo_core.config import TextEnvConfig, TrainConfig
 from ppo_core.errors import ConfigError
 from ppo_core.kl import check_kl_treatment
+
+log = logging.getLogger(__name__)
+LEGACY_TRIM = {"true": "minibatch", "false": "none"}  # agent.trim_padding was a bool in older configs
 
 
 def make_text_env(
@@ -100,10 +105,16 @@ def make_lm_policy(config: TrainConfig, env: TextBanditVecEnv, device: torch.dev
                 module.set_attn_implementation(attention)
             except (ValueError, ImportError) as error:
                 raise ConfigError(f"agent.attn_implementation={attention!r}: {str(error).splitlines()[0]}") from None
+    trim = LEGACY_TRIM.get(str(agent.trim_padding).lower(), agent.trim_padding)
+    if trim == "rollout" and config.algo.num_steps > 1:
+        # act cuts each env step to its own columns, the update would see the widest: not the same function
+        log.info("agent.trim_padding=rollout cuts one-step rollouts only; algo.num_steps=%d: every policy "
+                 "forward runs at the full width", config.algo.num_steps)
+        trim = "none"
     try:
         policy = LMActorCritic(model, tokenizer.pad_token_id, tokenizer.eos_token_id, env_config.max_new_tokens,
                                env_config.temperature, agent.critic, value_init, agent.top_k, agent.top_p,
-                               agent.exit_check_every, agent.trim_padding)
+                               agent.exit_check_every, trim)
     except ValueError as error:
         raise ConfigError(f"agent=lm: {error}") from None
     return policy.to(device)

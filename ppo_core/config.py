@@ -135,8 +135,9 @@ class LMAgentConfig:
     """Tokens between the sampling loop's checks that every completion has ended (one host sync each)."""
     trim_padding: str = "rollout"
     """Padding columns that no row uses are skipped: rollout (the rollout's scoring forward and every
-    minibatch forward see the columns the rollout uses; the first PPO ratio stays exactly 1) | minibatch
-    (each forward its own batch's columns: faster, first ratio 1 to ~1e-6) | none (agents/lm.py)."""
+    minibatch forward see the columns the rollout uses; the first PPO ratio stays exactly 1; rollouts of
+    one env step only, else as none) | minibatch (each forward its own batch's columns: faster, first
+    ratio 1 to ~1e-6) | none (agents/lm.py)."""
     attn_implementation: str = "auto"
     """auto (eager for algo=trpo, whose Fisher-vector product needs attention twice differentiable;
     else the model's own) | eager | sdpa | any transformers attention implementation."""

@@ -50,7 +50,7 @@ def test_first_decisions_cuts_per_decision_fields_and_extras_only():
     batch = RolloutBatch(obs={"input_ids": torch.randint(0, 9, (b, 4))}, actions=torch.randint(0, 9, (b, length)),
                          mask=torch.rand(b, length) < 0.5, **fields,
                          extras={"ref_log_prob": torch.randn(b, length), "ref_log_probs": torch.randn(b, length, vocab),
-                                 "kl_coef": torch.rand(b)})
+                                 "kl_coef": torch.rand(b), "per_step_pair": torch.rand(b, 2)})
     cut = batch.first_decisions(4)
     for name, value in fields.items():
         assert torch.equal(getattr(cut, name), value[:, :4])
@@ -58,6 +58,7 @@ def test_first_decisions_cuts_per_decision_fields_and_extras_only():
     assert torch.equal(cut.extras["ref_log_prob"], batch.extras["ref_log_prob"][:, :4])
     assert torch.equal(cut.extras["ref_log_probs"], batch.extras["ref_log_probs"][:, :4])
     assert cut.extras["kl_coef"] is batch.extras["kl_coef"]  # per step: nothing to cut
+    assert cut.extras["per_step_pair"] is batch.extras["per_step_pair"]  # (B, 2): not L decisions either
     assert cut.obs is batch.obs and cut.actions is batch.actions  # the policy's to cut (compact)
     assert batch.first_decisions(length) is batch
 

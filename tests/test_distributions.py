@@ -47,7 +47,7 @@ def test_categorical_sample_draws_what_torch_multinomial_draws(shape):
     assert abs(float((draws == 1).float().mean()) - float(probabilities[1])) < 0.015
 
 
-def test_categorical_sample_by_cdf_inverts_the_cumulative_distribution():
+def test_categorical_sample_wide_inverts_the_cumulative_distribution_on_cpu():
     """Each draw is the first category whose cumulative probability exceeds the row's uniform (a loop in
     float64 from the same uniforms), zero-probability categories never come up, and the frequencies of
     many draws are the probabilities."""
@@ -57,7 +57,7 @@ def test_categorical_sample_by_cdf_inverts_the_cumulative_distribution():
     probs = dist.log_probs.exp().double()
     for seed in range(20):
         torch.manual_seed(seed)
-        drawn = dist.sample_by_cdf()
+        drawn = dist.sample_wide()
         torch.manual_seed(seed)
         uniforms = torch.rand(6, 1).double().squeeze(-1) * probs.sum(-1)
         for row in range(6):
@@ -69,7 +69,7 @@ def test_categorical_sample_by_cdf_inverts_the_cumulative_distribution():
                     break
             assert int(drawn[row]) == expected and expected % 3 != 0
     torch.manual_seed(0)
-    draws = Categorical(dist.log_probs[0].expand(200_000, 50)).sample_by_cdf()
+    draws = Categorical(dist.log_probs[0].expand(200_000, 50)).sample_wide()
     frequencies = torch.bincount(draws, minlength=50).double() / 200_000
     assert (frequencies[::3] == 0).all()
     assert (frequencies - probs[0]).abs().max() < 4 * (probs[0] * (1 - probs[0]) / 200_000).sqrt().max()

@@ -240,6 +240,28 @@ def test_a_text_update_sees_the_rollout_columns_and_starts_at_ratio_one(artifact
     assert stats["ratio"].item() == 1.0 and stats["approx_kl"].item() == 0.0
 
 
+def test_rollouts_of_several_steps_are_scored_and_updated_at_full_width(artifacts, tmp_path):
+    """act cuts each step to its own columns; a rollout of two steps could not be cut the same way."""
+    trainer = build_trainer(text_config(artifacts, "algo.num_steps=2", "env.num_envs=4"), tmp_path / "run")
+    assert trainer.policy.trim_padding == "none"
+    batch = trainer.compute_batch(trainer.collect_rollout())
+    assert batch.obs["input_ids"].shape == trainer.buffer["obs"]["input_ids"].flatten(0, 1).shape and batch.mask.shape[1] == L
+    with torch.no_grad():
+        evaluation = trainer.policy.evaluate(batch.obs, batch.actions)
+    assert torch.equal(evaluation.log_prob, batch.log_probs)  # both steps' rows: ratio exactly 1
+
+
+@pytest.mark.parametrize("written, mode", [("true", "minibatch"), ("false", "none"), ("minibatch", "minibatch")])
+def test_trim_padding_of_older_configs_keeps_its_meaning(artifacts, tmp_path, written, mode):
+    trainer = build_trainer(text_config(artifacts, f"agent.trim_padding={written}", "algo.num_steps=1"), tmp_path / "run")
+    assert trainer.policy.trim_padding == mode
+
+
+def test_unknown_trim_padding_is_a_config_error(artifacts, tmp_path):
+    with pytest.raises(ConfigError, match=r"trim_padding='often' is unknown; expected one of \('rollout'"):
+        build_trainer(text_config(artifacts, "agent.trim_padding=often"), tmp_path / "run")
+
+
 def test_train_cli_runs_end_to_end(artifacts, tmp_path):
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
     args = [sys.executable, "-m", "ppo_core.train", "env=text_bandit", "agent=lm", "algo=ppo", "progress=false",
