@@ -50,10 +50,10 @@ class ActorCritic(Protocol):
         actor's forward, for critic regression."""
         ...
 
-    def compact(self, obs: Observation, action: Tensor, mask: Tensor) -> tuple[Observation, Tensor, int]:
+    def compact(self, obs: Observation, action: Tensor) -> tuple[Observation, Tensor, int]:
         """A rollout's observations and actions (B, ...) without the padding columns that no row uses,
-        and how many decisions per step remain (``mask`` (B, L): real decisions). The trainer cuts each
-        rollout once before its update, so padding is not carried through every minibatch forward."""
+        and how many decisions per step remain. The trainer cuts each rollout once before its update,
+        so padding is not carried through every minibatch forward."""
         ...
 
     def env_action(self, step: PolicyStep) -> Any:

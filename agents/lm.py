@@ -255,15 +255,14 @@ class LMActorCritic(nn.Module):
         ``"rollout"`` mode the trainer has already cut the whole rollout with ``compact``)."""
         return self._evaluate(obs, action, self.trim_padding == "minibatch")
 
-    def compact(self, obs: Observation, action: Tensor, mask: Tensor) -> tuple[Observation, Tensor, int]:
+    def compact(self, obs: Observation, action: Tensor) -> tuple[Observation, Tensor, int]:
         """With ``trim_padding="rollout"``: the rollout's prompts (B, P') and completions (B, L') cut to the
         columns some row uses, the cut ``act`` scored a one-step rollout on; else everything as it is."""
         if self.trim_padding != "rollout":
             return obs, action, action.shape[1]
-        # the completion mask, as act cut by it (``mask`` may also drop rows the env marked invalid)
-        start, end = used_columns(obs["attention_mask"], completion_mask(action, self.eos_token_id))
-        cut = {**obs, "input_ids": obs["input_ids"][:, start:], "attention_mask": obs["attention_mask"][:, start:]}
-        return cut, action[:, :end], end
+        prompt_ids, prompt_mask, tokens, _ = trim_padding(obs["input_ids"], obs["attention_mask"], action,
+                                                          completion_mask(action, self.eos_token_id))
+        return {**obs, "input_ids": prompt_ids, "attention_mask": prompt_mask}, tokens, tokens.shape[1]
 
     def decision_values(self, obs: Observation, action: Tensor) -> Tensor:
         """V before each decision (B, L) from the critic's trunk alone: the value trunk, or for

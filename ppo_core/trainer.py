@@ -119,7 +119,7 @@ class Trainer:
                 rewards, values, next_values, b["terminated"], b["episode_ends"], mask, algo.gamma, algo.gae_lambda
             )
             batch = b.flatten(advantages, returns)
-        obs, actions, decisions = self.policy.compact(batch.obs, batch.actions, batch.mask)
+        obs, actions, decisions = self.policy.compact(batch.obs, batch.actions)
         return batch.first_decisions(decisions).replace(obs=obs, actions=actions)
 
     # ----------------------------------------------------------------------------- loop

@@ -123,7 +123,7 @@ def rollout_of_uneven_prompts(trim: str, seed: int = 5):
 
 def test_compact_cuts_the_rollout_to_the_columns_a_scan_finds_used():
     pi, obs, step = rollout_of_uneven_prompts("rollout")
-    cut_obs, cut_action, kept = pi.compact(obs, step.action, step.mask)
+    cut_obs, cut_action, kept = pi.compact(obs, step.action)
     first_prompt_column = next(c for c in range(obs["attention_mask"].shape[1]) if obs["attention_mask"][:, c].any())
     last_completion_column = max(c for c in range(12) if step.mask[:, c].any())
     assert (first_prompt_column, last_completion_column, kept) == (4, 8, 9)
@@ -131,14 +131,14 @@ def test_compact_cuts_the_rollout_to_the_columns_a_scan_finds_used():
     assert torch.equal(cut_obs["attention_mask"], obs["attention_mask"][:, 4:])
     assert cut_obs["prompt_index"] is obs["prompt_index"]
     for mode in ("none", "minibatch"):
-        unchanged = policy(trim_padding=mode).compact(obs, step.action, step.mask)
+        unchanged = policy(trim_padding=mode).compact(obs, step.action)
         assert unchanged[0] is obs and unchanged[1] is step.action and unchanged[2] == 12
 
 
 @pytest.mark.parametrize("trim", ["rollout", "none"])
 def test_minibatches_of_a_compacted_rollout_have_ratio_exactly_one(trim):
     pi, obs, step = rollout_of_uneven_prompts(trim)
-    cut_obs, cut_action, kept = pi.compact(obs, step.action, step.mask)
+    cut_obs, cut_action, kept = pi.compact(obs, step.action)
     reference = policy(max_new_tokens=12, trim_padding="none")  # full width, no cut anywhere
     reference.load_state_dict(pi.state_dict())
     with torch.no_grad():

@@ -236,7 +236,8 @@ def test_a_text_update_sees_the_rollout_columns_and_starts_at_ratio_one(artifact
     minibatch = next(shuffled_minibatches(batch, 2))
     with torch.no_grad():
         evaluation = trainer.policy.evaluate(minibatch.obs, minibatch.actions)
-    _, stats = clipped_surrogate_loss(evaluation.log_prob, minibatch.log_probs, minibatch.advantages, 0.2, minibatch.mask)
+    _, stats = clipped_surrogate_loss(evaluation.log_prob, minibatch.log_probs, minibatch.advantages, 0.2,
+                                      minibatch.mask)
     assert stats["ratio"].item() == 1.0 and stats["approx_kl"].item() == 0.0
 
 
@@ -245,7 +246,8 @@ def test_rollouts_of_several_steps_are_scored_and_updated_at_full_width(artifact
     trainer = build_trainer(text_config(artifacts, "algo.num_steps=2", "env.num_envs=4"), tmp_path / "run")
     assert trainer.policy.trim_padding == "none"
     batch = trainer.compute_batch(trainer.collect_rollout())
-    assert batch.obs["input_ids"].shape == trainer.buffer["obs"]["input_ids"].flatten(0, 1).shape and batch.mask.shape[1] == L
+    assert batch.obs["input_ids"].shape == trainer.buffer["obs"]["input_ids"].flatten(0, 1).shape
+    assert batch.mask.shape[1] == L
     with torch.no_grad():
         evaluation = trainer.policy.evaluate(batch.obs, batch.actions)
     assert torch.equal(evaluation.log_prob, batch.log_probs)  # both steps' rows: ratio exactly 1
@@ -253,7 +255,8 @@ def test_rollouts_of_several_steps_are_scored_and_updated_at_full_width(artifact
 
 @pytest.mark.parametrize("written, mode", [("true", "minibatch"), ("false", "none"), ("minibatch", "minibatch")])
 def test_trim_padding_of_older_configs_keeps_its_meaning(artifacts, tmp_path, written, mode):
-    trainer = build_trainer(text_config(artifacts, f"agent.trim_padding={written}", "algo.num_steps=1"), tmp_path / "run")
+    config = text_config(artifacts, f"agent.trim_padding={written}", "algo.num_steps=1")
+    trainer = build_trainer(config, tmp_path / "run")
     assert trainer.policy.trim_padding == mode
 
 
