@@ -6,9 +6,12 @@ import sys
 
 import pytest
 
+from envs.language_world.template import COMPLETION_SEPARATOR
+
 from ppo_core.align.config import AlignConfig, compose_align_config
 from ppo_core.align.errors import AlignError
 from ppo_core.align.stages import STAGES, run_stage
+from ppo_core.align.world import load_world
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -34,6 +37,19 @@ def test_unknown_key_or_wrong_type_is_rejected(override, message):
     with pytest.raises(Exception, match=message):
         compose_align_config([override])
 
+
+
+def test_demonstration_slips_reach_the_sft_data_and_a_bad_kind_is_named():
+    cfg = compose_align_config(["size=tiny", "world.demo_slips.harmful=1.0", "world.demo_slips.open_qa=0.0"])
+    world = load_world(cfg.world)
+    demonstrations = dict(world.demonstrations("train"))
+    harmful = [p for p in world.splits["train"] if p.kind == "harmful" and p.spec["redirect"] is not None]
+    assert harmful
+    for prompt in harmful:  # every one a bare refusal: polite, no redirect fact, gold 0.8
+        answer = demonstrations[world.prompt_text(prompt)].removeprefix(COMPLETION_SEPARATOR)
+        assert world.gold_total(prompt, answer) == 0.8, answer
+    with pytest.raises(AlignError, match="classify"):
+        load_world(compose_align_config(["size=tiny", "+world.demo_slips.classify=0.5"]).world)
 
 def test_unknown_stage_names_the_known_ones():
     with pytest.raises(AlignError, match="stage=.rlhf. is unknown.*all_supervised.*eval.*rl"):

@@ -317,6 +317,41 @@ def test_demonstrations_vary_with_the_rng():
     assert canonical != [labeler.demonstration(p, random.Random(7)) for p in prompts]
 
 
+def test_written_demonstrations_slip_at_the_set_rate_and_score_as_documented():
+    """With slip rates, harmful answers lose their redirect fact (gold 0.8) and open questions about
+    known entities get "I do not know" (gold 0.5) at those rates; other kinds stay ideal."""
+    world = build_world(0, "tiny")
+    prompts = make_prompts(world, 600, seed=3)
+    slippable = {"harmful": [p for p in prompts if p.kind == "harmful" and p.spec["redirect"] is not None],
+                 "open_qa": [p for p in prompts if p.kind == "open_qa" and p.spec["known"]]}
+    assert min(len(group) for group in slippable.values()) >= 60
+    rates = {"harmful": 0.6, "open_qa": 0.3}
+    labeler = GoldLabeler(world, slips=rates)
+    lesser_total = {"harmful": 0.8, "open_qa": 0.5}
+    rng = random.Random(11)
+    for kind, group in slippable.items():
+        totals = [labeler.score(p, labeler.demonstration(p, rng, written=True)).total for p in group]
+        assert set(totals) == {GOLD_MAXIMUM, lesser_total[kind]}, kind
+        slipped = sum(t == lesser_total[kind] for t in totals)
+        sd = (len(group) * rates[kind] * (1 - rates[kind])) ** 0.5
+        assert abs(slipped - len(group) * rates[kind]) < 4 * sd, (kind, slipped, len(group))
+    for prompt in prompts:
+        if prompt not in slippable["harmful"] and prompt not in slippable["open_qa"]:
+            answer = labeler.demonstration(prompt, rng, written=True)
+            assert labeler.score(prompt, answer).total == GOLD_MAXIMUM, (prompt, answer)
+    # the ideal answer stays ideal, and zero rates write exactly the ideal demonstrations
+    assert all(labeler.score(p, labeler.demonstration(p, rng)).total == GOLD_MAXIMUM for p in slippable["harmful"])
+    unslipped = GoldLabeler(world, slips={"harmful": 0.0})
+    assert ([unslipped.demonstration(p, random.Random(5), written=True) for p in prompts]
+            == [labeler.demonstration(p, random.Random(5)) for p in prompts])
+
+
+@pytest.mark.parametrize("slips, message", [({"classify": 0.5}, "classify"), ({"harmful": 1.5}, "1.5")])
+def test_bad_slips_are_named(slips, message):
+    with pytest.raises(ValueError, match=message):
+        GoldLabeler(build_world(0, "tiny"), slips=slips)
+
+
 # ---- rankings ----------------------------------------------------------------------------------------
 
 LADDER = (  # gold totals for EAT, all distinct

@@ -1,8 +1,20 @@
-"""Ideal answers (SFT demonstrations): each scores the gold maximum, in wording varied by an rng."""
+"""SFT demonstrations: ideal answers, each scoring the gold maximum in wording varied by an rng, and
+the lesser answers of a labeler's slips.
+
+Labelers judge better than they write: ranking answers is easier than writing the best one, and that
+gap is what RL from their rankings can close beyond SFT. A 1.6M-parameter model learns ideal
+demonstrations of harmful requests and open questions almost perfectly, which would leave RL nothing
+to improve there; so the demonstrations of those kinds can carry a labeler's habit, a visible slip
+that the labeler's own rankings (which judge against the ideal) mark as worse:
+
+- harmful: refusing without going on to the redirect fact (gold 0.8 instead of 1);
+- open_qa: saying it does not know a fact the world holds (gold 0.5 instead of 1).
+"""
 
 from __future__ import annotations
 
 import random
+from typing import Mapping
 
 from . import phrases
 from .lexicon import NUMBER_WORDS
@@ -92,8 +104,44 @@ _WRITERS = {
 }
 
 
-def demonstration(world: World, prompt: Prompt, rng: random.Random | None = None) -> str:
-    """The ideal answer to `prompt`; the canonical wording when `rng` is None, a varied one otherwise."""
+SLIP_KINDS: tuple[str, ...] = ("harmful", "open_qa")
+"""Task kinds with a labeler's habit (`_slip`)."""
+
+
+def _slip(world: World, prompt: Prompt, rng: random.Random) -> str | None:
+    """The lesser answer of the labeler's habit on `prompt` (module docstring), or None where there is
+    none: a harmful request without a redirect topic, a question about a name the world does not know."""
+    spec = prompt.spec
+    if prompt.kind == "harmful" and spec.get("redirect") is not None:
+        return pick(phrases.REFUSALS, rng)
+    if prompt.kind == "open_qa" and spec["known"]:
+        return fill(pick(phrases.ABSTENTIONS, rng), world, spec["entity"], spec["entity_kind"])
+    return None
+
+
+def check_slips(slips: Mapping[str, float]) -> dict[str, float]:
+    """`slips` as a dict, after checking its kinds and rates."""
+    unknown = sorted(set(slips) - set(SLIP_KINDS))
+    if unknown:
+        raise ValueError(f"demonstration slips for {unknown}: only {list(SLIP_KINDS)} have one")
+    bad = {kind: rate for kind, rate in slips.items() if not 0.0 <= rate <= 1.0}
+    if bad:
+        raise ValueError(f"demonstration slip rates must lie in [0, 1], got {bad}")
+    return dict(slips)
+
+
+def demonstration(world: World, prompt: Prompt, rng: random.Random | None = None,
+                  slips: Mapping[str, float] | None = None) -> str:
+    """The ideal answer to `prompt`; the canonical wording when `rng` is None, a varied one otherwise.
+
+    With `slips` ({kind: rate}) and an rng, a demonstration of one of those kinds is the lesser answer
+    of the labeler's habit with that probability. A rate of 0 draws nothing from the rng.
+    """
     if prompt.kind not in _WRITERS:
         raise ValueError(f"unknown prompt kind {prompt.kind!r}")
+    rate = (slips or {}).get(prompt.kind, 0.0)
+    if rng is not None and rate > 0 and rng.random() < rate:
+        lesser = _slip(world, prompt, rng)
+        if lesser is not None:
+            return lesser
     return _WRITERS[prompt.kind](world, prompt, rng)

@@ -22,10 +22,10 @@ from __future__ import annotations
 
 import math
 import random
-from typing import Sequence
+from typing import Mapping, Sequence
 
 from . import ranking
-from .demonstrations import demonstration as write_demonstration
+from .demonstrations import check_slips, demonstration as write_demonstration
 from .prompts import Prompt
 from .scoring import GOLD_MAXIMUM, Score, Scorer
 from .world import World
@@ -46,14 +46,18 @@ class GoldLabeler:
         disagreement: probability in [0, 0.5) that a noisy ranking orders a pair with distinct gold
             scores against the gold order.
         seed: seeds the labeler's own rng, used when a call passes no rng.
+        slips: {task kind: rate} of the labeler's habits when writing demonstrations for SFT
+            (demonstrations.py); none by default, so `demonstration` is ideal unless asked.
     """
 
     gold_maximum: float = GOLD_MAXIMUM
 
-    def __init__(self, world: World, disagreement: float = DEFAULT_DISAGREEMENT, seed: int = 0) -> None:
+    def __init__(self, world: World, disagreement: float = DEFAULT_DISAGREEMENT, seed: int = 0,
+                 slips: Mapping[str, float] | None = None) -> None:
         ranking.check_disagreement(disagreement)
         self.world = world
         self.disagreement = disagreement
+        self.slips = check_slips(slips or {})
         self.scorer = Scorer(world)
         self._rng = random.Random(f"labeler:{seed}")
 
@@ -73,9 +77,11 @@ class GoldLabeler:
         """Gold helpful / honest / harmless scores and total (see scoring.py for the definitions)."""
         return self.scorer.score(prompt, completion)
 
-    def demonstration(self, prompt: Prompt, rng: RandomLike = None) -> str:
-        """The ideal answer; canonical wording without an rng, varied wording with one (or a seed)."""
-        return write_demonstration(self.world, prompt, None if rng is None else self._random(rng))
+    def demonstration(self, prompt: Prompt, rng: RandomLike = None, written: bool = False) -> str:
+        """The ideal answer; canonical wording without an rng, varied wording with one (or a seed).
+        `written`: as the labeler writes it for SFT, with its slips (needs an rng)."""
+        return write_demonstration(self.world, prompt, None if rng is None else self._random(rng),
+                                   self.slips if written else None)
 
     def rank(self, prompt: Prompt, completions: Sequence[str], rng: RandomLike = None) -> list[int]:
         """Indices of `completions` from best to worst as a noisy labeler orders them (K = 2..9)."""

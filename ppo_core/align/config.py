@@ -36,6 +36,9 @@ class WorldConfig:
     disagreement: float = 0.164
     """Gold labeler's per-pair flip rate p against the gold order; (1-p)^2 + p^2 = 0.726 is InstructGPT's
     inter-labeler agreement (Sec. 3.4), see envs/language_world/labeler.py."""
+    demo_slips: dict[str, float] = field(default_factory=dict)
+    """{task kind: rate} of the labeler's habits in SFT demonstrations (harmful: no redirect fact;
+    open_qa: "I do not know" about a known entity), envs/language_world/demonstrations.py."""
 
 
 @dataclass

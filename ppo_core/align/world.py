@@ -50,12 +50,13 @@ class WorldData:
         return self.labeler.score(prompt, text).total
 
     def demonstrations(self, split: str) -> list[tuple[str, str]]:
-        """(prompt text, completion text) pairs of the labeler's demonstrations for one split.
+        """(prompt text, completion text) pairs of the labeler's demonstrations for one split, as the
+        labeler writes them (with its slips, `WorldConfig.demo_slips`).
 
         The completion starts with the template's separator, so prompt + completion is the training text.
         """
         rng = random.Random(f"{self.seed}-demonstrations-{split}")
-        return [(format_prompt(p), COMPLETION_SEPARATOR + self.labeler.demonstration(p, rng).strip())
+        return [(format_prompt(p), COMPLETION_SEPARATOR + self.labeler.demonstration(p, rng, written=True).strip())
                 for p in self.splits[split]]
 
     def tokenizer_texts(self) -> list[str]:
@@ -70,7 +71,7 @@ def load_world(cfg: WorldConfig) -> WorldData:
         corpus = pretraining_corpus(world, cfg.seed, cfg.corpus_chars or None)
         prompts = make_prompts(world, cfg.n_prompts or None, cfg.seed)
         splits = split_by_user(prompts, tuple(cfg.split), cfg.seed)
-        labeler = GoldLabeler(world, disagreement=cfg.disagreement, seed=cfg.seed)
+        labeler = GoldLabeler(world, disagreement=cfg.disagreement, seed=cfg.seed, slips=cfg.demo_slips)
     except ValueError as e:
         raise AlignError(f"world settings: {e}") from e
     for name in ("train", "validation", "test"):
