@@ -79,8 +79,9 @@ class TextEnvConfig:
     """L: tokens per completion (the action length), shared with the policy."""
     temperature: float = 1.0
     """Sampling temperature T of the policy; the KL compares π and π_SFT both at T."""
-    beta: float = 0.02
-    """β: weight of the KL penalty (InstructGPT's value); the initial β when ``kl_target`` is set."""
+    beta: float = 0.05
+    """β: weight of the KL penalty (InstructGPT: 0.02, which over-optimises this world's reward model,
+    benchmarks/RESULTS.md); the initial β when ``kl_target`` is set."""
     kl_placement: str = "reward"
     """reward: subtract β·Σ_l KL_l from the reward (InstructGPT) | loss: reward = RM score, and the
     algorithm adds β · (mean per-token KL) to its loss, outside the importance ratio."""
