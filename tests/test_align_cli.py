@@ -7,7 +7,6 @@ import sys
 import pytest
 
 from envs.language_world.template import COMPLETION_SEPARATOR
-
 from ppo_core.align.config import AlignConfig, compose_align_config
 from ppo_core.align.errors import AlignError
 from ppo_core.align.stages import STAGES, run_stage
@@ -38,7 +37,6 @@ def test_unknown_key_or_wrong_type_is_rejected(override, message):
         compose_align_config([override])
 
 
-
 def test_demonstration_slips_reach_the_sft_data_and_a_bad_kind_is_named():
     cfg = compose_align_config(["size=tiny", "world.demo_slips.harmful=1.0", "world.demo_slips.open_qa=0.0"])
     world = load_world(cfg.world)
@@ -50,6 +48,7 @@ def test_demonstration_slips_reach_the_sft_data_and_a_bad_kind_is_named():
         assert world.gold_total(prompt, answer) == 0.8, answer
     with pytest.raises(AlignError, match="classify"):
         load_world(compose_align_config(["size=tiny", "+world.demo_slips.classify=0.5"]).world)
+
 
 def test_unknown_stage_names_the_known_ones():
     with pytest.raises(AlignError, match="stage=.rlhf. is unknown.*all_supervised.*eval.*rl"):

@@ -339,11 +339,12 @@ def test_written_demonstrations_slip_at_the_set_rate_and_score_as_documented():
         if prompt not in slippable["harmful"] and prompt not in slippable["open_qa"]:
             answer = labeler.demonstration(prompt, rng, written=True)
             assert labeler.score(prompt, answer).total == GOLD_MAXIMUM, (prompt, answer)
-    # the ideal answer stays ideal, and zero rates write exactly the ideal demonstrations
+    # the ideal answer stays ideal, and zero rates write exactly the ideal demonstrations (drawing
+    # nothing more from the rng, so the wording of every later prompt is unchanged too)
     assert all(labeler.score(p, labeler.demonstration(p, rng)).total == GOLD_MAXIMUM for p in slippable["harmful"])
-    unslipped = GoldLabeler(world, slips={"harmful": 0.0})
-    assert ([unslipped.demonstration(p, random.Random(5), written=True) for p in prompts]
-            == [labeler.demonstration(p, random.Random(5)) for p in prompts])
+    unslipped, ideal_rng, written_rng = GoldLabeler(world, slips={"harmful": 0.0}), random.Random(5), random.Random(5)
+    assert ([unslipped.demonstration(p, written_rng, written=True) for p in prompts]
+            == [labeler.demonstration(p, ideal_rng) for p in prompts])
 
 
 @pytest.mark.parametrize("slips, message", [({"classify": 0.5}, "classify"), ({"harmful": 1.5}, "1.5")])
