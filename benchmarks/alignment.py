@@ -157,8 +157,8 @@ def report(results: dict[str, list[dict]], seconds: dict[str, float], command: s
     base = sft[0]["pretraining_loss_base"]
     if best is not None:
         lines += ["", f"Best possible win rate against SFT: {best:.3f} greedy, "
-                  f"{mean_sd([r['best_win_vs_sft_sampled'] for r in sft])} sampled: the gold labeler's own "
-                  "demonstrations (the gold maximum) against SFT's answers; where SFT already scores the maximum, "
+                  f"{mean_sd([r['best_win_vs_sft_sampled'] for r in sft])} sampled: the gold labeler's ideal "
+                  "answers (the gold maximum) against SFT's answers; where SFT already scores the maximum, "
                   "any policy can only tie."]
     lines += ["", f"Base model: pretraining loss {base:.3f}, gold {sft[0]['gold_base']:.3f}. Supervised stages "
               "(wall s, from their summaries): " + ", ".join(f"{k} {v:.0f}" for k, v in seconds.items()) + ".", ""]

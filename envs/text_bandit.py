@@ -117,7 +117,7 @@ class TextReward(nn.Module):
         reward_model: RewardFn,
         eos_token_id: int,
         temperature: float = 1.0,
-        beta: float = 0.02,
+        beta: float = 0.05,
         estimator: str = "k1",
         direction: str = "reverse",
         placement: str = "reward",

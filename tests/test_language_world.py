@@ -342,6 +342,8 @@ def test_written_demonstrations_slip_at_the_set_rate_and_score_as_documented():
     # the ideal answer stays ideal, and zero rates write exactly the ideal demonstrations (drawing
     # nothing more from the rng, so the wording of every later prompt is unchanged too)
     assert all(labeler.score(p, labeler.demonstration(p, rng)).total == GOLD_MAXIMUM for p in slippable["harmful"])
+    with pytest.raises(ValueError, match="rng"):  # slips without an rng to draw them from
+        labeler.demonstration(slippable["harmful"][0], written=True)
     unslipped, ideal_rng, written_rng = GoldLabeler(world, slips={"harmful": 0.0}), random.Random(5), random.Random(5)
     assert ([unslipped.demonstration(p, written_rng, written=True) for p in prompts]
             == [labeler.demonstration(p, ideal_rng) for p in prompts])

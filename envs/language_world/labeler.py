@@ -80,6 +80,8 @@ class GoldLabeler:
     def demonstration(self, prompt: Prompt, rng: RandomLike = None, written: bool = False) -> str:
         """The ideal answer; canonical wording without an rng, varied wording with one (or a seed).
         `written`: as the labeler writes it for SFT, with its slips (needs an rng)."""
+        if written and rng is None and any(self.slips.values()):
+            raise ValueError("a written demonstration with slips needs an rng to draw them from")
         return write_demonstration(self.world, prompt, None if rng is None else self._random(rng),
                                    self.slips if written else None)
 

@@ -5,8 +5,8 @@ On the prompts of one world split, per task kind and overall:
 - gold win rate of the policy against SFT and against base: the gold labeler's noiseless totals of the
   two models' completions of one prompt are compared; a higher total wins, equal totals count half
   (noise-free, so the rate measures the models, not the labeler's disagreement);
-- the best win rate against SFT that any policy could reach: the gold labeler's own demonstrations
-  (the gold maximum) against SFT's completions. Where SFT already reaches the maximum, even a perfect
+- the best win rate against SFT that any policy could reach: the gold labeler's ideal answers
+  (the gold maximum; not its SFT demonstrations, which carry its habits) against SFT's completions. Where SFT already reaches the maximum, even a perfect
   policy only ties, so this caps ``win_vs_sft`` below 1;
 - mean gold total of each model and mean proxy reward-model score of the policy;
 - KL(π‖π_SFT) per completion: the exact per-token KL over the vocabulary, summed over completions
@@ -106,7 +106,7 @@ def comparison_table(kinds: Sequence[str], policy: Answers, sft: Answers, base: 
                      best_gold: Tensor | None = None) -> list[dict]:
     """One row per task kind and one for all prompts: win rates, gold totals, RM score and KL.
 
-    ``best_gold`` (M,): gold totals of the best completions known (the labeler's demonstrations); with
+    ``best_gold`` (M,): gold totals of the best completions known (the labeler's ideal answers); with
     it, ``best_win_vs_sft`` is their win rate against SFT, the ceiling of ``win_vs_sft``. Where both
     the policy and SFT were sampled, the ``*_sampled`` columns compare their samples.
     """

@@ -60,7 +60,8 @@ class WorldData:
                 for p in self.splits[split]]
 
     def tokenizer_texts(self) -> list[str]:
-        """Texts the tokenizer is trained on: the corpus and the train demonstrations with their prompts."""
+        """Texts the tokenizer is trained on: the corpus and the train demonstrations with their prompts
+        (as written, so `WorldConfig.demo_slips` changes the tokenizer, and the base model, too)."""
         return self.corpus + [prompt + completion for prompt, completion in self.demonstrations("train")]
 
 
