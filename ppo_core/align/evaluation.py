@@ -5,9 +5,9 @@ On the prompts of one world split, per task kind and overall:
 - gold win rate of the policy against SFT and against base: the gold labeler's noiseless totals of the
   two models' completions of one prompt are compared; a higher total wins, equal totals count half
   (noise-free, so the rate measures the models, not the labeler's disagreement);
-- the best win rate against SFT that any policy could reach: the gold labeler's ideal answers
-  (the gold maximum; not its SFT demonstrations, which carry its habits) against SFT's completions. Where SFT already reaches the maximum, even a perfect
-  policy only ties, so this caps ``win_vs_sft`` below 1;
+- the best win rate against SFT that any policy could reach: the gold labeler's ideal answers (the
+  gold maximum; not its SFT demonstrations, which carry its habits) against SFT's completions. Where
+  SFT already reaches the maximum, even a perfect policy only ties, so this caps ``win_vs_sft`` below 1;
 - mean gold total of each model and mean proxy reward-model score of the policy;
 - KL(π‖π_SFT) per completion: the exact per-token KL over the vocabulary, summed over completions
   SAMPLED from the policy at the env temperature (greedy completions would give a biased, possibly
