@@ -5,20 +5,25 @@ An observation is a batch of LEFT-padded prompts, ``{"input_ids": (N, P), "atten
 ``max_new_tokens`` = L tokens, right-padded with ``pad_token_id`` after its first EOS; each token is
 one decision. Log-probs come from ``token_log_probs`` (logits / T, then log-softmax) in sampling and
 in training alike, and the rollout's log-probs and values come from the same ``_forward`` that
-``evaluate`` uses, so the first PPO minibatch has ratio exactly 1.
+``evaluate`` uses, so the first PPO minibatch has ratio 1 (exactly, with ``trim_padding="rollout"``).
 
 Prompts arrive left-padded to the longest of their whole set and completions right-padded to L, so a
-batch carries columns that none of its rows uses. ``trim_padding`` says which forwards skip them:
+batch carries columns that none of its rows uses. ``trim_padding`` says how forwards skip them:
 
-- ``"rollout"`` (default): ``act`` scores its batch on the columns the batch uses, and ``compact`` cuts
-  the stored rollout to them before the update, so every minibatch forward has the width of the
+- ``"pack"`` (default): no forward sees padding. Each batch's sequences are laid end to end in rows
+  of its longest (``agents/packing.py``), and the vocabulary projection runs only where a completion
+  token is predicted. The fastest by far when prompt lengths vary. The rollout and a minibatch pack
+  their rows differently, so the first ratio is 1 up to float summation order (~1e-6). Needs a model
+  whose attention honours packed position ids and whose logits are its output embedding of the last
+  hidden state (GPT-2, Llama and most decoders; checked when the policy is built).
+- ``"rollout"``: ``act`` scores its batch on the columns the batch uses, and ``compact`` cuts the
+  stored rollout to them before the update, so every minibatch forward has the width of the
   rollout's scoring forward (TRL pads each batch to its longest prompt to the same effect), and the
-  first minibatch's ratio stays exactly 1. That needs a rollout of one env step (the text presets'
+  first minibatch's ratio is exactly 1. That needs a rollout of one env step (the text presets'
   ``algo.num_steps=1``): ``act`` cuts each step to its own columns, so with more steps the update
   would score some rows at another width. The trainer's builder uses ``"none"`` then.
-- ``"minibatch"``: every forward is cut to its own batch's columns, minibatches included. Faster; a
-  minibatch is then narrower than the rollout batch it came from, so its first ratio is 1 only up to
-  floating-point summation order (~1e-6).
+- ``"minibatch"``: every forward is cut to its own batch's columns, minibatches included; the first
+  ratio is 1 up to summation order.
 - ``"none"``: every forward at the full width.
 """
 
@@ -34,10 +39,11 @@ from transformers import PreTrainedModel
 
 from agents.base import Observation, PolicyEvaluation, PolicyStep
 from agents.distributions import Categorical
+from agents.packing import PACKING_TOLERANCE, pack, packing_error
 from agents.reward_model import RewardModel
 
 CRITICS = ("head", "separate")
-TRIM_MODES = ("rollout", "minibatch", "none")
+TRIM_MODES = ("rollout", "minibatch", "pack", "none")
 _FILTERED = torch.finfo(torch.float32).min  # logit of a token removed by top-k/top-p: exp() is 0, no NaN
 
 
@@ -138,6 +144,34 @@ def trunk_hidden(trunk: nn.Module, prompt_ids: Tensor, prompt_mask: Tensor, toke
     return out.last_hidden_state[:, -tokens.shape[1]:]
 
 
+def packed_completion_hidden(
+    trunk: nn.Module, prompt_ids: Tensor, prompt_mask: Tensor, tokens: Tensor, mask: Tensor, fill_id: int
+) -> Tensor:
+    """``trunk_hidden`` from a packed forward (``agents/packing.py``): final hidden states at the
+    positions that predict each completion token (N, L, H), arbitrary where ``mask`` is False."""
+    input_ids, attention_mask, _ = sequence_inputs(prompt_ids, prompt_mask, tokens, mask)
+    packed = pack(input_ids, attention_mask, fill_id)
+    hidden = trunk(input_ids=packed.input_ids, position_ids=packed.position_ids, attention_mask=None,
+                   use_cache=False).last_hidden_state  # (R, W, H)
+    return packed.unpack(hidden, slice(prompt_ids.shape[1] - 1, None))
+
+
+def at_decisions(values: Tensor, mask: Tensor) -> Tensor:
+    """Values of the valid decisions (n, ...) placed in a zero tensor (N, L, ...) at ``mask``."""
+    return values.new_zeros(*mask.shape, *values.shape[1:]).index_put((mask,), values)
+
+
+def packed_logits_error(model: PreTrainedModel, fill_id: int) -> float:
+    """How far the packed path is from the model's own forward: the trunk's ``packing_error``, and the
+    largest |difference| between the model's logits and its output embedding of the trunk's last
+    hidden states (which the packed path computes instead), on a short sequence."""
+    ids = torch.tensor([[2, 3, 4, 5]], device=model.device) % model.get_output_embeddings().weight.shape[0]
+    with torch.no_grad():
+        logits = model(input_ids=ids, use_cache=False).logits
+        projected = model.get_output_embeddings()(model.base_model(input_ids=ids, use_cache=False).last_hidden_state)
+    return max(packing_error(model.base_model, fill_id), (projected - logits).abs().max().item())
+
+
 def sequence_distributions(
     model: PreTrainedModel, prompt_ids: Tensor, prompt_mask: Tensor, tokens: Tensor, mask: Tensor, temperature: float
 ) -> Categorical:
@@ -145,6 +179,22 @@ def sequence_distributions(
     The text env scores its frozen reference π_SFT with this."""
     logits, _ = completion_logits(model, prompt_ids, prompt_mask, tokens, mask)
     return Categorical(token_log_probs(logits, temperature))
+
+
+def projected_log_probs(model: PreTrainedModel, hidden: Tensor, temperature: float, top_k: int = 0,
+                        top_p: float = 1.0) -> Tensor:
+    """``token_log_probs`` of the model's output embedding of final hidden states: (..., H) -> (..., V)."""
+    return token_log_probs(model.get_output_embeddings()(hidden), temperature, top_k, top_p)
+
+
+def packed_sequence_distributions(
+    model: PreTrainedModel, prompt_ids: Tensor, prompt_mask: Tensor, tokens: Tensor, mask: Tensor, temperature: float,
+    fill_id: int,
+) -> Categorical:
+    """``sequence_distributions`` from a packed forward, the vocabulary projected at valid tokens only:
+    log-probs (N, L, V), 0 where ``mask`` is False. For models that pass ``packed_logits_error``."""
+    hidden = packed_completion_hidden(model.base_model, prompt_ids, prompt_mask, tokens, mask, fill_id)[mask]  # (n, H)
+    return Categorical(at_decisions(projected_log_probs(model, hidden, temperature), mask))
 
 
 def sequence_log_probs(
@@ -167,8 +217,8 @@ class LMActorCritic(nn.Module):
     else from a copy of the policy's initial trunk.
 
     Dropout is off in rollouts and updates alike (``train()`` keeps the module in eval mode): the
-    rollout's log-probs must be those of the function being trained. ``trim_padding`` cuts each scoring
-    forward to the columns its batch or its rollout uses (see the module docstring).
+    rollout's log-probs must be those of the function being trained. ``trim_padding`` says how scoring
+    forwards skip padding: packed, or cut to the columns a batch or its rollout uses (module docstring).
     """
 
     def __init__(
@@ -220,6 +270,10 @@ class LMActorCritic(nn.Module):
                 self.value_head.weight.copy_(value_init.head.weight)
                 self.value_head.bias.copy_(value_init.head.bias + value_init.offset)
         self.train(False)
+        if trim_padding == "pack" and (error := packed_logits_error(model, self.eos_token_id)) > PACKING_TOLERANCE:
+            raise ValueError(f"trim_padding='pack': this model's packed forward differs from its padded one by "
+                             f"{error:.3g} in the logits (its attention ignores packed position ids, or its logits "
+                             "are not its output embedding of the last hidden state); use 'rollout' or 'minibatch'")
 
     def train(self, mode: bool = True) -> "LMActorCritic":
         """Always eval mode, so dropout never makes the rollout and the update score different functions."""
@@ -233,6 +287,8 @@ class LMActorCritic(nn.Module):
         (after every row's EOS) come back as zeros, outside the mask.
         """
         prompt_ids, prompt_mask = obs["input_ids"], obs["attention_mask"]
+        if self.trim_padding == "pack":
+            return self._packed_forward(prompt_ids, prompt_mask, tokens, mask)
         length = tokens.shape[1]
         if trim:
             prompt_ids, prompt_mask, tokens, mask = trim_padding(prompt_ids, prompt_mask, tokens, mask)
@@ -244,6 +300,19 @@ class LMActorCritic(nn.Module):
         values = self.value_head(hidden).squeeze(-1)  # (N, L')
         return Categorical(pad_completion_columns(log_probs, length)), pad_completion_columns(values, length)
 
+    def _packed_forward(self, prompt_ids: Tensor, prompt_mask: Tensor, tokens: Tensor, mask: Tensor
+                        ) -> tuple[Categorical, Tensor]:
+        """``_forward`` without padding: one packed pass per trunk, the vocabulary projection at the n
+        valid decisions only; log-probs and values are 0 where ``mask`` is False."""
+        hidden = packed_completion_hidden(self.model.base_model, prompt_ids, prompt_mask, tokens, mask,
+                                          self.eos_token_id)[mask]  # (n, H)
+        log_probs = projected_log_probs(self.model, hidden, self.temperature, self.top_k, self.top_p)  # (n, V)
+        if self.value_trunk is not None:
+            hidden = packed_completion_hidden(self.value_trunk, prompt_ids, prompt_mask, tokens, mask,
+                                              self.eos_token_id)[mask]
+        values = self.value_head(hidden).squeeze(-1)  # (n,)
+        return Categorical(at_decisions(log_probs, mask)), at_decisions(values, mask)
+
     def _evaluate(self, obs: Observation, action: Tensor, trim: bool) -> PolicyEvaluation:
         mask = completion_mask(action, self.eos_token_id)  # (B, L)
         dist, value = self._forward(obs, action, mask, trim)
@@ -251,8 +320,8 @@ class LMActorCritic(nn.Module):
         return PolicyEvaluation(log_prob, dist.entropy(), value, dist)
 
     def evaluate(self, obs: Observation, action: Tensor) -> PolicyEvaluation:
-        """Scores stored completions; cut to their own columns with ``trim_padding="minibatch"`` (in
-        ``"rollout"`` mode the trainer has already cut the whole rollout with ``compact``)."""
+        """Scores stored completions: packed, or cut to their own columns with ``trim_padding="minibatch"``
+        (in ``"rollout"`` mode the trainer has already cut the whole rollout with ``compact``)."""
         return self._evaluate(obs, action, self.trim_padding == "minibatch")
 
     def compact(self, obs: Observation, action: Tensor) -> tuple[Observation, Tensor, int]:
@@ -269,9 +338,12 @@ class LMActorCritic(nn.Module):
         critic="head" the policy's trunk without the vocabulary projection and its log-softmax."""
         mask = completion_mask(action, self.eos_token_id)  # (B, L)
         prompt_ids, prompt_mask, tokens, length = obs["input_ids"], obs["attention_mask"], action, action.shape[1]
+        trunk = self.value_trunk if self.value_trunk is not None else self.model.base_model
+        if self.trim_padding == "pack":
+            hidden = packed_completion_hidden(trunk, prompt_ids, prompt_mask, tokens, mask, self.eos_token_id)
+            return at_decisions(self.value_head(hidden[mask]).squeeze(-1), mask)
         if self.trim_padding == "minibatch":
             prompt_ids, prompt_mask, tokens, mask = trim_padding(prompt_ids, prompt_mask, tokens, mask)
-        trunk = self.value_trunk if self.value_trunk is not None else self.model.base_model
         values = self.value_head(trunk_hidden(trunk, prompt_ids, prompt_mask, tokens, mask)).squeeze(-1)  # (B, L')
         return pad_completion_columns(values, length)
 
@@ -318,8 +390,8 @@ class LMActorCritic(nn.Module):
 
     @torch.no_grad()
     def act(self, obs: Observation, deterministic: bool = False) -> PolicyStep:
-        """Sample completions, then score them with a fresh ``_forward`` (the one ``evaluate`` uses), on
-        the columns the batch uses unless ``trim_padding="none"``."""
+        """Sample completions, then score them with a fresh ``_forward`` (the one ``evaluate`` uses):
+        packed, or on the columns the batch uses unless ``trim_padding="none"``."""
         completion = self.sample(obs, deterministic)
         evaluation = self._evaluate(obs, completion.tokens, self.trim_padding != "none")
         return PolicyStep(completion.tokens, evaluation.log_prob, evaluation.value, completion.mask,

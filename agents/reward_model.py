@@ -22,6 +22,8 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 from transformers import AutoModel, PreTrainedModel, PreTrainedTokenizerBase
 
+from agents.packing import PACKING_TOLERANCE, pack, packing_error
+
 HEAD_FILE = "reward_head.safetensors"
 CONFIG_FILE = "reward_config.json"
 
@@ -38,6 +40,9 @@ class RewardModel(nn.Module):
 
     `offset` is set after training so that SFT samples score 0 on average (InstructGPT Sec. 3.5
     normalises the RM so that demonstrations score 0 before RL); it cancels in the ranking loss.
+
+    The trunk runs on packed sequences (agents/packing.py: no padding reaches it) when its packed
+    forward matches its padded one, as for GPT-2 and Llama; otherwise on the padded batch.
     """
 
     def __init__(self, trunk: PreTrainedModel, offset: float = 0.0):
@@ -48,6 +53,8 @@ class RewardModel(nn.Module):
         nn.init.normal_(self.head.weight, std=1.0 / (hidden + 1) ** 0.5)
         nn.init.zeros_(self.head.bias)
         self.offset = float(offset)
+        self.fill_id = 1 if trunk.config.pad_token_id == 0 else 0  # any token but pad fills unused packed slots
+        self.packed = packing_error(trunk, self.fill_id) <= PACKING_TOLERANCE
 
     @classmethod
     def from_causal_lm(cls, lm: PreTrainedModel) -> "RewardModel":
@@ -55,13 +62,21 @@ class RewardModel(nn.Module):
         return cls(lm.base_model)
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-        """Unnormalised rewards (B,) of sequences `input_ids` (B, T) with `attention_mask` (B, T)."""
-        position_ids = (attention_mask.long().cumsum(-1) - 1).clamp(min=0)  # (B, T)
-        hidden = self.trunk(
-            input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids
-        ).last_hidden_state  # (B, T, H)
+        """Unnormalised rewards (B,) of sequences `input_ids` (B, T) with `attention_mask` (B, T), each
+        sequence's tokens one contiguous run (left or right padding)."""
         last = last_token_index(attention_mask)  # (B,)
-        h_last = hidden[torch.arange(hidden.shape[0], device=hidden.device), last]  # (B, H)
+        rows = torch.arange(input_ids.shape[0], device=input_ids.device)
+        if self.packed:
+            packed = pack(input_ids, attention_mask, self.fill_id)
+            hidden = self.trunk(input_ids=packed.input_ids, position_ids=packed.position_ids, attention_mask=None,
+                                use_cache=False).last_hidden_state  # (R, W, H)
+            h_last = hidden[packed.rows[rows, last], packed.cols[rows, last]]  # (B, H)
+        else:
+            position_ids = (attention_mask.long().cumsum(-1) - 1).clamp(min=0)  # (B, T)
+            hidden = self.trunk(
+                input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids
+            ).last_hidden_state  # (B, T, H)
+            h_last = hidden[rows, last]  # (B, H)
         return self.head(h_last).squeeze(-1)  # (B,)
 
     def score(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:

@@ -13,11 +13,12 @@ repeat. Each run does a warm-up iteration, then times the steady-state interval 
 (ours) / ends (TRL) of consecutive iterations, which covers everything the library does per
 iteration, logging included, in wall time and in the process's own CPU time (steadier when other
 jobs share the cores). Per-phase wall times come from wrappers around the library's own functions
-(a few microseconds each). Our env always scores (reference, reward model) on the columns its batch
-uses. Our policy runs with its default ``agent.trim_padding=rollout`` (the rollout's scoring forward
-and every minibatch forward on the columns the rollout uses; the first ratio exactly 1); the
-``*_full`` variants set ``none`` (every policy forward at the full width) and the ``*_minibatch``
-variants ``minibatch`` (each forward on its own batch's columns: faster, first ratio 1 to ~1e-6).
+(a few microseconds each). Our env scores (reference, reward model) on packed sequences, without
+padding. Our policy runs with its default ``agent.trim_padding=pack`` (every forward on packed
+sequences; the first ratio 1 to ~1e-6); the ``*_rollout`` variant sets ``rollout`` (the rollout's
+scoring forward and every minibatch forward on the columns the rollout uses; the first ratio exactly
+1), ``*_minibatch`` ``minibatch`` (each forward on its own batch's columns) and ``*_full`` ``none``
+(every policy forward at the full width).
 
     pip install -e ".[bench]"
     python benchmarks/text_rl_throughput.py                       # N = 64, 3 repeats
@@ -54,10 +55,11 @@ VARIANTS = {
     "ours_separate": ("ours", "separate"),
     "ours_head": ("ours", "head"),
     "trl_batchpad": ("trl", "batch"),
-    # agent.trim_padding=none | minibatch instead of the default rollout
+    # agent.trim_padding=none | minibatch | rollout instead of the default pack
     "ours_head_full": ("ours", "head+none"),
     "ours_separate_minibatch": ("ours", "separate+minibatch"),
     "ours_head_minibatch": ("ours", "head+minibatch"),
+    "ours_head_rollout": ("ours", "head+rollout"),
     "trl_setpad": ("trl", "set"),
 }
 
@@ -104,6 +106,7 @@ def steady_state(marks: list[tuple[float, float]], phases: list[dict[str, float]
 def worker_ours(option: str, prompts: int, iterations: int, threads: int, seed: int) -> dict:
     import torch
 
+    from envs import text_bandit
     from ppo_core.build import build_trainer
     from tests.conftest import make_config
 
@@ -116,7 +119,7 @@ def worker_ours(option: str, prompts: int, iterations: int, threads: int, seed: 
                  "algo.clip_value_loss=true", f"algo.vf_coef={VF_COEF}", "algo.ent_coef=0.0",
                  f"algo.gamma={GAMMA}", f"algo.gae_lambda={LAM}", "algo.max_grad_norm=0",
                  f"agent.critic={critic}", *(["agent.value_init_path=rm"] if critic == "separate" else []),
-                 f"agent.trim_padding={trim or 'rollout'}",
+                 f"agent.trim_padding={trim or 'pack'}",
                  "eval_episodes=0", "eval_every=0", "checkpoint_every=0", "device=cpu", f"seed={seed}",
                  f"torch_threads={threads}", f"total_timesteps={prompts * (iterations + WARMUP + 1)}"]
     config = make_config(*overrides)
@@ -126,7 +129,8 @@ def worker_ours(option: str, prompts: int, iterations: int, threads: int, seed: 
         policy, env, algorithm = trainer.policy, trainer.env, trainer.algorithm
         reward = env.reward
         policy.sample = clock.wrap("generate", policy.sample)
-        reward.reference.forward = clock.wrap("reference", reward.reference.forward)
+        for name in ("sequence_distributions", "packed_sequence_distributions"):  # the env's π_SFT pass, either way
+            setattr(text_bandit, name, clock.wrap("reference", getattr(text_bandit, name)))
         reward.reward_model = clock.wrap("reward_model", reward.reward_model)
         env.step = clock.wrap("env_step", env.step)
         trainer.compute_batch = clock.wrap("gae", trainer.compute_batch)

@@ -36,7 +36,14 @@ from torch import Tensor, nn
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from agents.distributions import Categorical
-from agents.lm import pad_completion_columns, sequence_distributions, trim_padding
+from agents.lm import (
+    packed_logits_error,
+    packed_sequence_distributions,
+    pad_completion_columns,
+    sequence_distributions,
+    trim_padding,
+)
+from agents.packing import PACKING_TOLERANCE
 from envs.base import EpisodeStats, StepResult
 from ppo_core.align.data import encode_prompt, pad_sequences
 from ppo_core.errors import ConfigError
@@ -101,7 +108,8 @@ class TextReward(nn.Module):
     """RM score minus penalties minus β times the KL to the frozen reference, for a batch of completions.
 
     Holds the reference policy π_SFT (frozen, eval mode, never trained) and the reward model, and
-    scores a batch with one forward of each, cut to the columns the batch uses (``agents.lm.trim_padding``).
+    scores a batch with one forward of each on packed sequences (``agents/packing.py``, no padding),
+    or, for a model that cannot be packed, cut to the columns the batch uses (``agents.lm.trim_padding``).
     The KL treatment (``ppo_core.kl``): ``estimator`` k1 (InstructGPT), k2, k3 or exact; ``direction``
     reverse, KL(π‖π_SFT), or forward, KL(π_SFT‖π); ``placement`` reward (subtract β·Σ_l KL_l here) or
     loss (the reward is the RM score and the algorithm adds β·KL to its loss, from the reference
@@ -130,6 +138,7 @@ class TextReward(nn.Module):
         super().__init__()
         check_kl_treatment(estimator, direction, placement)
         self.reference = reference.eval().requires_grad_(False)
+        self.packed_reference = packed_logits_error(self.reference, eos_token_id) <= PACKING_TOLERANCE
         if isinstance(reward_model, nn.Module):
             reward_model.eval().requires_grad_(False)
         self.reward_model = reward_model
@@ -161,12 +170,17 @@ class TextReward(nn.Module):
         """Score completions ``tokens`` (N, L) with ``mask`` (N, L) and the policy's ``log_prob`` (N, L)
         (and full ``log_probs`` (N, L, V), needed by the exact KL) of prompts ``prompt_ids`` /
         ``prompt_mask`` (N, P). Returns the parts and π_SFT's full log-probs (N, L, V). Given
-        ``scores`` (N,) (e.g. the gold labeler's), they replace the reward model's."""
-        mask = mask.bool()
+        ``scores`` (N,) (e.g. the gold labeler's), they replace the reward model's. A completion is the
+        tokens before the first False of its ``mask`` (the policy's masks are such prefixes already)."""
+        mask = mask.bool().cumprod(-1).bool()  # (N, L): nothing after a hole counts
         length = tokens.shape[1]
         kept = trim_padding(prompt_ids, prompt_mask, tokens, mask)  # only the columns some row uses
-        ref_log_probs = pad_completion_columns(
-            sequence_distributions(self.reference, *kept, self.temperature).log_probs, length)  # (N, L, V)
+        if self.packed_reference:
+            ref_log_probs = packed_sequence_distributions(self.reference, prompt_ids, prompt_mask, tokens, mask,
+                                                          self.temperature, self.eos_token_id).log_probs  # (N, L, V)
+        else:
+            ref_log_probs = pad_completion_columns(
+                sequence_distributions(self.reference, *kept, self.temperature).log_probs, length)  # (N, L, V)
         reference = Categorical(ref_log_probs)
         ref_log_prob = torch.where(mask, reference.log_prob(tokens), 0.0)  # (N, L)
         if self.estimator == "exact" and log_probs is None:

@@ -134,11 +134,12 @@ class LMAgentConfig:
     """Nucleus sampling mass (1: off); applied in training too."""
     exit_check_every: int = 4
     """Tokens between the sampling loop's checks that every completion has ended (one host sync each)."""
-    trim_padding: str = "rollout"
-    """Padding columns that no row uses are skipped: rollout (the rollout's scoring forward and every
-    minibatch forward see the columns the rollout uses; the first PPO ratio stays exactly 1; rollouts of
-    one env step only, else as none) | minibatch (each forward its own batch's columns: faster, first
-    ratio 1 to ~1e-6) | none (agents/lm.py)."""
+    trim_padding: str = "pack"
+    """How scoring forwards skip padding (agents/lm.py): pack (no padding at all: each batch's sequences
+    laid end to end, logits only where a token is predicted; the fastest, first PPO ratio 1 to ~1e-6) |
+    rollout (the rollout's scoring forward and every minibatch forward see the columns the rollout uses;
+    the first PPO ratio exactly 1; rollouts of one env step only, else as none) | minibatch (each forward
+    its own batch's columns; first ratio 1 to ~1e-6) | none."""
     attn_implementation: str = "auto"
     """auto (eager for algo=trpo, whose Fisher-vector product needs attention twice differentiable;
     else the model's own) | eager | sdpa | any transformers attention implementation."""

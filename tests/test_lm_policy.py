@@ -85,12 +85,13 @@ def test_used_columns_against_a_column_by_column_scan():
         assert used_columns(prompt_mask, mask) == (first, end)
 
 
-def test_trimmed_forward_matches_the_full_forward_on_valid_tokens():
+@pytest.mark.parametrize("mode", ["minibatch", "pack"])
+def test_trimmed_forward_matches_the_full_forward_on_valid_tokens(mode):
     torch.manual_seed(4)
     wide = {key: torch.nn.functional.pad(value, (5, 0)) for key, value in left_padded().items() if key != "prompt_index"}
     completion = torch.tensor([[20, 21, EOS, PAD, PAD, PAD], [22, EOS, PAD, PAD, PAD, PAD],
                                [23, 24, 25, EOS, PAD, PAD], [EOS, PAD, PAD, PAD, PAD, PAD]])  # 2 unused columns
-    full, trimmed = policy(trim_padding="none"), policy(trim_padding="minibatch")
+    full, trimmed = policy(trim_padding="none"), policy(trim_padding=mode)
     trimmed.load_state_dict(full.state_dict())
     torch.nn.init.normal_(full.value_head.weight), trimmed.value_head.load_state_dict(full.value_head.state_dict())
     with torch.no_grad():
@@ -153,6 +154,28 @@ def test_minibatches_of_a_compacted_rollout_have_ratio_exactly_one(trim):
     assert (step.log_prob[:, kept:] == 0).all() and not step.mask[:, kept:].any()
 
 
+def test_packed_minibatches_start_at_ratio_one_up_to_summation_order():
+    pi, obs, step = rollout_of_uneven_prompts("pack")
+    assert pi.compact(obs, step.action)[1] is step.action  # nothing to cut: packing skips padding anyway
+    with torch.no_grad():
+        for rows in torch.randperm(len(step.action)).view(4, -1):
+            minibatch_obs = {key: value[rows] for key, value in obs.items()}
+            evaluation = pi.evaluate(minibatch_obs, step.action[rows])
+            log_ratio = evaluation.log_prob - step.log_prob[rows]
+            torch.testing.assert_close(log_ratio, torch.zeros_like(log_ratio), atol=1e-5, rtol=0)
+            torch.testing.assert_close(evaluation.value, step.value[rows], atol=1e-5, rtol=0)
+            assert approx_kl(log_ratio, step.mask[rows]).item() < 1e-10
+
+
+def test_packing_refuses_a_model_whose_logits_are_not_its_output_embedding():
+    model = make_lm(0)
+    other = torch.nn.Linear(32, 100, bias=False)  # not the head the model's own forward uses
+    model.get_output_embeddings = lambda: other
+    with pytest.raises(ValueError, match=r"trim_padding='pack': this model's packed forward differs .* use 'rollout'"):
+        LMActorCritic(model, PAD, EOS, max_new_tokens=4, trim_padding="pack")
+    LMActorCritic(make_lm(0), PAD, EOS, max_new_tokens=4, trim_padding="pack")  # its own head passes
+
+
 def test_unknown_trim_mode_is_an_error_naming_it():
     with pytest.raises(ValueError, match=r"trim_padding='sometimes' is unknown; expected one of \('rollout'"):
         policy(trim_padding="sometimes")
@@ -175,7 +198,7 @@ def tiny_llama() -> LlamaForCausalLM:
 
 
 @pytest.mark.parametrize("critic", ["head", "separate"])
-@pytest.mark.parametrize("trim", ["none", "rollout", "minibatch"])
+@pytest.mark.parametrize("trim", ["none", "rollout", "minibatch", "pack"])
 @pytest.mark.parametrize("family", ["gpt2", "llama"])
 def test_decision_values_equal_the_values_of_a_full_evaluation(family, trim, critic):
     model = make_lm(0) if family == "gpt2" else tiny_llama()
