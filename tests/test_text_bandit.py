@@ -85,6 +85,20 @@ def test_reward_is_rm_minus_beta_kl_computed_independently(placement):
         torch.testing.assert_close(result.extras["kl_coef"], torch.full((env.num_envs,), BETA))
 
 
+def test_a_completion_ends_at_the_first_hole_in_its_mask():
+    tokenizer, reference, rm, reward = parts()
+    prompts = tokenize_prompts(TEXTS[:2], tokenizer, CONTEXT - L)
+    tokens = torch.tensor([[5, 6, 7, 8, EOS, PAD], [9, 10, 11, 12, 13, 14]])
+    holed = torch.tensor([[1, 1, 0, 1, 1, 0], [1, 0, 1, 1, 1, 1]], dtype=torch.bool)
+    cut = torch.tensor([[1, 1, 0, 0, 0, 0], [1, 0, 0, 0, 0, 0]], dtype=torch.bool)
+    log_prob = torch.full((2, L), -2.0)
+    got, _ = reward(prompts.input_ids, prompts.attention_mask, tokens, holed, log_prob)
+    expected, _ = reward(prompts.input_ids, prompts.attention_mask, tokens, cut, torch.where(cut, log_prob, 0.0))
+    torch.testing.assert_close(got.reward, expected.reward)
+    torch.testing.assert_close(got.kl, expected.kl)
+    assert got.no_eos.tolist() == [True, True]  # the EOS after the hole does not count
+
+
 def test_nonfinite_scores_and_unfinished_or_empty_completions_are_penalised():
     def bad_rm(ids, mask):
         return torch.tensor([float("nan"), float("inf"), 2.0, 3.0])
