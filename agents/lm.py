@@ -12,10 +12,12 @@ batch carries columns that none of its rows uses. ``trim_padding`` says how forw
 
 - ``"pack"`` (default): no forward sees padding. Each batch's sequences are laid end to end in rows
   of its longest (``agents/packing.py``), and the vocabulary projection runs only where a completion
-  token is predicted. The fastest by far when prompt lengths vary. The rollout and a minibatch pack
-  their rows differently, so the first ratio is 1 up to float summation order (~1e-6). Needs a model
-  whose attention honours packed position ids and whose logits are its output embedding of the last
-  hidden state (GPT-2, Llama and most decoders; checked when the policy is built).
+  token is predicted. The fastest by far on the CPU when prompt lengths vary (benchmarks/RESULTS.md);
+  each packing reads the sequence lengths on the host, syncs a GPU would wait on. The rollout and a
+  minibatch pack their rows differently, so the first ratio is 1 up to float summation order (~1e-6).
+  Needs a model (and a separate value trunk) whose attention honours packed position ids and whose
+  logits are its output embedding of the last hidden state (GPT-2, Llama and most decoders; checked
+  when the policy is built).
 - ``"rollout"``: ``act`` scores its batch on the columns the batch uses, and ``compact`` cuts the
   stored rollout to them before the update, so every minibatch forward has the width of the
   rollout's scoring forward (TRL pads each batch to its longest prompt to the same effect), and the
@@ -150,15 +152,18 @@ def packed_completion_hidden(
     """``trunk_hidden`` from a packed forward (``agents/packing.py``): final hidden states at the
     positions that predict each completion token (N, L, H), arbitrary where ``mask`` is False."""
     input_ids, attention_mask, _ = sequence_inputs(prompt_ids, prompt_mask, tokens, mask)
-    packed = pack(input_ids, attention_mask, fill_id)
+    last_prompt_column = prompt_ids.shape[1] - 1  # predicts the first completion token
+    packed = pack(input_ids, attention_mask, fill_id, required_column=last_prompt_column)
     hidden = trunk(input_ids=packed.input_ids, position_ids=packed.position_ids, attention_mask=None,
                    use_cache=False).last_hidden_state  # (R, W, H)
-    return packed.unpack(hidden, slice(prompt_ids.shape[1] - 1, None))
+    return packed.unpack(hidden, slice(last_prompt_column, None))
 
 
 def at_decisions(values: Tensor, mask: Tensor) -> Tensor:
     """Values of the valid decisions (n, ...) placed in a zero tensor (N, L, ...) at ``mask``."""
-    return values.new_zeros(*mask.shape, *values.shape[1:]).index_put((mask,), values)
+    placed = values.new_zeros(*mask.shape, *values.shape[1:])
+    placed[mask] = values  # in place: no second (N, L, V) tensor; gradients still reach ``values``
+    return placed
 
 
 def packed_logits_error(model: PreTrainedModel, fill_id: int) -> float:
@@ -233,7 +238,7 @@ class LMActorCritic(nn.Module):
         top_k: int = 0,
         top_p: float = 1.0,
         exit_check_every: int = 4,
-        trim_padding: str = "rollout",
+        trim_padding: str = "pack",
     ):
         super().__init__()
         if pad_token_id is None or eos_token_id is None or pad_token_id == eos_token_id:
@@ -270,10 +275,20 @@ class LMActorCritic(nn.Module):
                 self.value_head.weight.copy_(value_init.head.weight)
                 self.value_head.bias.copy_(value_init.head.bias + value_init.offset)
         self.train(False)
-        if trim_padding == "pack" and (error := packed_logits_error(model, self.eos_token_id)) > PACKING_TOLERANCE:
-            raise ValueError(f"trim_padding='pack': this model's packed forward differs from its padded one by "
-                             f"{error:.3g} in the logits (its attention ignores packed position ids, or its logits "
-                             "are not its output embedding of the last hidden state); use 'rollout' or 'minibatch'")
+        if trim_padding == "pack":
+            self._check_packing()
+
+    def _check_packing(self) -> None:
+        """Refuse trim_padding="pack" for a policy (or a separate value trunk) whose packed forward is not
+        its padded one."""
+        errors = {"policy": packed_logits_error(self.model, self.eos_token_id)}
+        if self.value_trunk is not None:
+            errors["value trunk"] = packing_error(self.value_trunk, self.eos_token_id)
+        for name, error in errors.items():
+            if error > PACKING_TOLERANCE:
+                raise ValueError(f"trim_padding='pack': the {name}'s packed forward differs from its padded one by "
+                                 f"{error:.3g} (its attention ignores packed position ids, or its logits are not its "
+                                 "output embedding of the last hidden state); use 'rollout' or 'minibatch'")
 
     def train(self, mode: bool = True) -> "LMActorCritic":
         """Always eval mode, so dropout never makes the rollout and the update score different functions."""

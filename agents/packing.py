@@ -37,7 +37,7 @@ class Packed(NamedTuple):
 
 def first_fit_decreasing(lengths: list[int], capacity: int) -> tuple[list[int], list[int]]:
     """Row and offset of each sequence when the longest are placed first, each in the first row with
-    room: at most 11/9 of the optimal row count plus one (Johnson 1973)."""
+    room: at most 11/9 of the optimal row count plus 6/9 (Johnson 1973; Dósa 2007 for the constant)."""
     rows, offsets, free = [0] * len(lengths), [0] * len(lengths), []
     for i in sorted(range(len(lengths)), key=lambda i: -lengths[i]):
         row = next((r for r, room in enumerate(free) if room >= lengths[i]), len(free))
@@ -48,19 +48,26 @@ def first_fit_decreasing(lengths: list[int], capacity: int) -> tuple[list[int], 
     return rows, offsets
 
 
-def pack(input_ids: Tensor, keep: Tensor, fill_id: int) -> Packed:
+def pack(input_ids: Tensor, keep: Tensor, fill_id: int, required_column: int | None = None) -> Packed:
     """Pack the kept tokens of each row of ``input_ids`` (N, T); ``keep`` (N, T) must be one contiguous
-    run per row (a left-padded prompt followed by a right-padded completion is). Unused slots hold
-    ``fill_id`` at position 0, each a one-token sequence of its own. One host sync."""
+    run per row (a left-padded prompt followed by a right-padded completion is) that includes
+    ``required_column`` when one is given. Unused slots hold ``fill_id`` at position 0, each a one-token
+    sequence of its own. Reads the lengths on the host once; boolean indexing syncs a few times more."""
     keep = keep.bool()
     n, t = keep.shape
     columns = torch.arange(t, device=keep.device)  # (T,)
     lengths, starts = keep.sum(1), keep.long().argmax(1)  # (N,)
     contiguous = (columns >= starts[:, None]) & (columns < (starts + lengths)[:, None])  # (N, T)
-    *host_lengths, broken = torch.cat([lengths, (contiguous != keep).any().long().reshape(1)]).tolist()
+    missing = ~keep[:, required_column] if required_column is not None else keep.new_zeros(n)  # (N,)
+    flags = torch.stack([(contiguous != keep).any(), missing.any()]).long()
+    *host_lengths, broken, lacks = torch.cat([lengths, flags]).tolist()
     if broken:
         raise ValueError("pack needs the kept tokens of each row in one contiguous run (left-padded prompt, "
                          "right-padded completion)")
+    if lacks:
+        rows_without = missing.nonzero().flatten().tolist()
+        raise ValueError(f"pack needs column {required_column} in every row; rows {rows_without} lack it (an empty "
+                         "prompt has no token to predict the completion's first from)")
     width = max(max(host_lengths), 1)
     rows, offsets = first_fit_decreasing(host_lengths, width)
     row = torch.tensor(rows, device=keep.device)[:, None].expand(n, t)  # (N, T)

@@ -171,7 +171,7 @@ def test_packing_refuses_a_model_whose_logits_are_not_its_output_embedding():
     model = make_lm(0)
     other = torch.nn.Linear(32, 100, bias=False)  # not the head the model's own forward uses
     model.get_output_embeddings = lambda: other
-    with pytest.raises(ValueError, match=r"trim_padding='pack': this model's packed forward differs .* use 'rollout'"):
+    with pytest.raises(ValueError, match=r"trim_padding='pack': the policy's packed forward differs .* use 'rollout'"):
         LMActorCritic(model, PAD, EOS, max_new_tokens=4, trim_padding="pack")
     LMActorCritic(make_lm(0), PAD, EOS, max_new_tokens=4, trim_padding="pack")  # its own head passes
 

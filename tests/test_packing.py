@@ -3,7 +3,7 @@ gives each sequence what a forward over that sequence alone, unpadded, gives."""
 
 import pytest
 import torch
-from transformers import masking_utils
+from transformers import BloomConfig, BloomModel, masking_utils
 
 from agents.lm import LMActorCritic, packed_completion_hidden
 from agents.packing import first_fit_decreasing, pack, packing_error
@@ -79,7 +79,7 @@ def test_a_trunk_that_lets_packed_sequences_see_each_other_is_caught(monkeypatch
     assert packing_error(make_lm(0).base_model, EOS) < 1e-5
     monkeypatch.setattr(masking_utils, "find_packed_sequence_indices", lambda position_ids: None)  # plain causal
     assert packing_error(make_lm(0).base_model, EOS) > 1e-2
-    with pytest.raises(ValueError, match=r"trim_padding='pack': this model's packed forward differs .* use 'rollout'"):
+    with pytest.raises(ValueError, match=r"trim_padding='pack': the policy's packed forward differs .* use 'rollout'"):
         LMActorCritic(make_lm(0), PAD, EOS, max_new_tokens=4, trim_padding="pack")
     rm = RewardModel.from_causal_lm(make_lm(1))
     assert not rm.packed  # it scores the padded batch instead
@@ -87,3 +87,18 @@ def test_a_trunk_that_lets_packed_sequences_see_each_other_is_caught(monkeypatch
     with torch.no_grad():
         alone = torch.stack([rm(ids[:1], mask[:1])[0], rm(ids[1:, :2], mask[1:, :2])[0]])
         torch.testing.assert_close(rm(ids, mask), alone, atol=1e-5, rtol=0)
+
+
+def test_a_value_trunk_that_cannot_be_packed_is_refused():
+    bloom = RewardModel(BloomModel(BloomConfig(vocab_size=100, hidden_size=32, n_layer=2, n_head=2, pad_token_id=PAD)))
+    assert not bloom.packed  # its attention ignores packed position ids
+    with pytest.raises(ValueError, match=r"trim_padding='pack': the value trunk's packed forward differs"):
+        LMActorCritic(make_lm(0), PAD, EOS, max_new_tokens=4, critic="separate", value_init=bloom, trim_padding="pack")
+    LMActorCritic(make_lm(0), PAD, EOS, max_new_tokens=4, critic="separate", value_init=bloom, trim_padding="rollout")
+
+
+def test_an_empty_prompt_is_an_error_naming_its_row():
+    prompt_ids, prompt_mask = torch.tensor([[PAD, 5], [PAD, PAD]]), torch.tensor([[0, 1], [0, 0]])
+    tokens, mask = torch.tensor([[6, EOS], [7, EOS]]), torch.ones(2, 2, dtype=torch.bool)
+    with pytest.raises(ValueError, match=r"column 1 in every row; rows \[1\] lack it"):
+        packed_completion_hidden(make_lm(0).base_model, prompt_ids, prompt_mask, tokens, mask, EOS)
