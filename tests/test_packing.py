@@ -58,18 +58,24 @@ def test_pack_refuses_kept_tokens_that_are_not_one_run():
         pack(torch.zeros(2, 4, dtype=torch.long), keep, FILL)
 
 
+UNEVEN = ([[5, 6, 7, 8, 9, 10], [11, 12], [13, 14, 15], [16]],
+          [[20, 21, EOS], [22, 23, 24, 25, EOS], [EOS], [26, 27, 28, 29, 30]])  # the last without EOS
+EVEN = ([[5, 6, 7], [11, 12, 13]], [[20, EOS], [22, 23]])  # one sequence per row: a plain causal mask
+
+
+@pytest.mark.parametrize("sequences", [UNEVEN, EVEN], ids=["uneven", "even"])
 @pytest.mark.parametrize("family", ["gpt2", "llama"])
-def test_packed_hidden_states_equal_each_sequence_alone(family):
+def test_packed_hidden_states_equal_each_sequence_alone(family, sequences):
     model = make_lm(0) if family == "gpt2" else tiny_llama()
-    prompts = [[5, 6, 7, 8, 9, 10], [11, 12], [13, 14, 15], [16]]
-    completions = [[20, 21, EOS], [22, 23, 24, 25, EOS], [EOS], [26, 27, 28, 29, 30]]  # the last without EOS
+    prompts, completions = sequences
     width = max(map(len, prompts))
     prompt_ids = torch.tensor([[PAD] * (width - len(p)) + p for p in prompts])
     prompt_mask = torch.tensor([[0] * (width - len(p)) + [1] * len(p) for p in prompts])
-    tokens = torch.tensor([c + [PAD] * (5 - len(c)) for c in completions])
-    mask = torch.tensor([[True] * len(c) + [False] * (5 - len(c)) for c in completions])
+    length = max(map(len, completions))
+    tokens = torch.tensor([c + [PAD] * (length - len(c)) for c in completions])
+    mask = torch.tensor([[True] * len(c) + [False] * (length - len(c)) for c in completions])
     with torch.no_grad():
-        hidden = packed_completion_hidden(model.base_model, prompt_ids, prompt_mask, tokens, mask, EOS)  # (4, 5, H)
+        hidden = packed_completion_hidden(model.base_model, prompt_ids, prompt_mask, tokens, mask, EOS)  # (N, L, H)
         for i, (prompt, completion) in enumerate(zip(prompts, completions)):
             alone = model.base_model(input_ids=torch.tensor([prompt + completion[:-1]])).last_hidden_state[0]
             torch.testing.assert_close(hidden[i, : len(completion)], alone[len(prompt) - 1 :], atol=1e-5, rtol=0)
