@@ -154,9 +154,7 @@ def packed_completion_hidden(
     input_ids, attention_mask, _ = sequence_inputs(prompt_ids, prompt_mask, tokens, mask)
     last_prompt_column = prompt_ids.shape[1] - 1  # predicts the first completion token
     packed = pack(input_ids, attention_mask, fill_id, required_column=last_prompt_column)
-    hidden = trunk(input_ids=packed.input_ids, position_ids=packed.position_ids, attention_mask=None,
-                   use_cache=False).last_hidden_state  # (R, W, H)
-    return packed.unpack(hidden, slice(last_prompt_column, None))
+    return packed.unpack(packed.hidden_states(trunk), slice(last_prompt_column, None))
 
 
 def at_decisions(values: Tensor, mask: Tensor) -> Tensor:

@@ -29,6 +29,12 @@ class Packed(NamedTuple):
     rows: Tensor  # (N, T) row of each column of the padded batch; 0 where it was not kept
     cols: Tensor  # (N, T) its column in that row; 0 where it was not kept
 
+    def hidden_states(self, trunk: nn.Module) -> Tensor:
+        """Final hidden states of a transformers base model on the packed rows: (R, W, H). The mask
+        must be None (and no KV cache) for transformers to read the packed position ids."""
+        return trunk(input_ids=self.input_ids, position_ids=self.position_ids, attention_mask=None,
+                     use_cache=False).last_hidden_state
+
     def unpack(self, hidden: Tensor, columns: slice = slice(None)) -> Tensor:
         """Per-token outputs of the packed forward (R, W, ...) back at ``columns`` of the padded batch:
         (N, T', ...). Columns that were not kept read an arbitrary packed position."""
@@ -93,8 +99,7 @@ def packing_error(trunk: nn.Module, fill_id: int) -> float:
         padded = trunk(input_ids=ids, attention_mask=keep, position_ids=(keep.cumsum(-1) - 1).clamp(min=0),
                        use_cache=False).last_hidden_state
         packed = pack(ids, keep, fill_id)
-        hidden = trunk(input_ids=packed.input_ids, position_ids=packed.position_ids, attention_mask=None,
-                       use_cache=False).last_hidden_state
+        hidden = packed.hidden_states(trunk)
     trunk.train(training)
     kept = keep.bool()
     return (packed.unpack(hidden)[kept] - padded[kept]).abs().max().item()

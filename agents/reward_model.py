@@ -68,8 +68,7 @@ class RewardModel(nn.Module):
         rows = torch.arange(input_ids.shape[0], device=input_ids.device)
         if self.packed:
             packed = pack(input_ids, attention_mask, self.fill_id)
-            hidden = self.trunk(input_ids=packed.input_ids, position_ids=packed.position_ids, attention_mask=None,
-                                use_cache=False).last_hidden_state  # (R, W, H)
+            hidden = packed.hidden_states(self.trunk)  # (R, W, H)
             h_last = hidden[packed.rows[rows, last], packed.cols[rows, last]]  # (B, H)
         else:
             position_ids = (attention_mask.long().cumsum(-1) - 1).clamp(min=0)  # (B, T)
