@@ -46,7 +46,6 @@ from agents.reward_model import RewardModel
 
 CRITICS = ("head", "separate")
 TRIM_MODES = ("rollout", "minibatch", "pack", "none")
-_FILTERED = torch.finfo(torch.float32).min  # logit of a token removed by top-k/top-p: exp() is 0, no NaN
 
 
 class Completion(NamedTuple):
@@ -68,22 +67,15 @@ def completion_mask(tokens: Tensor, eos_token_id: int) -> Tensor:
     return (is_eos.cumsum(-1) - is_eos) == 0
 
 
-def token_log_probs(logits: Tensor, temperature: float, top_k: int = 0, top_p: float = 1.0) -> Tensor:
-    """log-softmax(logits / T) over the vocabulary, after optional top-k / top-p filtering: (..., V).
+def token_log_probs(logits: Tensor, temperature: float) -> Tensor:
+    """log-softmax(logits / T) over the vocabulary: (..., V).
 
     The one place a sampling distribution is defined: the rollout samples from it and training scores
-    the same tokens under it. Filtered tokens get a finite, hugely negative log-prob.
+    the same tokens under it. There is no top-k or top-p filtering: after one update a sampled token can
+    fall outside the new policy's filtered support, and its ratio and every KL to it become infinite
+    (TRL samples RL rollouts unfiltered for the same reason).
     """
-    logits = logits.float() / temperature
-    if top_k > 0:
-        kth = logits.topk(min(top_k, logits.shape[-1]), dim=-1).values[..., -1:]
-        logits = logits.masked_fill(logits < kth, _FILTERED)
-    if top_p < 1.0:
-        ordered, order = logits.sort(dim=-1, descending=True)
-        probs = ordered.softmax(-1)
-        drop = probs.cumsum(-1) - probs > top_p  # keeps the smallest prefix whose mass reaches top_p
-        logits = logits.masked_fill(drop.scatter(-1, order, drop), _FILTERED)
-    return torch.log_softmax(logits, dim=-1)
+    return torch.log_softmax(logits.float() / temperature, dim=-1)
 
 
 def used_columns(prompt_mask: Tensor, mask: Tensor) -> tuple[int, int]:
@@ -184,10 +176,9 @@ def sequence_distributions(
     return Categorical(token_log_probs(logits, temperature))
 
 
-def projected_log_probs(model: PreTrainedModel, hidden: Tensor, temperature: float, top_k: int = 0,
-                        top_p: float = 1.0) -> Tensor:
+def projected_log_probs(model: PreTrainedModel, hidden: Tensor, temperature: float) -> Tensor:
     """``token_log_probs`` of the model's output embedding of final hidden states: (..., H) -> (..., V)."""
-    return token_log_probs(model.get_output_embeddings()(hidden), temperature, top_k, top_p)
+    return token_log_probs(model.get_output_embeddings()(hidden), temperature)
 
 
 def packed_sequence_distributions(
@@ -233,8 +224,6 @@ class LMActorCritic(nn.Module):
         temperature: float = 1.0,
         critic: str = "head",
         value_init: RewardModel | None = None,
-        top_k: int = 0,
-        top_p: float = 1.0,
         exit_check_every: int = 4,
         trim_padding: str = "pack",
     ):
@@ -251,14 +240,13 @@ class LMActorCritic(nn.Module):
             raise ValueError(f"trim_padding={trim_padding!r} is unknown; expected one of {TRIM_MODES}")
         if value_init is not None and critic != "separate":
             raise ValueError("value_init needs critic='separate' (the value function gets its own trunk)")
-        if temperature <= 0 or max_new_tokens < 1 or exit_check_every < 1 or not 0 < top_p <= 1 or top_k < 0:
+        if temperature <= 0 or max_new_tokens < 1 or exit_check_every < 1:
             raise ValueError(f"need temperature > 0 (got {temperature}), max_new_tokens >= 1 (got {max_new_tokens}), "
-                             f"exit_check_every >= 1 (got {exit_check_every}), top_k >= 0 (got {top_k}), "
-                             f"0 < top_p <= 1 (got {top_p})")
+                             f"exit_check_every >= 1 (got {exit_check_every})")
         self.model = model
         self.pad_token_id, self.eos_token_id = int(pad_token_id), int(eos_token_id)
         self.max_new_tokens, self.temperature = int(max_new_tokens), float(temperature)
-        self.top_k, self.top_p, self.exit_check_every = int(top_k), float(top_p), int(exit_check_every)
+        self.exit_check_every = int(exit_check_every)
         self.critic = critic
         self.trim_padding = trim_padding
         self.value_trunk: nn.Module | None = None
@@ -309,7 +297,7 @@ class LMActorCritic(nn.Module):
         logits, hidden = completion_logits(self.model, prompt_ids, prompt_mask, tokens, mask, hidden=head)
         if not head:
             hidden = trunk_hidden(self.value_trunk, prompt_ids, prompt_mask, tokens, mask)
-        log_probs = token_log_probs(logits, self.temperature, self.top_k, self.top_p)  # (N, L', V)
+        log_probs = token_log_probs(logits, self.temperature)  # (N, L', V)
         values = self.value_head(hidden).squeeze(-1)  # (N, L')
         return Categorical(pad_completion_columns(log_probs, length)), pad_completion_columns(values, length)
 
@@ -319,7 +307,7 @@ class LMActorCritic(nn.Module):
         valid decisions only; log-probs and values are 0 where ``mask`` is False."""
         hidden = packed_completion_hidden(self.model.base_model, prompt_ids, prompt_mask, tokens, mask,
                                           self.eos_token_id)[mask]  # (n, H)
-        log_probs = projected_log_probs(self.model, hidden, self.temperature, self.top_k, self.top_p)  # (n, V)
+        log_probs = projected_log_probs(self.model, hidden, self.temperature)  # (n, V)
         if self.value_trunk is not None:
             hidden = packed_completion_hidden(self.value_trunk, prompt_ids, prompt_mask, tokens, mask,
                                               self.eos_token_id)[mask]
@@ -390,7 +378,7 @@ class LMActorCritic(nn.Module):
         out = self.model(input_ids=prompt_ids, attention_mask=prompt_mask, position_ids=positions,
                          use_cache=True, logits_to_keep=1)
         for l in range(length):
-            dist = Categorical(token_log_probs(out.logits[:, -1], self.temperature, self.top_k, self.top_p))  # (N, V)
+            dist = Categorical(token_log_probs(out.logits[:, -1], self.temperature))  # (N, V)
             token = torch.where(done, self.pad_token_id, dist.mode() if deterministic else dist.sample_wide())  # (N,)
             tokens[:, l] = token
             log_prob[:, l] = torch.where(done, 0.0, dist.log_prob(token))

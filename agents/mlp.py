@@ -128,6 +128,17 @@ class MLPActorCritic(nn.Module):
         self.acts_since_draw += 1
         return (latent.unsqueeze(1) @ self.exploration).squeeze(1)
 
+    def get_extra_state(self) -> dict:
+        """gSDE's noise matrices and the steps since their draw, saved with the weights so that a resumed
+        run goes on with the noise an uninterrupted one would use."""
+        return {"exploration": self.exploration, "acts_since_draw": self.acts_since_draw}
+
+    def set_extra_state(self, state: dict) -> None:
+        exploration = state["exploration"]
+        device = next(self.parameters()).device
+        self.exploration = None if exploration is None else exploration.to(device)
+        self.acts_since_draw = int(state["acts_since_draw"])
+
     def act(self, obs: Tensor, deterministic: bool = False) -> PolicyStep:
         features = self._features(obs)  # (N, H)
         dist, latent = self._distribution(features)

@@ -42,7 +42,9 @@ def make_gym_env(
     if config.vectorization not in VECTORIZATIONS:
         raise ConfigError(f"env.vectorization={config.vectorization!r} is unknown; expected one of {VECTORIZATIONS}")
     spec = find_spec(config.id)
-    num_envs = num_envs or config.num_envs
+    num_envs = config.num_envs if num_envs is None else num_envs
+    if num_envs < 1:
+        raise ConfigError(f"{config.id}: {num_envs} env copies requested; expected >= 1")
     mode = config.vectorization
     batched = BATCHED_ENVS.get(spec.entry_point) if isinstance(spec.entry_point, str) else None
     if mode == "auto":

@@ -76,6 +76,8 @@ def tokenize_prompts(
     encoded, cut = [], 0
     for i, text in enumerate(texts):
         ids, truncated = encode_prompt(tokenizer, text, max_prompt_tokens)
+        if not ids:  # the first token would be predicted from padding alone
+            raise ConfigError(f"prompt {i} ({text!r}) has no tokens; every prompt needs at least one")
         if truncated and overflow == "error":
             full = len(tokenizer(text)["input_ids"])
             raise ConfigError(
@@ -183,8 +185,10 @@ class TextReward(nn.Module):
                 sequence_distributions(self.reference, *kept, self.temperature).log_probs, length)  # (N, L, V)
         reference = Categorical(ref_log_probs)
         ref_log_prob = torch.where(mask, reference.log_prob(tokens), 0.0)  # (N, L)
-        if self.estimator == "exact" and log_probs is None:
-            raise ValueError("env.kl_estimator=exact needs the policy's full distributions (action['log_probs'])")
+        if log_probs is None and (self.estimator == "exact" or self.direction == "forward"):
+            raise ValueError(f"env.kl_estimator={self.estimator} with env.kl_direction={self.direction} needs the "
+                             "policy's full distributions (action['log_probs']): the exact KL, and the forward "
+                             "KL(π_SFT‖π) in either placement, sum over the vocabulary")
         per_token = {name: kl_estimate(log_prob, ref_log_prob, name) for name in ESTIMATORS}  # (N, L) each
         if log_probs is not None:  # over the vocabulary at valid tokens only: (n_valid, V), not (N, L, V)
             sampled = log_prob[mask], ref_log_prob[mask]  # (n_valid,)

@@ -198,12 +198,17 @@ class PPO(Algorithm):
     def __init__(self, policy: ActorCritic, config: PPOConfig, auxiliary: Sequence[AuxiliaryLoss] = ()):
         if config.objective not in ("clip", "kl_penalty"):
             raise ConfigError(f"algo.objective={config.objective!r} is unknown; expected 'clip' or 'kl_penalty'")
+        require(config, "update_epochs", config.update_epochs >= 1, ">= 1")
+        require(config, "num_minibatches", config.num_minibatches >= 1, ">= 1")
+        if config.objective == "kl_penalty":
+            require(config, "kl_target", config.kl_target > 0, "> 0 with algo.objective=kl_penalty")
         super().__init__(policy, config, auxiliary)
         own_rates = []
         if config.vf_learning_rate is not None:
             own_rates.append((separate_critic_parameters(policy, "ppo with algo.vf_learning_rate"), config.vf_learning_rate))
         self.add_optimizer("policy", policy.parameters(), config.learning_rate, own_rates)
-        self.kl_controller = PPOKLPenaltyController(config.kl_beta_init, config.kl_target)
+        self.kl_controller = (PPOKLPenaltyController(config.kl_beta_init, config.kl_target)
+                              if config.objective == "kl_penalty" else None)
 
     @property
     def clip_eps(self) -> float:
@@ -259,11 +264,15 @@ class PPO(Algorithm):
         return approx_kl(log_prob - batch.log_probs, batch.mask)
 
     def state_dict(self) -> dict:
-        return {**super().state_dict(), "kl_controller": self.kl_controller.state_dict()}
+        state = super().state_dict()
+        if self.kl_controller is not None:
+            state["kl_controller"] = self.kl_controller.state_dict()
+        return state
 
     def load_state_dict(self, state: dict) -> None:
         super().load_state_dict(state)
-        self.kl_controller.load_state_dict(state["kl_controller"])
+        if self.kl_controller is not None:
+            self.kl_controller.load_state_dict(state["kl_controller"])
 
 
 class TRPO(Algorithm):

@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from agents.base import ActorCritic
+from agents.base import ActorCritic, UnsupportedSpaceError
 from agents.mlp import MLPActorCritic
 from envs.base import VecEnv
 from envs.make import make_gym_env
@@ -101,17 +101,22 @@ def make_policy(config: TrainConfig, env: VecEnv, device: torch.device) -> Actor
     if isinstance(config.env, TextEnvConfig):
         raise ConfigError(f"env=text_bandit answers prompts with text: it needs agent=lm, not agent={agent.name}")
     if isinstance(agent, AgentConfig):
-        policy = MLPActorCritic(
-            env.single_observation_space,
-            env.single_action_space,
-            hidden_sizes=agent.hidden_sizes,
-            activation=agent.activation,
-            shared_trunk=agent.shared_trunk,
-            log_std_init=agent.log_std_init,
-            ortho_init=agent.ortho_init,
-            gsde=agent.gsde,
-            sde_sample_freq=agent.sde_sample_freq,
-        )
+        try:
+            policy = MLPActorCritic(
+                env.single_observation_space,
+                env.single_action_space,
+                hidden_sizes=agent.hidden_sizes,
+                activation=agent.activation,
+                shared_trunk=agent.shared_trunk,
+                log_std_init=agent.log_std_init,
+                ortho_init=agent.ortho_init,
+                gsde=agent.gsde,
+                sde_sample_freq=agent.sde_sample_freq,
+            )
+        except UnsupportedSpaceError:
+            raise
+        except ValueError as error:  # a setting the network cannot take; the message names the key
+            raise ConfigError(str(error)) from None
         return policy.to(device)
     raise ConfigError(f"agent config of type {type(agent).__name__} has no builder")
 
@@ -125,6 +130,9 @@ def build_trainer(config: TrainConfig, run_dir: Path) -> Trainer:
     if config.stop_at_return is not None and (config.stop_after_evals < 1 or config.eval_episodes < 1):
         raise ConfigError(f"stop_at_return={config.stop_at_return} needs stop_after_evals >= 1 and eval_episodes >= 1 "
                           f"(got {config.stop_after_evals} and {config.eval_episodes})")
+    for key, value in (("env.num_envs", config.env.num_envs), ("algo.num_steps", config.algo.num_steps)):
+        if value < 1:
+            raise ConfigError(f"{key}={value} is invalid; expected >= 1")
     torch.set_num_threads(config.torch_threads)
     device = resolve_device(config.device)
     seed_everything(config.seed)
@@ -171,5 +179,5 @@ def run_training(config: TrainConfig, run_dir: Path) -> dict[str, Any]:
     trainer = build_trainer(config, run_dir)
     summary = trainer.train()
     summary["config"] = dataclasses.asdict(config)
-    (Path(run_dir) / "summary.json").write_text(json.dumps(summary, indent=2))
+    checkpoint.write_text_atomic(json.dumps(summary, indent=2), Path(run_dir) / "summary.json")
     return summary

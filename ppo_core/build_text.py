@@ -50,10 +50,11 @@ def make_text_env(
     reward_model = artifacts.frozen_reward_model(rm, str(device))
     artifacts.check_same_vocabulary(tokenizer, rm, "env.rm_path")
     prompts = artifacts.load_prompts(config, source, key)
-    room = context_length(reference) - config.max_new_tokens
+    context = min(context_length(reference), context_length(reward_model.trunk))  # both read prompt + completion
+    room = context - config.max_new_tokens
     if room < 1:
         raise ConfigError(f"env.max_new_tokens={config.max_new_tokens} leaves no room for a prompt in the "
-                          f"context of {context_length(reference)} tokens")
+                          f"context of {context} tokens (the shorter of π_SFT's and the reward model's)")
     reward = TextReward(reference, reward_model.score, tokenizer.eos_token_id, config.temperature, config.beta,
                         config.kl_estimator, config.kl_direction, config.kl_placement, config.kl_target,
                         config.kl_horizon, config.no_eos_penalty, config.empty_penalty, config.nonfinite_penalty)
@@ -96,6 +97,12 @@ def make_lm_policy(config: TrainConfig, env: TextBanditVecEnv, device: torch.dev
     if agent.value_init_path:
         value_path = artifacts.rm_dir(env_config) if agent.value_init_path == "rm" else agent.value_init_path
         value_init = artifacts.load_reward_model(value_path, device, "agent.value_init_path")
+    needed = env.prompts.input_ids.shape[1] + env_config.max_new_tokens  # the env's longest prompt + a completion
+    value_trunk = value_init.trunk if value_init is not None else None
+    for key, module in (("agent.model_path", model), ("agent.value_init_path", value_trunk)):
+        if module is not None and context_length(module) < needed:
+            raise ConfigError(f"{key}: the model's context of {context_length(module)} tokens is shorter than the "
+                              f"env's prompts and completions ({needed} tokens)")
     attention = agent.attn_implementation
     if attention == "auto":
         attention = "eager" if config.algo.name == "trpo" else ""
@@ -113,8 +120,7 @@ def make_lm_policy(config: TrainConfig, env: TextBanditVecEnv, device: torch.dev
         trim = "none"
     try:
         policy = LMActorCritic(model, tokenizer.pad_token_id, tokenizer.eos_token_id, env_config.max_new_tokens,
-                               env_config.temperature, agent.critic, value_init, agent.top_k, agent.top_p,
-                               agent.exit_check_every, trim)
+                               env_config.temperature, agent.critic, value_init, agent.exit_check_every, trim)
     except ValueError as error:
         raise ConfigError(f"agent=lm: {error}") from None
     return policy.to(device)

@@ -24,6 +24,17 @@ def save_atomic(state: dict[str, Any], path: str | os.PathLike) -> None:
     os.replace(tmp, path)
 
 
+def write_text_atomic(text: str, path: str | os.PathLike) -> None:
+    """``save_atomic`` for a text file (a run's ``summary.json``, which sweeps and comparisons read)."""
+    path = Path(path)
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "w") as f:
+        f.write(text)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
 def load(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> dict[str, Any]:
     path = Path(path)
     if not path.is_file():

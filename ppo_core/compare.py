@@ -97,6 +97,9 @@ def load_runs(directories: list[Path]) -> list[Run]:
                 print(f"skipped {path}: no evaluation", file=sys.stderr)
                 continue
             config = summary["config"]
+            if "id" not in config["env"]:  # e.g. the text bandit: no standard threshold to judge it by
+                print(f"skipped {path}: env kind {config['env'].get('kind')!r} has no Gymnasium id", file=sys.stderr)
+                continue
             runs.append(Run(config["algo"]["name"], config["env"]["id"], int(config["seed"]),
                             float(summary["eval_mean_return"]), list(summary.get("eval_history", [])), path))
     return runs

@@ -128,10 +128,6 @@ class LMAgentConfig:
     value_init_path: str = ""
     """critic=separate: a reward-model dir to start the value function from (InstructGPT §3.5); "rm" =
     the env's reward model; "" = a copy of the policy's initial trunk with a zero head."""
-    top_k: int = 0
-    """Sample from the k most likely tokens only (0: off); applied in training too."""
-    top_p: float = 1.0
-    """Nucleus sampling mass (1: off); applied in training too."""
     exit_check_every: int = 4
     """Tokens between the sampling loop's checks that every completion has ended (one host sync each)."""
     trim_padding: str = "pack"

@@ -83,6 +83,8 @@ def parse_cli(argv: list[str]) -> EvaluateConfig:
 def run(config: EvaluateConfig) -> EvalResult:
     from ppo_core import build, checkpoint
 
+    if config.episodes < 1:
+        raise ConfigError(f"episodes={config.episodes} is invalid; expected >= 1")
     state = checkpoint.load(config.checkpoint)
     train_config = build.config_from_dict(state["config"])
     device = build.resolve_device(config.device)

@@ -29,6 +29,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from ppo_core.errors import NonFiniteError
+
 Dim = int | tuple[int, ...] | None
 
 ESTIMATORS = ("k1", "k2", "k3")
@@ -178,7 +180,7 @@ def masked_var(
 def _finite_kl(kl: float | Tensor) -> float:
     kl = float(kl)
     if not math.isfinite(kl):
-        raise ValueError(f"KL must be finite to update the penalty coefficient, got {kl}")
+        raise NonFiniteError(f"KL must be finite to update the penalty coefficient, got {kl}")
     return kl
 
 

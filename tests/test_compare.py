@@ -54,12 +54,16 @@ def results(tmp_path):
     write_runs(tmp_path / "peers", "ppo", "Pendulum-v1", PENDULUM_PPO)
     (tmp_path / "multirun" / "no_eval").mkdir()
     (tmp_path / "multirun" / "no_eval" / "summary.json").write_text(json.dumps({"eval_mean_return": None}))
+    text_run = {"eval_mean_return": 0.4, "config": {"algo": {"name": "ppo"}, "env": {"kind": "text_bandit"}, "seed": 0}}
+    (tmp_path / "multirun" / "text").mkdir()
+    (tmp_path / "multirun" / "text" / "summary.json").write_text(json.dumps(text_run))
     out = tmp_path / "out"
     rows, aggregates = compare.compare([tmp_path / "multirun", tmp_path / "peers"], out)
     return {(r.task, r.algo): r for r in rows}, aggregates, out
 
 
 def test_iqm_success_rate_and_time_to_threshold_by_hand(results):
+    assert {task for task, _ in results[0]} == {"CartPole-v1", "Pendulum-v1"}  # runs without an evaluation or a Gymnasium id are skipped
     rows, _, _ = results
     ppo = rows[("CartPole-v1", "ppo")]
     assert ppo.runs == 8 and ppo.successes == 5  # 500, 480, 475, 499, 476

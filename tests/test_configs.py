@@ -51,6 +51,7 @@ def run_train(*overrides: str, cwd: Path) -> subprocess.CompletedProcess:
         (("algo=trpo", "algo.max_kl=abc"), "full_key: algo.max_kl"),
         (("algo=trpo", "algo.clip_eps=0.1"), "Key 'clip_eps' not in 'TRPOConfig'"),
         (("algo=reinforce", "algo.baseline=maybe"), "full_key: algo.baseline"),
+        (("env=text_bandit", "agent=lm", "agent.top_k=5"), "Key 'top_k' not in 'LMAgentConfig'"),
     ],
 )
 def test_mistyped_algorithm_settings_name_the_key(tmp_path, overrides, expected):
@@ -67,8 +68,20 @@ def test_mistyped_algorithm_settings_name_the_key(tmp_path, overrides, expected)
         (("algo=reinforce", "algo.num_minibatches=0"), r"algo.num_minibatches=0 is invalid; expected >= 1"),
         (("algo=reinforce", "agent.shared_trunk=true"), r"algo=reinforce fits the critic with its own optimiser"),
         (("stop_at_return=475", "stop_after_evals=0"), r"stop_at_return=475.0 needs stop_after_evals >= 1"),
+        (("algo.num_minibatches=0",), r"algo.num_minibatches=0 is invalid; expected >= 1"),
+        (("algo.update_epochs=0",), r"algo.update_epochs=0 is invalid; expected >= 1"),
+        (("algo.num_steps=0",), r"algo.num_steps=0 is invalid; expected >= 1"),
+        (("env.num_envs=0",), r"env.num_envs=0 is invalid; expected >= 1"),
+        (("algo.objective=kl_penalty", "algo.kl_target=0"), r"algo.kl_target=0.0 is invalid; expected > 0"),
+        (("agent.activation=sigmoid",), r"agent.activation='sigmoid' is unknown; expected one of"),
+        (("env=pendulum", "agent.gsde=true", "agent.sde_sample_freq=0"), r"agent.sde_sample_freq=0 must be >= 1"),
     ],
 )
 def test_unusable_algorithm_settings_are_config_errors(tmp_path, overrides, expected):
     with pytest.raises(ConfigError, match=expected):
         build_trainer(make_config(*overrides, "eval_episodes=0"), tmp_path)
+
+
+def test_kl_target_is_only_read_by_the_kl_penalty_objective(tmp_path):
+    trainer = build_trainer(make_config("algo.kl_target=0", "eval_episodes=0"), tmp_path)
+    assert trainer.algorithm.kl_controller is None and "kl_controller" not in trainer.algorithm.state_dict()

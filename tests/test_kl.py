@@ -4,6 +4,7 @@ import pytest
 import torch
 from torch.distributions import Categorical, kl_divergence
 
+from ppo_core.errors import NonFiniteError
 from ppo_core.kl import (
     AdaptiveKLController,
     FixedKLController,
@@ -220,7 +221,7 @@ def test_ppo_penalty_controller_sequence():
 def test_fixed_controller_and_bad_kl():
     ctl = FixedKLController(0.05)
     assert ctl.update(10.0, n_steps=64) == 0.05
-    with pytest.raises(ValueError, match="finite"):
+    with pytest.raises(NonFiniteError, match="finite"):
         AdaptiveKLController(0.1, 6.0, 10_000).update(math.nan)
 
 

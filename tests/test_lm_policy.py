@@ -237,18 +237,6 @@ def test_greedy_sampling_is_deterministic():
     assert torch.equal(first.tokens, second.tokens)
 
 
-def test_top_k_restricts_sampling_and_scoring():
-    torch.manual_seed(0)
-    pi, obs = policy(top_k=3), left_padded()
-    sampled = pi.sample(obs)
-    with torch.no_grad():
-        evaluation = pi.evaluate(obs, sampled.tokens)
-    kept = (evaluation.distribution.log_probs.exp() > 0).sum(-1)  # (N, L)
-    assert (kept[sampled.mask] == 3).all()
-    torch.testing.assert_close(sampled.log_prob, evaluation.log_prob, atol=1e-5, rtol=0)
-    assert torch.isfinite(evaluation.entropy).all()
-
-
 def test_critic_head_and_separate_partition_the_parameters():
     head = policy()
     actor, critic = set(map(id, head.actor_parameters())), set(map(id, head.critic_parameters()))

@@ -127,6 +127,11 @@ def test_single_step_env_passes_the_gymnasium_checker():
     assert set(info) >= {"scores", "kl", "per_token_kl", "ref_log_prob", "nonfinite"}
 
 
+def test_an_empty_prompt_is_an_error_naming_it():
+    with pytest.raises(ConfigError, match=r"prompt 1 \(''\) has no tokens; every prompt needs at least one"):
+        tokenize_prompts(["w5 w6", "", "w7"], make_tokenizer(), CONTEXT - L)
+
+
 def test_a_prompt_too_long_for_the_context_is_an_error_or_cut_from_the_left(caplog):
     tokenizer = make_tokenizer()
     long = prompt_text(0, CONTEXT)
@@ -281,6 +286,30 @@ def test_trim_padding_of_older_configs_keeps_its_meaning(artifacts, tmp_path, wr
 def test_unknown_trim_padding_is_a_config_error(artifacts, tmp_path):
     with pytest.raises(ConfigError, match=r"trim_padding='often' is unknown; expected one of \('rollout'"):
         build_trainer(text_config(artifacts, "agent.trim_padding=often"), tmp_path / "run")
+
+
+def short_context_lm(positions: int):
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    from tests.lm_fixtures import VOCAB
+
+    torch.manual_seed(0)
+    return GPT2LMHeadModel(GPT2Config(n_layer=1, n_head=2, n_embd=16, vocab_size=VOCAB, n_positions=positions,
+                                      bos_token_id=EOS, eos_token_id=EOS, pad_token_id=PAD))
+
+
+def test_every_model_must_hold_the_prompts_and_completions(artifacts, tmp_path):
+    """The context is checked against each model that reads a prompt and its completion, not only
+    π_SFT: a shorter one would fail deep inside its position embedding (a device assert on CUDA)."""
+    RewardModel.from_causal_lm(short_context_lm(L)).save_pretrained(str(tmp_path / "rm"), make_tokenizer())
+    with pytest.raises(ConfigError, match=rf"env.max_new_tokens={L} leaves no room for a prompt in the context of "
+                                          rf"{L} tokens \(the shorter of π_SFT's and the reward model's\)"):
+        build_trainer(text_config(artifacts, f"env.rm_path={tmp_path / 'rm'}"), tmp_path / "run")
+    short_context_lm(L + 2).save_pretrained(tmp_path / "policy")
+    make_tokenizer().save_pretrained(tmp_path / "policy")
+    with pytest.raises(ConfigError, match=rf"agent.model_path: the model's context of {L + 2} tokens is shorter "
+                                          r"than the env's prompts and completions \(\d+ tokens\)"):
+        build_trainer(text_config(artifacts, f"agent.model_path={tmp_path / 'policy'}"), tmp_path / "run2")
 
 
 def test_train_cli_runs_end_to_end(artifacts, tmp_path):

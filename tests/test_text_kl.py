@@ -87,6 +87,26 @@ def test_kl_treatments_that_do_not_measure_what_they_say_are_refused(artifacts, 
         build_trainer(text_config(artifacts, "env.kl_estimator=k5"), tmp_path / "run")
 
 
+@pytest.mark.parametrize("estimator, direction, placement", [("exact", "reverse", "reward"), ("k3", "forward", "loss")])
+def test_kl_that_sums_over_the_vocabulary_asks_for_the_policy_distributions(estimator, direction, placement):
+    """The single gymnasium env's own action space carries tokens, no distributions: the exact KL and
+    the forward KL(π_SFT‖π) cannot be computed from it, and the step says so."""
+    from agents.reward_model import RewardModel
+    from envs.text_bandit import TextBanditEnv, TextReward
+    from tests.lm_fixtures import make_tokenizer
+
+    tokenizer = make_tokenizer()
+    prompts = tokenize_prompts(["w5 w6 w7", "w8 w9"], tokenizer, CONTEXT // 2)
+    reward = TextReward(make_lm(0), RewardModel.from_causal_lm(make_lm(1)).score, EOS, 1.0, BETA,
+                        estimator, direction, placement)
+    env = TextBanditEnv(prompts, reward, tokenizer, L)
+    env.reset(seed=0)
+    env.action_space.seed(0)
+    with pytest.raises(ValueError, match=f"env.kl_estimator={estimator} with env.kl_direction={direction} needs the "
+                                         r"policy's full distributions \(action\['log_probs'\]\)"):
+        env.step(env.action_space.sample())
+
+
 def grad_of(fn, x):
     x = x.detach().clone().requires_grad_(True)
     (grad,) = torch.autograd.grad(fn(x), x)

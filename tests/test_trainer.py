@@ -1,5 +1,6 @@
 """The training loop: determinism, checkpoints, resume after SIGKILL, the NaN guard."""
 
+import copy
 import json
 import os
 import signal
@@ -21,13 +22,20 @@ SMALL = ("total_timesteps=4096", "algo.num_steps=64", "env.num_envs=8", "eval_ep
 
 
 def parameters(policy):
-    return {k: v.clone() for k, v in policy.state_dict().items()}
+    """Weights and buffers, and the MLP policy's gSDE noise state (``_extra_state``: a dict)."""
+    return {k: v.clone() if isinstance(v, torch.Tensor) else copy.deepcopy(v) for k, v in policy.state_dict().items()}
 
 
 def assert_same_parameters(a, b):
     assert a.keys() == b.keys()
     for key in a:
-        assert torch.equal(a[key], b[key]), key
+        if isinstance(a[key], dict):  # gSDE: the noise matrices (or None) and the steps since their draw
+            assert a[key].keys() == b[key].keys(), key
+            for name, value in a[key].items():
+                same = torch.equal(value, b[key][name]) if isinstance(value, torch.Tensor) else value == b[key][name]
+                assert same, (key, name)
+        else:
+            assert torch.equal(a[key], b[key]), key
 
 
 def test_same_seed_gives_identical_parameters(tmp_path):
@@ -70,6 +78,21 @@ def test_resume_from_checkpoint_equals_uninterrupted_run(tmp_path, env_id, vecto
     assert "obs_normalizer" in saved["env"] and saved["env"]["obs_normalizer"]["count"] > 1
     resumed = build_trainer(make_config(*overrides, f"resume={tmp_path / 'half' / 'checkpoint.pt'}"), tmp_path / "half")
     torch.testing.assert_close(resumed.env.obs_normalizer.stats.mean, half.env.obs_normalizer.stats.mean)
+    resumed.train()
+    assert_same_parameters(parameters(full.policy), parameters(resumed.policy))
+
+
+def test_gsde_run_resumes_mid_noise_period(tmp_path):
+    """gSDE redraws its noise every 3 steps; 64-step rollouts end inside a period, so the resumed run
+    must carry the drawn matrices and the count (mlp.get_extra_state) to match the uninterrupted one."""
+    overrides = (*SMALL, "total_timesteps=1024", "checkpoint_every=512", "env=pendulum", "algo.num_steps=64",
+                 "agent.gsde=true", "agent.sde_sample_freq=3")
+    full = build_trainer(make_config(*overrides), tmp_path / "full")
+    full.train()
+    half = train_until_first_checkpoint(make_config(*overrides), tmp_path / "half")
+    assert half.policy.acts_since_draw % 3 != 0  # the checkpoint falls inside a noise period
+    resumed = build_trainer(make_config(*overrides, f"resume={tmp_path / 'half' / 'checkpoint.pt'}"), tmp_path / "half")
+    assert torch.equal(resumed.policy.exploration, half.policy.exploration)
     resumed.train()
     assert_same_parameters(parameters(full.policy), parameters(resumed.policy))
 
@@ -127,7 +150,8 @@ def test_non_finite_loss_stops_before_overwriting_the_checkpoint(tmp_path):
         trainer.train()
     saved = checkpoint.load(tmp_path / "checkpoint.pt")
     assert saved["iteration"] == 2
-    assert all(torch.isfinite(v).all() for v in saved["model"].values())
+    weights = [v for v in saved["model"].values() if isinstance(v, torch.Tensor)]  # beside gSDE's noise state
+    assert weights and all(torch.isfinite(v).all() for v in weights)
 
 
 def test_first_minibatch_of_an_update_has_ratio_one(tmp_path):

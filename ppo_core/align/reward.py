@@ -192,6 +192,7 @@ def evaluate_rankings(rm: RewardModel, data: Sequence[RankedPrompt], pad_id: int
     `group`, when set) the same on its own pairs, as `<key>/<group>`, with `distinct/<group>`, its
     number of pairs of distinct gold score: which kinds of request the reward model judges well.
     """
+    was_training = rm.training
     rm.eval()
     data = sorted(data, key=ranked_length)  # less padding; every statistic below is order-free
     totals: dict[str, dict[str, float]] = {}  # "" for all prompts, then one entry per group
@@ -207,7 +208,7 @@ def evaluate_rankings(rm: RewardModel, data: Sequence[RankedPrompt], pad_id: int
                 sums = totals.setdefault(name, dict.fromkeys(counts, 0.0))
                 for key, value in counts.items():
                     sums[key] += value
-    rm.train()
+    rm.train(was_training)
     flat = torch.cat(all_rewards)
     stats = {**_accuracies(totals.pop("")), "mean": float(flat.mean()),
              "std": float(flat.std()) if len(flat) > 1 else 0.0}
