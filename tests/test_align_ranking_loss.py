@@ -151,3 +151,12 @@ def test_evaluate_rankings_reports_each_group_against_a_hand_count():
     # prompts without a group add no per-group keys
     plain = evaluate_rankings(LastTokenReward(), [RankedPrompt([5], [[3], [1]], gold=[1.0, 0.0])], 0, 4)
     assert not any("/" in key for key in plain)
+
+
+@pytest.mark.parametrize("training", [True, False])
+def test_evaluate_rankings_leaves_the_model_in_the_mode_it_found(training):
+    from ppo_core.align.reward import RankedPrompt, evaluate_rankings
+
+    model = LastTokenReward().train(training)
+    evaluate_rankings(model, [RankedPrompt([5], [[3], [1]], gold=[1.0, 0.0])], 0, 4)
+    assert model.training is training

@@ -49,3 +49,5 @@ def test_train_then_evaluate_a_checkpoint(tmp_path):
     assert result.returncode == 2 and "checkpoint 'nope.pt' does not exist" in result.stderr
     result = run("ppo_core.evaluate", f"checkpoint={ckpt}", "episodes=many", cwd=tmp_path)
     assert result.returncode == 2 and "episodes" in result.stderr and "Traceback" not in result.stderr
+    result = run("ppo_core.evaluate", f"checkpoint={ckpt}", "episodes=0", cwd=tmp_path)
+    assert result.returncode == 2 and "episodes=0 is invalid; expected >= 1" in result.stderr
