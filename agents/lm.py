@@ -41,7 +41,7 @@ from transformers import PreTrainedModel
 
 from agents.base import Observation, PolicyEvaluation, PolicyStep
 from agents.distributions import Categorical
-from agents.packing import PACKING_TOLERANCE, pack, packing_error
+from agents.packing import PACKING_TOLERANCE, pack, packing_error, position_ids
 from agents.reward_model import RewardModel
 
 CRITICS = ("head", "separate")
@@ -54,11 +54,6 @@ class Completion(NamedTuple):
     tokens: Tensor  # (N, L) right-padded with pad after the first EOS
     mask: Tensor  # (N, L) bool: tokens up to and including the first EOS
     log_prob: Tensor  # (N, L) generation-time log π(y_l | x, y_<l) at temperature T; 0 where masked
-
-
-def position_ids(attention_mask: Tensor) -> Tensor:
-    """Positions counted over real tokens only, so left padding does not shift them: (B, T)."""
-    return (attention_mask.long().cumsum(-1) - 1).clamp(min=0)
 
 
 def completion_mask(tokens: Tensor, eos_token_id: int) -> Tensor:

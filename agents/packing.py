@@ -21,6 +21,11 @@ from torch import Tensor, nn
 PACKING_TOLERANCE = 1e-3  # largest difference between a packed and a padded forward that counts as the same function
 
 
+def position_ids(attention_mask: Tensor) -> Tensor:
+    """Positions counted over real tokens only, so left padding does not shift them: (B, T)."""
+    return (attention_mask.long().cumsum(-1) - 1).clamp(min=0)
+
+
 class Packed(NamedTuple):
     """A packed batch, and where each kept column of the padded batch went."""
 
@@ -96,7 +101,7 @@ def packing_error(trunk: nn.Module, fill_id: int) -> float:
     training = trunk.training
     trunk.eval()
     with torch.no_grad():
-        padded = trunk(input_ids=ids, attention_mask=keep, position_ids=(keep.cumsum(-1) - 1).clamp(min=0),
+        padded = trunk(input_ids=ids, attention_mask=keep, position_ids=position_ids(keep),
                        use_cache=False).last_hidden_state
         packed = pack(ids, keep, fill_id)
         hidden = packed.hidden_states(trunk)

@@ -22,7 +22,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 from transformers import AutoModel, PreTrainedModel, PreTrainedTokenizerBase
 
-from agents.packing import PACKING_TOLERANCE, pack, packing_error
+from agents.packing import PACKING_TOLERANCE, pack, packing_error, position_ids
 
 HEAD_FILE = "reward_head.safetensors"
 CONFIG_FILE = "reward_config.json"
@@ -71,9 +71,8 @@ class RewardModel(nn.Module):
             hidden = packed.hidden_states(self.trunk)  # (R, W, H)
             h_last = hidden[packed.rows[rows, last], packed.cols[rows, last]]  # (B, H)
         else:
-            position_ids = (attention_mask.long().cumsum(-1) - 1).clamp(min=0)  # (B, T)
             hidden = self.trunk(
-                input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids
+                input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids(attention_mask)
             ).last_hidden_state  # (B, T, H)
             h_last = hidden[rows, last]  # (B, H)
         return self.head(h_last).squeeze(-1)  # (B,)

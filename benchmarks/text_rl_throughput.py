@@ -199,8 +199,8 @@ def worker_trl(padding: str, prompts: int, iterations: int, threads: int, seed: 
 
     import trl.experimental.ppo.ppo_trainer as ppo_module
     from trl.experimental.ppo import PPOConfig, PPOTrainer
-    from ppo_core import text_artifacts as artifacts
-    from ppo_core.build_text import make_text_env
+    from ppo_core.align import artifacts
+    from ppo_core.align.rl_build import make_text_env
     from tests.conftest import make_config
 
     torch.set_num_threads(threads)

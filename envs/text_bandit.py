@@ -45,9 +45,10 @@ from agents.lm import (
 )
 from agents.packing import PACKING_TOLERANCE
 from envs.base import EpisodeStats, StepResult
-from ppo_core.align.data import encode_prompt, pad_sequences
+from envs.text_encoding import encode_prompt, pad_sequences
 from ppo_core.errors import ConfigError
-from ppo_core.kl import ESTIMATORS, AdaptiveKLController, FixedKLController, check_kl_treatment, kl_estimate, token_kl
+from ppo_core.kl import ESTIMATORS, check_kl_treatment, kl_estimate, token_kl
+from ppo_core.kl_control import AdaptiveKLController, FixedKLController
 
 log = logging.getLogger(__name__)
 

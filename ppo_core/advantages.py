@@ -15,7 +15,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from ppo_core.kl import masked_mean, masked_var
+from ppo_core.masked import masked_mean, masked_var
 
 
 def gae(

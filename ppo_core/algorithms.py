@@ -19,7 +19,8 @@ from ppo_core.auxiliary import AuxiliaryLoss, total_auxiliary_loss
 from ppo_core.buffer import RolloutBatch
 from ppo_core.config import AlgoConfig, PPOConfig, ReinforceConfig, TRPOConfig
 from ppo_core.errors import ConfigError
-from ppo_core.kl import PPOKLPenaltyController, masked_mean
+from ppo_core.kl_control import PPOKLPenaltyController
+from ppo_core.masked import masked_mean
 from ppo_core.losses import (
     approx_kl,
     clipped_surrogate_loss,
@@ -68,6 +69,9 @@ class Algorithm:
     regression and checkpointable state. PPO owns one optimiser over the whole policy; TRPO and
     REINFORCE give the critic its own. ``auxiliary`` terms (ppo_core/auxiliary.py: a KL to a
     reference in the loss, PPO-ptx) are added to every algorithm's policy loss."""
+
+    second_order = False
+    """Whether the update differentiates through the policy twice (the builder tells the policy)."""
 
     def __init__(self, policy: ActorCritic, config: AlgoConfig, auxiliary: Sequence[AuxiliaryLoss] = ()):
         self.policy = policy
@@ -164,7 +168,7 @@ def require(config: AlgoConfig, key: str, ok: bool, expected: str) -> None:
 
 def every_decision_valid(batch: RolloutBatch) -> bool:
     """Whether the mask is all True (control actions always are). The losses then take mask=None: plain
-    means, the same numbers to the bit as the masked ones (ppo_core/kl.py) with half the ops.
+    means, the same numbers to the bit as the masked ones (ppo_core/masked.py) with half the ops.
     One host sync per update."""
     return bool(batch.mask.all())
 
@@ -288,6 +292,7 @@ class TRPO(Algorithm):
     """
 
     config: TRPOConfig
+    second_order = True  # the Fisher-vector product is a Hessian-vector product of the KL
 
     def __init__(self, policy: ActorCritic, config: TRPOConfig, auxiliary: Sequence[AuxiliaryLoss] = ()):
         require(config, "max_kl", config.max_kl > 0, "> 0")

@@ -1,82 +1,89 @@
 """Wire a ``TrainConfig`` into envs, a policy, an algorithm and a trainer.
 
-Which environment family or policy to build is read off the config's schema type, so the trainer
-itself never learns which world it is in.
+Which environment family and policy to build is looked up by ``env.kind`` and ``agent.name`` in two
+tables: the core fills them for Gymnasium envs and MLP policies, plugins (ppo_core/plugins.py) add
+theirs, so neither this module nor the trainer learns which world it is in.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import json
-import random
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable, Optional
 
-import numpy as np
 import torch
 
 from agents.base import ActorCritic, UnsupportedSpaceError
 from agents.mlp import MLPActorCritic
 from envs.base import VecEnv
-from envs.make import make_gym_env
-from ppo_core.algorithms import make_algorithm
+from envs.make import make_gym_env as gym_vec_env
+from ppo_core.algorithms import ALGORITHMS, make_algorithm
 from ppo_core.auxiliary import AuxiliaryLoss
-from ppo_core.config import AgentConfig, EnvConfig, LMAgentConfig, TextEnvConfig, TrainConfig, config_from_dict
+from ppo_core.config import AlgoConfig, TrainConfig, config_from_dict
 from ppo_core.errors import ConfigError
-from ppo_core.evaluate import evaluate_policy
+from ppo_core.evaluation import evaluate_policy
+from ppo_core.runtime import resolve_device, seed_everything
+from ppo_core.plugins import load_plugins
 from ppo_core.trainer import Trainer
 from ppo_core import checkpoint
 
-__all__ = ["config_from_dict", "resolve_device", "make_env", "make_eval_env", "make_policy", "build_trainer", "run_training"]
+__all__ = ["EnvKind", "PolicyNeeds", "register_env_kind", "register_agent", "config_from_dict", "make_env",
+           "make_eval_env", "make_policy", "build_trainer", "run_training"]
 
 
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        device = torch.device(name)
-    except RuntimeError:
-        raise ConfigError(f"device={name!r} is not a device; expected auto, cpu, cuda or cuda:N") from None
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise ConfigError(f"device={name!r} but CUDA is not available here; use device=auto or device=cpu")
-    return device
+@dataclass(frozen=True)
+class PolicyNeeds:
+    """What the chosen algorithm asks of the policy it gets: the one thing an agent builder learns of
+    the algo group's settings."""
+
+    second_order: bool
+    """The update differentiates through the policy twice (TRPO's Fisher-vector product), so every
+    layer, attention included, must support double backward."""
 
 
-def seed_everything(seed: int) -> None:
-    random.seed(seed)
-    np.random.seed(seed)
-    torch.manual_seed(seed)
+def policy_needs(algo: AlgoConfig) -> PolicyNeeds:
+    return PolicyNeeds(second_order=ALGORITHMS[algo.name].second_order if algo.name in ALGORITHMS else False)
 
 
-def make_env(config: TrainConfig, device: torch.device) -> VecEnv:
-    if isinstance(config.env, EnvConfig):
-        return make_gym_env(config.env, device, gamma=config.algo.gamma)
-    if isinstance(config.env, TextEnvConfig):
-        from ppo_core.build_text import make_text_env
-
-        return make_text_env(config.env, device, config.env.prompts, "env.prompts", config.env.num_envs,
-                             shuffle=True, gold=config.env.gold or config.env.reward_source == "gold", training=True)
-    raise ConfigError(f"env config of type {type(config.env).__name__} has no builder")
+def no_objective_terms(config: TrainConfig, policy: ActorCritic) -> list[AuxiliaryLoss]:
+    return []
 
 
-def make_eval_env(config: TrainConfig, device: torch.device, episodes: int, video_dir: Path | None = None) -> VecEnv:
-    """One copy per episode; rewards are never scaled so that returns are the task's own."""
-    if isinstance(config.env, EnvConfig):
-        env_config = dataclasses.replace(config.env, normalize_reward=False)
-        if video_dir is not None:
-            env_config = dataclasses.replace(
-                env_config, vectorization="sync", kwargs={**env_config.kwargs, "render_mode": "rgb_array"}
-            )
-        env = make_gym_env(env_config, device, gamma=config.algo.gamma, num_envs=episodes,
-                           wrappers=_video_wrappers(video_dir))
-        env.set_training(False)
-        return env
-    if isinstance(config.env, TextEnvConfig):
-        from ppo_core.build_text import make_text_env
+@dataclass(frozen=True)
+class EnvKind:
+    """How to build one family of environments, and what it adds to the objective."""
 
-        return make_text_env(config.env, device, config.env.eval_prompts, "env.eval_prompts", episodes,
-                             shuffle=False, gold=True, training=False)
-    raise ConfigError(f"env config of type {type(config.env).__name__} has no builder")
+    make_env: Callable[[TrainConfig, torch.device], VecEnv]
+    """The training env."""
+    make_eval_env: Callable[[TrainConfig, torch.device, int, Optional[Path]], VecEnv]
+    """(config, device, episodes, video_dir): one copy per evaluation episode, rewards unscaled."""
+    agents: tuple[str, ...] | None = None
+    """The agents that can act in it (None: any)."""
+    make_objective_terms: Callable[[TrainConfig, ActorCritic], list[AuxiliaryLoss]] = no_objective_terms
+    """Loss terms beside the algorithm's surrogate (ppo_core/auxiliary.py), e.g. PPO-ptx."""
+
+
+AgentBuilder = Callable[[TrainConfig, VecEnv, torch.device, PolicyNeeds], ActorCritic]
+"""(config, env, device, needs) -> the policy, on ``device``."""
+
+
+
+
+def make_gym_env(config: TrainConfig, device: torch.device) -> VecEnv:
+    return gym_vec_env(config.env, device, gamma=config.algo.gamma)
+
+
+def make_gym_eval_env(config: TrainConfig, device: torch.device, episodes: int, video_dir: Path | None = None) -> VecEnv:
+    env_config = dataclasses.replace(config.env, normalize_reward=False)
+    if video_dir is not None:
+        env_config = dataclasses.replace(
+            env_config, vectorization="sync", kwargs={**env_config.kwargs, "render_mode": "rgb_array"}
+        )
+    env = gym_vec_env(env_config, device, gamma=config.algo.gamma, num_envs=episodes, wrappers=_video_wrappers(video_dir))
+    env.set_training(False)
+    return env
 
 
 def _video_wrappers(video_dir: Path | None) -> list:
@@ -92,33 +99,67 @@ def _video_wrappers(video_dir: Path | None) -> list:
                                     disable_logger=True)]
 
 
-def make_policy(config: TrainConfig, env: VecEnv, device: torch.device) -> ActorCritic:
+def make_mlp_policy(config: TrainConfig, env: VecEnv, device: torch.device, needs: PolicyNeeds) -> ActorCritic:
     agent = config.agent
-    if isinstance(agent, LMAgentConfig):
-        from ppo_core.build_text import make_lm_policy
+    try:
+        policy = MLPActorCritic(
+            env.single_observation_space,
+            env.single_action_space,
+            hidden_sizes=agent.hidden_sizes,
+            activation=agent.activation,
+            shared_trunk=agent.shared_trunk,
+            log_std_init=agent.log_std_init,
+            ortho_init=agent.ortho_init,
+            gsde=agent.gsde,
+            sde_sample_freq=agent.sde_sample_freq,
+        )
+    except UnsupportedSpaceError:
+        raise
+    except ValueError as error:  # a setting the network cannot take; the message names the key
+        raise ConfigError(str(error)) from None
+    return policy.to(device)
 
-        return make_lm_policy(config, env, device)
-    if isinstance(config.env, TextEnvConfig):
-        raise ConfigError(f"env=text_bandit answers prompts with text: it needs agent=lm, not agent={agent.name}")
-    if isinstance(agent, AgentConfig):
-        try:
-            policy = MLPActorCritic(
-                env.single_observation_space,
-                env.single_action_space,
-                hidden_sizes=agent.hidden_sizes,
-                activation=agent.activation,
-                shared_trunk=agent.shared_trunk,
-                log_std_init=agent.log_std_init,
-                ortho_init=agent.ortho_init,
-                gsde=agent.gsde,
-                sde_sample_freq=agent.sde_sample_freq,
-            )
-        except UnsupportedSpaceError:
-            raise
-        except ValueError as error:  # a setting the network cannot take; the message names the key
-            raise ConfigError(str(error)) from None
-        return policy.to(device)
-    raise ConfigError(f"agent config of type {type(agent).__name__} has no builder")
+
+ENV_KINDS: dict[str, EnvKind] = {"gym": EnvKind(make_gym_env, make_gym_eval_env, agents=("mlp",))}
+"""Builders of each ``env.kind``; plugins add theirs with ``register_env_kind``."""
+AGENTS: dict[str, AgentBuilder] = {"mlp": make_mlp_policy}
+"""Builders of each ``agent.name``; plugins add theirs with ``register_agent``."""
+
+
+def register_env_kind(kind: str, builders: EnvKind) -> None:
+    ENV_KINDS[kind] = builders
+
+
+def register_agent(name: str, builder: AgentBuilder) -> None:
+    AGENTS[name] = builder
+
+
+def env_kind(config: TrainConfig) -> EnvKind:
+    load_plugins()
+    kind = config.env.kind
+    if kind not in ENV_KINDS:
+        raise ConfigError(f"env.kind={kind!r} has no builder; expected one of {sorted(ENV_KINDS)}")
+    return ENV_KINDS[kind]
+
+
+def make_env(config: TrainConfig, device: torch.device) -> VecEnv:
+    return env_kind(config).make_env(config, device)
+
+
+def make_eval_env(config: TrainConfig, device: torch.device, episodes: int, video_dir: Path | None = None) -> VecEnv:
+    """One copy per episode; rewards are never scaled so that returns are the task's own."""
+    return env_kind(config).make_eval_env(config, device, episodes, video_dir)
+
+
+def make_policy(config: TrainConfig, env: VecEnv, device: torch.device) -> ActorCritic:
+    """The ``agent`` config's policy for ``env``, built to what ``config.algo``'s algorithm needs."""
+    name, kind = config.agent.name, config.env.kind
+    agents = env_kind(config).agents
+    if name not in AGENTS:
+        raise ConfigError(f"agent.name={name!r} has no builder; expected one of {sorted(AGENTS)}")
+    if agents is not None and name not in agents:
+        raise ConfigError(f"env.kind={kind!r} needs agent={' or agent='.join(agents)}, not agent={name}")
+    return AGENTS[name](config, env, device, policy_needs(config.algo))
 
 
 EVAL_SEED_OFFSET = 1_000_000
@@ -138,12 +179,7 @@ def build_trainer(config: TrainConfig, run_dir: Path) -> Trainer:
     seed_everything(config.seed)
     env = make_env(config, device)
     policy = make_policy(config, env, device)
-    auxiliary: list[AuxiliaryLoss] = []
-    if isinstance(config.env, TextEnvConfig):
-        from ppo_core.build_text import make_auxiliary_losses
-
-        auxiliary = make_auxiliary_losses(config, policy)
-    algorithm = make_algorithm(policy, config.algo, auxiliary)
+    algorithm = make_algorithm(policy, config.algo, env_kind(config).make_objective_terms(config, policy))
     eval_env = make_eval_env(config, device, config.eval_episodes) if config.eval_episodes > 0 else None
 
     def evaluate(number: int) -> dict[str, float]:

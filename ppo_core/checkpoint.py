@@ -5,34 +5,33 @@ from __future__ import annotations
 import os
 import random
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO, Callable
 
 import torch
 
 from ppo_core.errors import ConfigError
 
 
-def save_atomic(state: dict[str, Any], path: str | os.PathLike) -> None:
-    """Write to a temporary file, flush it to disk, then rename: a crash never leaves half a file."""
+def _replace_atomically(path: str | os.PathLike, write: Callable[[BinaryIO], object]) -> None:
+    """``write`` a temporary file, flush it to disk, then rename it over ``path``: a crash never leaves
+    half a file."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
     with open(tmp, "wb") as f:
-        torch.save(state, f)
+        write(f)
         f.flush()
         os.fsync(f.fileno())
     os.replace(tmp, path)
+
+
+def save_atomic(state: dict[str, Any], path: str | os.PathLike) -> None:
+    _replace_atomically(path, lambda f: torch.save(state, f))
 
 
 def write_text_atomic(text: str, path: str | os.PathLike) -> None:
-    """``save_atomic`` for a text file (a run's ``summary.json``, which sweeps and comparisons read)."""
-    path = Path(path)
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w") as f:
-        f.write(text)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    """A text file written atomically (a run's ``summary.json``, which sweeps and comparisons read)."""
+    _replace_atomically(path, lambda f: f.write(text.encode()))
 
 
 def load(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> dict[str, Any]:

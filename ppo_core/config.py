@@ -10,9 +10,32 @@ from typing import Any, Optional
 from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING
 
+from ppo_core.errors import ConfigError
+from ppo_core.plugins import load_plugins
+
 
 @dataclass
-class EnvConfig:
+class EnvSchema:
+    """What every env family's settings hold; a family registers its subclass (``register_schema``)."""
+
+    kind: str = MISSING
+    """Which environment family builds this config: a kind registered in ``ppo_core.build``."""
+    num_envs: int = 8
+    """Copies stepped in lockstep (the text bandit: prompts answered per env step)."""
+
+
+@dataclass
+class AgentSchema:
+    """What every agent's settings hold; an agent registers its subclass (``register_schema``)."""
+
+    name: str = MISSING
+    """Which policy builds this config: an agent registered in ``ppo_core.build``."""
+
+
+@dataclass
+class EnvConfig(EnvSchema):
+    """Any Gymnasium environment (``env=gym env.id=...``; the classic-control groups preset it)."""
+
     kind: str = "gym"
     """Which environment family builds this config."""
     id: str = "CartPole-v1"
@@ -34,7 +57,9 @@ class EnvConfig:
 
 
 @dataclass
-class AgentConfig:
+class AgentConfig(AgentSchema):
+    """Multilayer-perceptron actor and critic over a flat observation (agents/mlp.py)."""
+
     name: str = "mlp"
     hidden_sizes: list[int] = field(default_factory=lambda: [64, 64])
     activation: str = "tanh"
@@ -48,97 +73,6 @@ class AgentConfig:
     the actor's last features, W redrawn every ``sde_sample_freq`` steps (SB3's use_sde)."""
     sde_sample_freq: int = 4
     """Env steps between draws of gSDE's noise matrices (one per env)."""
-
-
-@dataclass
-class TextEnvConfig:
-    """The text bandit (envs/text_bandit.py): one prompt in, one completion out, rewarded by the reward
-    model minus β times the KL to the SFT policy (InstructGPT, Ouyang et al. 2022, §3.5).
-
-    It reads the artifacts of ``python -m ppo_core.align``: ``<artifacts>/sft`` (π_SFT, its tokenizer
-    and, for the embedded world's prompts, its ``stage_summary.json``) and ``<artifacts>/rm``.
-    ``max_new_tokens`` and ``temperature`` live here only; the LM agent is built with the same values.
-    """
-
-    kind: str = "text_bandit"
-    """Which environment family builds this config."""
-    artifacts: str = "artifacts/small"
-    """Root written by ``python -m ppo_core.align`` (its ``paths.root``)."""
-    sft_path: str = ""
-    """π_SFT dir: the frozen KL reference and, unless ``agent.model_path`` says otherwise, the policy's
-    initial weights. "" = ``<artifacts>/sft``."""
-    rm_path: str = ""
-    """Reward-model dir (agents/reward_model.py layout). "" = ``<artifacts>/rm``."""
-    prompts: str = "train"
-    """Training prompts: an embedded-world split (train | validation | test) or a .jsonl of {"prompt": ...}."""
-    eval_prompts: str = "validation"
-    """Evaluation prompts, in order from the first; same forms as ``prompts``."""
-    num_envs: int = 32
-    """Prompts answered per env step."""
-    max_new_tokens: int = 28
-    """L: tokens per completion (the action length), shared with the policy."""
-    temperature: float = 1.0
-    """Sampling temperature T of the policy; the KL compares π and π_SFT both at T."""
-    beta: float = 0.05
-    """β: weight of the KL penalty (InstructGPT: 0.02, which over-optimises this world's reward model,
-    benchmarks/RESULTS.md); the initial β when ``kl_target`` is set."""
-    kl_placement: str = "reward"
-    """reward: subtract β·Σ_l KL_l from the reward (InstructGPT) | loss: reward = RM score, and the
-    algorithm adds β · (mean per-token KL) to its loss, outside the importance ratio."""
-    kl_estimator: str = "k1"
-    """Per-token KL: k1 (InstructGPT) | k2 | k3 | exact (over the vocabulary); see ppo_core/kl.py."""
-    kl_direction: str = "reverse"
-    """reverse: KL(π‖π_SFT) (InstructGPT, conservative) | forward: KL(π_SFT‖π) (PPO's, exploration-friendly)."""
-    kl_target: Optional[float] = None
-    """None: fixed β. Else adapt β after every step towards this KL per completion (Ziegler et al. 2019)."""
-    kl_horizon: float = 10000.0
-    """Completions over which the adaptive controller corrects a KL error (Ziegler et al.'s horizon)."""
-    ptx_coef: float = 0.0
-    """PPO-ptx γ: weight of the pretraining log-likelihood mixed into every update (InstructGPT: 27.8)."""
-    ptx_batch_size: int = 8
-    """Pretraining blocks per gradient step of the ptx term."""
-    ptx_data: str = "corpus"
-    """Pretraining text for ptx: corpus (the embedded world's, as the base model saw it) | a .txt file
-    (one document per line)."""
-    no_eos_penalty: float = 1.0
-    """Subtracted from the score of a completion without EOS (TRL's missing_eos_penalty)."""
-    empty_penalty: float = 1.0
-    """Subtracted from the score of an empty completion (EOS first)."""
-    nonfinite_penalty: float = 10.0
-    """A non-finite RM score is replaced by −nonfinite_penalty (and counted)."""
-    prompt_overflow: str = "error"
-    """A prompt longer than the context minus max_new_tokens: error | truncate (from the left, logged)."""
-    gold: bool = False
-    """Also score training completions with the gold labeler (a decode on the host every step);
-    evaluation always does when the prompts come from the embedded world."""
-    reward_source: str = "rm"
-    """rm: the reward model scores completions | gold: the gold labeler does (an oracle upper bound,
-    embedded-world prompts only; implies ``gold``)."""
-
-
-@dataclass
-class LMAgentConfig:
-    """A causal LM with a value head (agents/lm.py); sampling length and temperature come from the env."""
-
-    name: str = "lm"
-    model_path: str = ""
-    """Initial policy weights, a local Hugging Face causal-LM dir; "" = the env's SFT dir."""
-    critic: str = "head"
-    """head: value head on the policy's trunk | separate: its own trunk and head."""
-    value_init_path: str = ""
-    """critic=separate: a reward-model dir to start the value function from (InstructGPT §3.5); "rm" =
-    the env's reward model; "" = a copy of the policy's initial trunk with a zero head."""
-    exit_check_every: int = 4
-    """Tokens between the sampling loop's checks that every completion has ended (one host sync each)."""
-    trim_padding: str = "pack"
-    """How scoring forwards skip padding (agents/lm.py): pack (no padding at all: each batch's sequences
-    laid end to end, logits only where a token is predicted; the fastest, first PPO ratio 1 to ~1e-6) |
-    rollout (the rollout's scoring forward and every minibatch forward see the columns the rollout uses;
-    the first PPO ratio exactly 1; rollouts of one env step only, else as none) | minibatch (each forward
-    its own batch's columns; first ratio 1 to ~1e-6) | none."""
-    attn_implementation: str = "auto"
-    """auto (eager for algo=trpo, whose Fisher-vector product needs attention twice differentiable;
-    else the model's own) | eager | sdpa | any transformers attention implementation."""
 
 
 @dataclass
@@ -231,9 +165,12 @@ class ReinforceConfig(AlgoConfig):
 
 @dataclass
 class TrainConfig:
-    algo: Any = MISSING
-    env: Any = MISSING
-    agent: Any = MISSING
+    algo: AlgoConfig = MISSING
+    """The update rule's settings (conf/algo/): PPOConfig, TRPOConfig or ReinforceConfig."""
+    env: EnvSchema = MISSING
+    """The environment family's settings (conf/env/): EnvConfig or a registered family's schema."""
+    agent: AgentSchema = MISSING
+    """The policy's settings (conf/agent/): AgentConfig or a registered agent's schema."""
     seed: int = 0
     device: str = "auto"
     """auto (CUDA when present) | cpu | cuda | cuda:N."""
@@ -258,9 +195,28 @@ class TrainConfig:
 
 SCHEMAS: dict[str, dict[str, type]] = {
     "algo": {"ppo": PPOConfig, "trpo": TRPOConfig, "reinforce": ReinforceConfig},
-    "env": {"gym": EnvConfig, "text_bandit": TextEnvConfig},
-    "agent": {"mlp": AgentConfig, "lm": LMAgentConfig},
+    "env": {"gym": EnvConfig},
+    "agent": {"mlp": AgentConfig},
 }
+"""Schema of each config group's options, by ``algo.name``, ``env.kind`` and ``agent.name``."""
+
+
+def register_schema(group: str, name: str, schema: type) -> None:
+    """Make ``schema`` the settings of option ``name`` of ``group`` (algo, env or agent); hydra finds
+    it as ``<name>_schema`` in that group, which the option's YAML names in its defaults."""
+    bases = {"algo": AlgoConfig, "env": EnvSchema, "agent": AgentSchema}
+    if group not in bases or not issubclass(schema, bases[group]):
+        raise TypeError(f"a schema of group {group!r} must subclass {bases.get(group, 'a known group').__name__}")
+    SCHEMAS[group][name] = schema
+
+
+def schema(group: str, name: str) -> type:
+    """The registered schema of option ``name`` of ``group``; a ConfigError names the known ones."""
+    load_plugins()
+    if name not in SCHEMAS[group]:
+        key = {"algo": "algo.name", "env": "env.kind", "agent": "agent.name"}[group]
+        raise ConfigError(f"{key}={name!r} is unknown; expected one of {sorted(SCHEMAS[group])}")
+    return SCHEMAS[group][name]
 
 
 def config_from_dict(values: dict[str, Any]) -> TrainConfig:
@@ -268,22 +224,20 @@ def config_from_dict(values: dict[str, Any]) -> TrainConfig:
     algo, env, agent = values["algo"], values["env"], values["agent"]
     return TrainConfig(**{
         **values,
-        "algo": SCHEMAS["algo"][algo["name"]](**algo),
-        "env": SCHEMAS["env"][env["kind"]](**env),
-        "agent": SCHEMAS["agent"][agent["name"]](**agent),
+        "algo": schema("algo", algo["name"])(**algo),
+        "env": schema("env", env["kind"])(**env),
+        "agent": schema("agent", agent["name"])(**agent),
     })
 
 
 def register_configs() -> None:
-    """Put the schemas in hydra's ConfigStore; the YAML files extend them."""
+    """Put the schemas, the plugins' included, in hydra's ConfigStore; the YAML files extend them."""
+    load_plugins()
     store = ConfigStore.instance()
     store.store(name="train_schema", node=TrainConfig)
-    store.store(group="env", name="env_schema", node=EnvConfig)
-    store.store(group="env", name="text_bandit_schema", node=TextEnvConfig)
-    store.store(group="agent", name="mlp_schema", node=AgentConfig)
-    store.store(group="agent", name="lm_schema", node=LMAgentConfig)
-    for name, schema in SCHEMAS["algo"].items():
-        store.store(group="algo", name=f"{name}_schema", node=schema)
+    for group, schemas in SCHEMAS.items():
+        for name, node in schemas.items():
+            store.store(group=group, name=f"{name}_schema", node=node)
 
 
 def compose_train_config(overrides: list[str]) -> TrainConfig:

@@ -1,4 +1,5 @@
-"""KL divergence: sample estimators, exact KL from logits, masked reductions, KL-penalty controllers.
+"""KL divergence: sample estimators and the exact KL from logits (the controllers of the KL-penalty
+coefficient are in ``kl_control.py``, the masked reductions in ``masked.py``).
 
 The estimators follow Schulman, "Approximating KL Divergence" (2020,
 http://joschu.net/blog/kl-approx.html). For samples x ~ q and r = p(x) / q(x), each estimates KL(q‖p):
@@ -22,16 +23,10 @@ E[∇k3] = E[(1 − π_ref/π)∇log π] = ∇KL(π_ref‖π). ``LOSS_ESTIMATORS
 estimators whose expected gradient is that direction's gradient.
 """
 
-import math
-from collections.abc import Mapping
-
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from ppo_core.errors import NonFiniteError
-
-Dim = int | tuple[int, ...] | None
 
 ESTIMATORS = ("k1", "k2", "k3")
 KL_ESTIMATORS = (*ESTIMATORS, "exact")
@@ -126,128 +121,3 @@ def check_kl_treatment(estimator: str, direction: str, placement: str = "reward"
         raise ValueError(f"as a loss, {estimator} does not follow the gradient of the {direction} KL "
                          f"(E[∇k1] = 0, E[∇k2] = ∇KL(π‖π_ref), E[∇k3] = ∇KL(π_ref‖π)); use one of "
                          f"{LOSS_ESTIMATORS[direction]}")
-
-
-def _valid(x: Tensor, mask: Tensor) -> Tensor:
-    """The mask as a bool tensor of x's shape (a broadcast view, no copy)."""
-    return mask.bool().expand_as(x)
-
-
-def masked_sum(x: Tensor, mask: Tensor | None = None, dim: Dim = None, keepdim: bool = False) -> Tensor:
-    """Sum of the entries of x where mask is 1/True; values at masked-out entries (even NaN) never leak."""
-    if mask is not None:
-        x = torch.where(_valid(x, mask), x, 0.0)
-    return x.sum(dim=dim, keepdim=keepdim)
-
-
-def masked_mean(x: Tensor, mask: Tensor | None = None, dim: Dim = None, keepdim: bool = False) -> Tensor:
-    """Mean of the entries of x where mask is 1/True; a slice with no valid entry gives 0, not NaN.
-    Without a mask it is ``x.mean``, which on CPU is the same sum-then-divide as the masked path."""
-    if mask is None:
-        return x.mean(dim=dim, keepdim=keepdim)
-    valid = _valid(x, mask)
-    count = valid.sum(dim=dim, keepdim=keepdim).clamp(min=1)
-    return masked_sum(x, valid, dim, keepdim) / count
-
-
-def masked_var(
-    x: Tensor, mask: Tensor | None = None, dim: Dim = None, correction: int = 1, keepdim: bool = False
-) -> Tensor:
-    """Variance of the entries of x where mask is 1/True, with `correction` as in torch.var.
-
-    The divisor (count - correction) is clamped to at least 1, so a slice with fewer valid entries than
-    correction + 1 gives 0 rather than NaN. Without a mask it is the same two-pass arithmetic, so a mask
-    that is all True and no mask give the same numbers to the bit.
-    """
-    if mask is None:
-        dims = dim if isinstance(dim, tuple) else (dim,)
-        count = x.numel() if dim is None else math.prod(x.shape[d] for d in dims)
-        centered = x - x.sum(dim=dim, keepdim=True) / max(count, 1)
-        divisor = max(count - correction, 1)
-    else:
-        valid = _valid(x, mask)
-        x = torch.where(valid, x, 0.0)
-        count = valid.sum(dim=dim, keepdim=True)
-        mean = x.sum(dim=dim, keepdim=True) / count.clamp(min=1)
-        centered = torch.where(valid, x - mean, 0.0)
-        divisor = (count - correction).clamp(min=1)
-    var = (centered**2).sum(dim=dim, keepdim=True) / divisor
-    if keepdim:
-        return var
-    return var.squeeze() if dim is None else var.squeeze(dim)
-
-
-def _finite_kl(kl: float | Tensor) -> float:
-    kl = float(kl)
-    if not math.isfinite(kl):
-        raise NonFiniteError(f"KL must be finite to update the penalty coefficient, got {kl}")
-    return kl
-
-
-class KLController:
-    """Holds the KL penalty coefficient `beta`; subclasses decide how `update` moves it."""
-
-    def __init__(self, init_beta: float) -> None:
-        if init_beta < 0:
-            raise ValueError(f"init_beta must be >= 0, got {init_beta}")
-        self.beta = float(init_beta)
-
-    def update(self, kl: float | Tensor, n_steps: int = 1) -> float:
-        """Move beta given the measured KL of the last batch of `n_steps` samples; returns the new beta."""
-        raise NotImplementedError
-
-    def state_dict(self) -> dict[str, float]:
-        return {"beta": self.beta}
-
-    def load_state_dict(self, state: Mapping[str, float]) -> None:
-        self.beta = float(state["beta"])
-
-
-class FixedKLController(KLController):
-    """Constant beta."""
-
-    def update(self, kl: float | Tensor, n_steps: int = 1) -> float:
-        _finite_kl(kl)
-        return self.beta
-
-
-class AdaptiveKLController(KLController):
-    """Log-space proportional controller of Ziegler et al. 2019, "Fine-Tuning Language Models from
-    Human Preferences"; the gain n_steps / horizon is that of their openai/lm-human-preferences code.
-
-    error = clip(kl / target - 1, -0.2, 0.2);  beta ← beta · (1 + error · n_steps / horizon),
-    where n_steps is the number of samples (episodes) behind `kl` and horizon is in the same unit.
-    """
-
-    def __init__(self, init_beta: float, target: float, horizon: float) -> None:
-        super().__init__(init_beta)
-        if target <= 0 or horizon <= 0:
-            raise ValueError(f"target and horizon must be > 0, got target={target}, horizon={horizon}")
-        self.target = float(target)
-        self.horizon = float(horizon)
-
-    def update(self, kl: float | Tensor, n_steps: int = 1) -> float:
-        error = min(max(_finite_kl(kl) / self.target - 1.0, -0.2), 0.2)
-        self.beta *= 1.0 + error * n_steps / self.horizon
-        return self.beta
-
-
-class PPOKLPenaltyController(KLController):
-    """Adaptive KL penalty of the PPO paper (Schulman et al. 2017, §4); n_steps is ignored.
-
-    d < target / 1.5: beta ← beta / 2;  d > target · 1.5: beta ← beta · 2.
-    """
-
-    def __init__(self, init_beta: float, target: float) -> None:
-        super().__init__(init_beta)
-        if target <= 0:
-            raise ValueError(f"target must be > 0, got {target}")
-        self.target = float(target)
-
-    def update(self, kl: float | Tensor, n_steps: int = 1) -> float:
-        d = _finite_kl(kl)
-        if d < self.target / 1.5:
-            self.beta /= 2.0
-        elif d > self.target * 1.5:
-            self.beta *= 2.0
-        return self.beta

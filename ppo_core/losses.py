@@ -8,7 +8,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from ppo_core.kl import k3, masked_mean
+from ppo_core.kl import k3
+from ppo_core.masked import masked_mean
 
 Stats = dict[str, Tensor]
 

@@ -5,16 +5,9 @@ import torch
 from torch.distributions import Categorical, kl_divergence
 
 from ppo_core.errors import NonFiniteError
-from ppo_core.kl import (
-    AdaptiveKLController,
-    FixedKLController,
-    PPOKLPenaltyController,
-    exact_kl_from_logits,
-    kl_estimate,
-    masked_mean,
-    masked_sum,
-    masked_var,
-)
+from ppo_core.kl import exact_kl_from_logits, kl_estimate
+from ppo_core.kl_control import AdaptiveKLController, FixedKLController, PPOKLPenaltyController
+from ppo_core.masked import masked_mean, masked_sum, masked_var
 
 
 @pytest.fixture

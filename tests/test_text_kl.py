@@ -7,7 +7,7 @@ import torch
 
 from agents.lm import LMActorCritic
 from ppo_core.algorithms import make_algorithm
-from ppo_core.auxiliary import PretrainingLoss, ReferenceKLLoss
+from ppo_core.align.objective_terms import PretrainingLoss, ReferenceKLLoss
 from ppo_core.build import build_trainer
 from ppo_core.buffer import RolloutBatch
 from ppo_core.config import PPOConfig

@@ -6,7 +6,8 @@ from torch import nn
 from torch.distributions import Categorical, Normal, kl_divergence
 from torch.func import functional_call
 
-from ppo_core.kl import exact_kl_from_logits, masked_mean
+from ppo_core.kl import exact_kl_from_logits
+from ppo_core.masked import masked_mean
 from ppo_core.trpo import (
     backtracking_line_search,
     conjugate_gradient,

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 import torch
 from transformers import PreTrainedTokenizerBase
 
+from envs.text_encoding import encode_prompt, pad_sequences
 from ppo_core.align.errors import AlignError
 
 log = logging.getLogger(__name__)
@@ -44,19 +45,6 @@ def pack_blocks(tokenizer: PreTrainedTokenizerBase, texts: Sequence[str], block_
     return torch.tensor(ids[: n_blocks * block_size]).view(n_blocks, block_size)
 
 
-def encode_prompt(tokenizer: PreTrainedTokenizerBase, text: str, max_tokens: int) -> tuple[list[int], bool]:
-    """Token ids of a prompt, truncated from the LEFT to `max_tokens`; returns (ids, truncated).
-
-    The instruction usually sits at the end of a prompt, so the start is what gets dropped. Special
-    tokens the tokenizer prepends (e.g. Llama's BOS) are kept.
-    """
-    ids = tokenizer(text)["input_ids"]
-    if len(ids) <= max_tokens:
-        return ids, False
-    n_prefix = len(tokenizer("")["input_ids"])
-    return ids[:n_prefix] + ids[len(ids) - (max_tokens - n_prefix) :], True
-
-
 def encode_completion(tokenizer: PreTrainedTokenizerBase, text: str, max_tokens: int) -> tuple[list[int], bool]:
     """Token ids of a completion followed by EOS, truncated from the right (then without EOS)."""
     ids = tokenizer(text, add_special_tokens=False)["input_ids"] + [tokenizer.eos_token_id]
@@ -85,20 +73,6 @@ def encode_examples(
             cut_prompts, len(pairs), max_prompt_tokens, cut_completions, max_completion_tokens,
         )
     return examples
-
-
-def pad_sequences(
-    sequences: Sequence[Sequence[int]], pad_id: int, side: str = "right"
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Pad token lists to one length: (input_ids, attention_mask), both (B, T_max)."""
-    width = max(len(s) for s in sequences)
-    ids = torch.full((len(sequences), width), pad_id, dtype=torch.long)
-    mask = torch.zeros((len(sequences), width), dtype=torch.long)
-    for i, s in enumerate(sequences):
-        span = slice(0, len(s)) if side == "right" else slice(width - len(s), width)
-        ids[i, span] = torch.tensor(s, dtype=torch.long)
-        mask[i, span] = 1
-    return ids, mask
 
 
 def collate_examples(examples: Sequence[Example], pad_id: int) -> dict[str, torch.Tensor]:

@@ -27,7 +27,8 @@ from ppo_core.align.pretrain import pretrain
 from ppo_core.align.reward import check_k, collect_rankings, train_reward_model
 from ppo_core.align.sft import sft
 from ppo_core.align.tokenizer import train_tokenizer
-from ppo_core.align.training import resolve_device, seed_everything, tensorboard_writer
+from ppo_core.align.training import tensorboard_writer
+from ppo_core.runtime import resolve_device, seed_everything
 
 log = logging.getLogger(__name__)
 
@@ -179,11 +180,11 @@ def run_rl(cfg: AlignConfig) -> dict[str, Any]:
 def run_eval(cfg: AlignConfig) -> dict[str, Any]:
     """The RL policy against SFT and base on held-out prompts: win rates, RM score, KL, pretraining loss."""
     from agents.lm import LMActorCritic
-    from ppo_core import text_artifacts
+    from ppo_core.align import artifacts as text_artifacts
     from ppo_core.align import evaluation
-    from ppo_core.build_text import make_text_env
+    from ppo_core.align.rl_build import make_text_env
     from ppo_core.errors import ConfigError
-    from ppo_core.text_artifacts import WORLD_SPLITS
+    from ppo_core.align.artifacts import WORLD_SPLITS
 
     if cfg.eval.split not in WORLD_SPLITS:
         raise AlignError(f"eval.split={cfg.eval.split!r} is unknown; expected one of {WORLD_SPLITS}")

@@ -8,7 +8,6 @@ import random
 from collections.abc import Callable, Iterator, Sequence
 from typing import TypeVar
 
-import numpy as np
 import torch
 from torch.utils.tensorboard import SummaryWriter
 
@@ -41,20 +40,6 @@ def shuffled_batches(
         rng.shuffle(batches)
     for n, batch in enumerate(batches):
         yield [items[j] for j in batch], n == len(batches) - 1
-
-
-def seed_everything(seed: int) -> None:
-    """Seed Python, numpy and torch (CPU and CUDA)."""
-    random.seed(seed)
-    np.random.seed(seed)
-    torch.manual_seed(seed)
-
-
-def resolve_device(device: str) -> torch.device:
-    """`"auto"` becomes cuda when available, else cpu; anything else is passed to `torch.device`."""
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)
 
 
 def cosine_lr(step: int, total_steps: int, warmup_steps: int = 0, min_ratio: float = 0.1) -> float:

@@ -1,7 +1,5 @@
-"""Wire the text bandit env, the LM policy and the text-only loss terms (KL in the loss, PPO-ptx).
-
-Kept apart from ``ppo_core.build`` so that classic-control runs never import transformers (seconds).
-"""
+"""Wire the text bandit env, the LM policy and the text-only loss terms (KL in the loss, PPO-ptx):
+the builders ``ppo_core.align.plugin`` registers for ``env=text_bandit`` and ``agent=lm``."""
 
 from __future__ import annotations
 
@@ -12,10 +10,13 @@ import torch
 from agents.base import ActorCritic
 from agents.lm import LMActorCritic
 from envs.text_bandit import TextBanditVecEnv, TextReward, tokenize_prompts
-from ppo_core import text_artifacts as artifacts
+from ppo_core.align import artifacts
 from ppo_core.align.models import context_length, load_tokenizer
-from ppo_core.auxiliary import AuxiliaryLoss, PretrainingLoss, ReferenceKLLoss
-from ppo_core.config import TextEnvConfig, TrainConfig
+from ppo_core.align.objective_terms import PretrainingLoss, ReferenceKLLoss
+from ppo_core.align.rl_config import TextEnvConfig
+from ppo_core.auxiliary import AuxiliaryLoss
+from ppo_core.build import PolicyNeeds
+from ppo_core.config import TrainConfig
 from ppo_core.errors import ConfigError
 from ppo_core.kl import check_kl_treatment
 
@@ -80,7 +81,7 @@ def make_auxiliary_losses(config: TrainConfig, policy: ActorCritic) -> list[Auxi
     return terms
 
 
-def make_lm_policy(config: TrainConfig, env: TextBanditVecEnv, device: torch.device) -> LMActorCritic:
+def make_lm_policy(config: TrainConfig, env: TextBanditVecEnv, device: torch.device, needs: PolicyNeeds) -> LMActorCritic:
     """The policy starts from ``agent.model_path`` (default π_SFT) and samples ``env.max_new_tokens``
     tokens at ``env.temperature``, the values the env scores the reference with."""
     agent, env_config = config.agent, config.env
@@ -105,7 +106,7 @@ def make_lm_policy(config: TrainConfig, env: TextBanditVecEnv, device: torch.dev
                               f"env's prompts and completions ({needed} tokens)")
     attention = agent.attn_implementation
     if attention == "auto":
-        attention = "eager" if config.algo.name == "trpo" else ""
+        attention = "eager" if needs.second_order else ""
     for module in (model, value_init.trunk if value_init is not None else None):
         if attention and module is not None:
             try:

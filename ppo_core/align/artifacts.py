@@ -24,7 +24,7 @@ from ppo_core.align.errors import AlignError
 from ppo_core.align.models import load_causal_lm, load_tokenizer
 from ppo_core.align.pretrain import split_documents
 from ppo_core.align.world import load_world
-from ppo_core.config import TextEnvConfig
+from ppo_core.align.rl_config import TextEnvConfig
 from ppo_core.errors import ConfigError
 
 WORLD_SPLITS = ("train", "validation", "test")

@@ -1,0 +1,100 @@
+"""Typed schemas of the settings the alignment wing adds to the training app: the text bandit env
+(``env=text_bandit``) and the language-model agent (``agent=lm``)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Optional
+
+from ppo_core.config import AgentSchema, EnvSchema
+
+
+@dataclass
+class TextEnvConfig(EnvSchema):
+    """The text bandit (envs/text_bandit.py): one prompt in, one completion out, rewarded by the reward
+    model minus β times the KL to the SFT policy (InstructGPT, Ouyang et al. 2022, §3.5).
+
+    It reads the artifacts of ``python -m ppo_core.align``: ``<artifacts>/sft`` (π_SFT, its tokenizer
+    and, for the embedded world's prompts, its ``stage_summary.json``) and ``<artifacts>/rm``.
+    ``max_new_tokens`` and ``temperature`` live here only; the LM agent is built with the same values.
+    """
+
+    kind: str = "text_bandit"
+    """Which environment family builds this config."""
+    artifacts: str = "artifacts/small"
+    """Root written by ``python -m ppo_core.align`` (its ``paths.root``)."""
+    sft_path: str = ""
+    """π_SFT dir: the frozen KL reference and, unless ``agent.model_path`` says otherwise, the policy's
+    initial weights. "" = ``<artifacts>/sft``."""
+    rm_path: str = ""
+    """Reward-model dir (agents/reward_model.py layout). "" = ``<artifacts>/rm``."""
+    prompts: str = "train"
+    """Training prompts: an embedded-world split (train | validation | test) or a .jsonl of {"prompt": ...}."""
+    eval_prompts: str = "validation"
+    """Evaluation prompts, in order from the first; same forms as ``prompts``."""
+    num_envs: int = 32
+    """Prompts answered per env step."""
+    max_new_tokens: int = 28
+    """L: tokens per completion (the action length), shared with the policy."""
+    temperature: float = 1.0
+    """Sampling temperature T of the policy; the KL compares π and π_SFT both at T."""
+    beta: float = 0.05
+    """β: weight of the KL penalty (InstructGPT: 0.02, which over-optimises this world's reward model,
+    benchmarks/RESULTS.md); the initial β when ``kl_target`` is set."""
+    kl_placement: str = "reward"
+    """reward: subtract β·Σ_l KL_l from the reward (InstructGPT) | loss: reward = RM score, and the
+    algorithm adds β · (mean per-token KL) to its loss, outside the importance ratio."""
+    kl_estimator: str = "k1"
+    """Per-token KL: k1 (InstructGPT) | k2 | k3 | exact (over the vocabulary); see ppo_core/kl.py."""
+    kl_direction: str = "reverse"
+    """reverse: KL(π‖π_SFT) (InstructGPT, conservative) | forward: KL(π_SFT‖π) (PPO's, exploration-friendly)."""
+    kl_target: Optional[float] = None
+    """None: fixed β. Else adapt β after every step towards this KL per completion (Ziegler et al. 2019)."""
+    kl_horizon: float = 10000.0
+    """Completions over which the adaptive controller corrects a KL error (Ziegler et al.'s horizon)."""
+    ptx_coef: float = 0.0
+    """PPO-ptx γ: weight of the pretraining log-likelihood mixed into every update (InstructGPT: 27.8)."""
+    ptx_batch_size: int = 8
+    """Pretraining blocks per gradient step of the ptx term."""
+    ptx_data: str = "corpus"
+    """Pretraining text for ptx: corpus (the embedded world's, as the base model saw it) | a .txt file
+    (one document per line)."""
+    no_eos_penalty: float = 1.0
+    """Subtracted from the score of a completion without EOS (TRL's missing_eos_penalty)."""
+    empty_penalty: float = 1.0
+    """Subtracted from the score of an empty completion (EOS first)."""
+    nonfinite_penalty: float = 10.0
+    """A non-finite RM score is replaced by −nonfinite_penalty (and counted)."""
+    prompt_overflow: str = "error"
+    """A prompt longer than the context minus max_new_tokens: error | truncate (from the left, logged)."""
+    gold: bool = False
+    """Also score training completions with the gold labeler (a decode on the host every step);
+    evaluation always does when the prompts come from the embedded world."""
+    reward_source: str = "rm"
+    """rm: the reward model scores completions | gold: the gold labeler does (an oracle upper bound,
+    embedded-world prompts only; implies ``gold``)."""
+
+
+@dataclass
+class LMAgentConfig(AgentSchema):
+    """A causal LM with a value head (agents/lm.py); sampling length and temperature come from the env."""
+
+    name: str = "lm"
+    model_path: str = ""
+    """Initial policy weights, a local Hugging Face causal-LM dir; "" = the env's SFT dir."""
+    critic: str = "head"
+    """head: value head on the policy's trunk | separate: its own trunk and head."""
+    value_init_path: str = ""
+    """critic=separate: a reward-model dir to start the value function from (InstructGPT §3.5); "rm" =
+    the env's reward model; "" = a copy of the policy's initial trunk with a zero head."""
+    exit_check_every: int = 4
+    """Tokens between the sampling loop's checks that every completion has ended (one host sync each)."""
+    trim_padding: str = "pack"
+    """How scoring forwards skip padding (agents/lm.py): pack (no padding at all: each batch's sequences
+    laid end to end, logits only where a token is predicted; the fastest, first PPO ratio 1 to ~1e-6) |
+    rollout (the rollout's scoring forward and every minibatch forward see the columns the rollout uses;
+    the first PPO ratio exactly 1; rollouts of one env step only, else as none) | minibatch (each forward
+    its own batch's columns; first ratio 1 to ~1e-6) | none."""
+    attn_implementation: str = "auto"
+    """auto (eager for algo=trpo, whose Fisher-vector product needs attention twice differentiable;
+    else the model's own) | eager | sdpa | any transformers attention implementation."""
