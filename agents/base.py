@@ -50,12 +50,6 @@ class ActorCritic(Protocol):
         actor's forward, for critic regression."""
         ...
 
-    def compact(self, obs: Observation, action: Tensor) -> tuple[Observation, Tensor, int]:
-        """A rollout's observations and actions (B, ...) without the padding columns that no row uses,
-        and how many decisions per step remain. The trainer cuts each rollout once before its update,
-        so padding is not carried through every minibatch forward."""
-        ...
-
     def env_action(self, step: PolicyStep) -> Any:
         """What the environment receives for ``step``: a Box action clipped into its bounds, or a
         completion with its per-token log-probs (the text env's KL penalty needs them)."""

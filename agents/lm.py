@@ -5,7 +5,7 @@ An observation is a batch of LEFT-padded prompts, ``{"input_ids": (N, P), "atten
 ``max_new_tokens`` = L tokens, right-padded with ``pad_token_id`` after its first EOS; each token is
 one decision. Log-probs come from ``token_log_probs`` (logits / T, then log-softmax) in sampling and
 in training alike, and the rollout's log-probs and values come from the same ``_forward`` that
-``evaluate`` uses, so the first PPO minibatch has ratio 1 (exactly, with ``trim_padding="rollout"``).
+``evaluate`` uses, so the first PPO minibatch has ratio 1 (up to float summation order, ~1e-6).
 
 Prompts arrive left-padded to the longest of their whole set and completions right-padded to L, so a
 batch carries columns that none of its rows uses. ``trim_padding`` says how forwards skip them:
@@ -18,15 +18,9 @@ batch carries columns that none of its rows uses. ``trim_padding`` says how forw
   Needs a model (and a separate value trunk) whose attention honours packed position ids and whose
   logits are its output embedding of the last hidden state (GPT-2, Llama and most decoders; checked
   when the policy is built).
-- ``"rollout"``: ``act`` scores its batch on the columns the batch uses, and ``compact`` cuts the
-  stored rollout to them before the update, so every minibatch forward has the width of the
-  rollout's scoring forward (TRL pads each batch to its longest prompt to the same effect), and the
-  first minibatch's ratio is exactly 1. That needs a rollout of one env step (the text presets'
-  ``algo.num_steps=1``): ``act`` cuts each step to its own columns, so with more steps the update
-  would score some rows at another width. The trainer's builder uses ``"none"`` then.
 - ``"minibatch"``: every forward is cut to its own batch's columns, minibatches included; the first
-  ratio is 1 up to summation order.
-- ``"none"``: every forward at the full width.
+  ratio is 1 up to summation order. The fastest mode for a model that packing refuses.
+- ``"none"``: every forward at the full width, the reference the other modes are tested against.
 """
 
 from __future__ import annotations
@@ -45,7 +39,7 @@ from agents.packing import PACKING_TOLERANCE, pack, packing_error, position_ids
 from agents.reward_model import RewardModel
 
 CRITICS = ("head", "separate")
-TRIM_MODES = ("rollout", "minibatch", "pack", "none")
+TRIM_MODES = ("pack", "minibatch", "none")
 
 
 class Completion(NamedTuple):
@@ -186,14 +180,6 @@ def packed_sequence_distributions(
     return Categorical(at_decisions(projected_log_probs(model, hidden, temperature), mask))
 
 
-def sequence_log_probs(
-    model: PreTrainedModel, prompt_ids: Tensor, prompt_mask: Tensor, tokens: Tensor, mask: Tensor, temperature: float
-) -> Tensor:
-    """log π(y_l | x, y_<l) at temperature T for each completion token, 0 where masked: (N, L)."""
-    log_prob = sequence_distributions(model, prompt_ids, prompt_mask, tokens, mask, temperature).log_prob(tokens)
-    return torch.where(mask, log_prob, 0.0)
-
-
 class LMActorCritic(nn.Module):
     """Policy π_θ(y | x) = Π_l π_θ(y_l | x, y_<l) of a causal LM, and a per-token critic.
 
@@ -207,7 +193,7 @@ class LMActorCritic(nn.Module):
 
     Dropout is off in rollouts and updates alike (``train()`` keeps the module in eval mode): the
     rollout's log-probs must be those of the function being trained. ``trim_padding`` says how scoring
-    forwards skip padding: packed, or cut to the columns a batch or its rollout uses (module docstring).
+    forwards skip padding: packed, or cut to the columns a batch uses (module docstring).
     """
 
     def __init__(
@@ -269,7 +255,7 @@ class LMActorCritic(nn.Module):
             if error > PACKING_TOLERANCE:
                 raise ValueError(f"trim_padding='pack': the {name}'s packed forward differs from its padded one by "
                                  f"{error:.3g} (its attention ignores packed position ids, or its logits are not its "
-                                 "output embedding of the last hidden state); use 'rollout' or 'minibatch'")
+                                 "output embedding of the last hidden state); use 'minibatch'")
 
     def train(self, mode: bool = True) -> "LMActorCritic":
         """Always eval mode, so dropout never makes the rollout and the update score different functions."""
@@ -316,18 +302,8 @@ class LMActorCritic(nn.Module):
         return PolicyEvaluation(log_prob, dist.entropy(), value, dist)
 
     def evaluate(self, obs: Observation, action: Tensor) -> PolicyEvaluation:
-        """Scores stored completions: packed, or cut to their own columns with ``trim_padding="minibatch"``
-        (in ``"rollout"`` mode the trainer has already cut the whole rollout with ``compact``)."""
+        """Scores stored completions: packed, or cut to their own columns with ``trim_padding="minibatch"``."""
         return self._evaluate(obs, action, self.trim_padding == "minibatch")
-
-    def compact(self, obs: Observation, action: Tensor) -> tuple[Observation, Tensor, int]:
-        """With ``trim_padding="rollout"``: the rollout's prompts (B, P') and completions (B, L') cut to the
-        columns some row uses, the cut ``act`` scored a one-step rollout on; else everything as it is."""
-        if self.trim_padding != "rollout":
-            return obs, action, action.shape[1]
-        prompt_ids, prompt_mask, tokens, _ = trim_padding(obs["input_ids"], obs["attention_mask"], action,
-                                                          completion_mask(action, self.eos_token_id))
-        return {**obs, "input_ids": prompt_ids, "attention_mask": prompt_mask}, tokens, tokens.shape[1]
 
     def decision_values(self, obs: Observation, action: Tensor) -> Tensor:
         """V before each decision (B, L) from the critic's trunk alone: the value trunk, or for

@@ -165,9 +165,6 @@ class MLPActorCritic(nn.Module):
     def decision_values(self, obs: Tensor, action: Tensor) -> Tensor:
         return self.critic(self._features(obs))  # (B, 1)
 
-    def compact(self, obs: Tensor, action: Tensor) -> tuple[Tensor, Tensor, int]:
-        return obs, action, 1  # fixed-size observations and one decision a step: nothing to cut
-
     def env_action(self, step: PolicyStep) -> Tensor:
         if self.discrete:
             return step.action + self.action_offset

@@ -15,10 +15,8 @@ iteration, logging included, in wall time and in the process's own CPU time (ste
 jobs share the cores). Per-phase wall times come from wrappers around the library's own functions
 (a few microseconds each). Our env scores (reference, reward model) on packed sequences, without
 padding. Our policy runs with its default ``agent.trim_padding=pack`` (every forward on packed
-sequences; the first ratio 1 to ~1e-6); the ``*_rollout`` variant sets ``rollout`` (the rollout's
-scoring forward and every minibatch forward on the columns the rollout uses; the first ratio exactly
-1), ``*_minibatch`` ``minibatch`` (each forward on its own batch's columns) and ``*_full`` ``none``
-(every policy forward at the full width).
+sequences; the first ratio 1 to ~1e-6); the ``*_minibatch`` variants set ``minibatch`` (each forward
+on its own batch's columns) and ``*_full`` ``none`` (every policy forward at the full width).
 
     pip install -e ".[bench]"
     python benchmarks/text_rl_throughput.py                       # N = 64, 3 repeats
@@ -55,11 +53,10 @@ VARIANTS = {
     "ours_separate": ("ours", "separate"),
     "ours_head": ("ours", "head"),
     "trl_batchpad": ("trl", "batch"),
-    # agent.trim_padding=none | minibatch | rollout instead of the default pack
+    # agent.trim_padding=none | minibatch instead of the default pack
     "ours_head_full": ("ours", "head+none"),
     "ours_separate_minibatch": ("ours", "separate+minibatch"),
     "ours_head_minibatch": ("ours", "head+minibatch"),
-    "ours_head_rollout": ("ours", "head+rollout"),
     "trl_setpad": ("trl", "set"),
 }
 
@@ -113,7 +110,7 @@ def worker_ours(option: str, prompts: int, iterations: int, threads: int, seed: 
     critic, _, trim = option.partition("+")
 
     overrides = ["env=text_bandit", "agent=lm", "algo=ppo", f"env.num_envs={prompts}",
-                 f"env.max_new_tokens={MAX_NEW_TOKENS}", "env.temperature=1.0", f"env.beta={BETA}",
+                 f"env.max_new_tokens={MAX_NEW_TOKENS}", "env.temperature=1.0", f"env.kl_coef={BETA}",
                  "env.no_eos_penalty=1.0", f"algo.update_epochs={EPOCHS}", f"algo.num_minibatches={MINIBATCHES}",
                  "algo.num_steps=1", f"algo.learning_rate={LEARNING_RATE}", f"algo.clip_eps={CLIP}",
                  "algo.clip_value_loss=true", f"algo.vf_coef={VF_COEF}", "algo.ent_coef=0.0",

@@ -117,7 +117,7 @@ class TextReward(nn.Module):
     reverse, KL(π‖π_SFT), or forward, KL(π_SFT‖π); ``placement`` reward (subtract β·Σ_l KL_l here) or
     loss (the reward is the RM score and the algorithm adds β·KL to its loss, from the reference
     log-probs this env returns in ``extras``).
-    β is fixed, or adapted towards ``kl_target`` by Ziegler et al.'s controller after every step.
+    β is fixed, or adapted towards ``kl_coef_target`` by Ziegler et al.'s controller after every step.
     Whatever is configured, every step measures k1, k2, k3 and (given π's full distributions) the
     exact KL in both directions, so a negative k1 report can be told apart from a real one.
     """
@@ -128,11 +128,11 @@ class TextReward(nn.Module):
         reward_model: RewardFn,
         eos_token_id: int,
         temperature: float = 1.0,
-        beta: float = 0.05,
+        kl_coef: float = 0.05,
         estimator: str = "k1",
         direction: str = "reverse",
         placement: str = "reward",
-        kl_target: float | None = None,
+        kl_coef_target: float | None = None,
         kl_horizon: float = 10_000,
         no_eos_penalty: float = 1.0,
         empty_penalty: float = 1.0,
@@ -148,13 +148,14 @@ class TextReward(nn.Module):
         self.eos_token_id = int(eos_token_id)
         self.temperature = float(temperature)
         self.estimator, self.direction, self.placement = estimator, direction, placement
-        self.controller = FixedKLController(beta) if kl_target is None else AdaptiveKLController(beta, kl_target, kl_horizon)
+        self.controller = (FixedKLController(kl_coef) if kl_coef_target is None
+                           else AdaptiveKLController(kl_coef, kl_coef_target, kl_horizon))
         self.no_eos_penalty, self.empty_penalty = float(no_eos_penalty), float(empty_penalty)
         self.nonfinite_penalty = float(nonfinite_penalty)
 
     @property
-    def beta(self) -> float:
-        return self.controller.beta
+    def kl_coef(self) -> float:
+        return self.controller.coef
 
     def train(self, mode: bool = True) -> "TextReward":
         return super().train(False)
@@ -211,7 +212,7 @@ class TextReward(nn.Module):
         no_eos = ~is_eos.any(-1)
         empty = is_eos[:, 0]
         penalty = self.no_eos_penalty * no_eos + self.empty_penalty * empty  # (N,)
-        reward = scores - penalty - (self.beta * kl if self.placement == "reward" else 0.0)
+        reward = scores - penalty - (self.kl_coef * kl if self.placement == "reward" else 0.0)
         estimates = {f"kl_{name}": value.sum(-1) for name, value in per_token.items()}
         parts = RewardParts(reward, scores, penalty, kl, chosen, ref_log_prob, nonfinite, no_eos, empty, estimates)
         return parts, reference.log_probs
@@ -264,7 +265,7 @@ class TextBanditVecEnv:
         device: torch.device = torch.device("cpu"),
         shuffle: bool = True,
         gold: GoldFn | None = None,
-        adapt_beta: bool = True,
+        adapt_kl_coef: bool = True,
         gold_reward: bool = False,
     ):
         self.prompts = PromptSet(prompts.texts, prompts.input_ids.to(device), prompts.attention_mask.to(device))
@@ -272,7 +273,7 @@ class TextBanditVecEnv:
         self.tokenizer = tokenizer
         self.num_envs, self.max_new_tokens = int(num_envs), int(max_new_tokens)
         self.device, self.shuffle, self.gold = device, shuffle, gold
-        self.adapt_beta = adapt_beta and isinstance(reward.controller, AdaptiveKLController)
+        self.adapt_kl_coef = adapt_kl_coef and isinstance(reward.controller, AdaptiveKLController)
         if gold_reward and gold is None:
             raise ConfigError("a gold reward needs prompts with a gold labeler (the embedded world's splits)")
         self.gold_reward = gold_reward
@@ -325,19 +326,19 @@ class TextBanditVecEnv:
         parts, ref_log_probs = self.reward(obs["input_ids"], obs["attention_mask"], tokens, mask, action["log_prob"],
                                            action.get("log_probs"), gold if self.gold_reward else None)
         info: dict[str, Any] = parts._asdict()
-        beta = self.reward.beta  # the β this step's rewards were penalised with
+        kl_coef = self.reward.kl_coef  # the β this step's rewards were penalised with
         metrics = {"rlhf_reward": parts.reward, "scores": parts.scores, "kl": parts.kl, **parts.kl_estimates,
                    "nonfinite": parts.nonfinite, "no_eos": parts.no_eos, "empty": parts.empty,
                    "completion_length": mask.sum(-1)}
         if gold is not None:
             metrics["gold"] = info["gold"] = gold
         self._record(metrics)
-        if self.adapt_beta:
+        if self.adapt_kl_coef:
             self.reward.controller.update(parts.kl.mean(), self.num_envs)  # one host sync per step
         n = self.num_envs
         extras = {"ref_log_prob": parts.ref_log_prob}
         if self.reward.placement == "loss":
-            extras["kl_coef"] = torch.full((n,), beta, device=self.device)
+            extras["kl_coef"] = torch.full((n,), kl_coef, device=self.device)
             if self.reward.estimator == "exact":
                 extras["ref_log_probs"] = ref_log_probs
         self.index = self._draw()
@@ -372,11 +373,11 @@ class TextBanditVecEnv:
         """Means per completion since the last pop (TRL's objective/* quantities): rlhf_reward, scores,
         kl (the penalised one) and kl_k1, kl_k2, kl_k3, kl_exact, kl_exact_forward (sums over the
         completion), the fractions nonfinite, no_eos and empty, completion_length in tokens, gold when
-        scored; and beta, the current KL coefficient. One host sync."""
+        scored; and beta, the current KL coefficient ``kl_coef``. One host sync."""
         names = list(self.metric_sums)
         values = torch.stack(list(self.metric_sums.values())).tolist() if names else []
         metrics = {name: value / max(self.metric_count, 1) for name, value in zip(names, values)}
-        metrics["beta"] = self.reward.beta
+        metrics["beta"] = self.reward.kl_coef  # logged as objective/beta
         self.metric_sums, self.metric_count = {}, 0
         return metrics
 

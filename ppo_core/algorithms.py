@@ -193,8 +193,8 @@ class PPO(Algorithm):
 
     objective=kl_penalty penalises KL(π_old‖π_θ), estimated with k3 = (r − 1) − log r over the
     rollout's own actions (sampled from π_old). After the update epochs, d is that estimate over the
-    whole batch at the new parameters; β halves when d < kl_target / 1.5 and doubles when
-    d > 1.5 · kl_target, and the new β weighs the next update (§4).
+    whole batch at the new parameters; β halves when d < penalty_kl_target / 1.5 and doubles
+    when d > 1.5 · penalty_kl_target, and the new β weighs the next update (§4).
     """
 
     config: PPOConfig
@@ -205,13 +205,13 @@ class PPO(Algorithm):
         require(config, "update_epochs", config.update_epochs >= 1, ">= 1")
         require(config, "num_minibatches", config.num_minibatches >= 1, ">= 1")
         if config.objective == "kl_penalty":
-            require(config, "kl_target", config.kl_target > 0, "> 0 with algo.objective=kl_penalty")
+            require(config, "penalty_kl_target", config.penalty_kl_target > 0, "> 0 with algo.objective=kl_penalty")
         super().__init__(policy, config, auxiliary)
         own_rates = []
         if config.vf_learning_rate is not None:
             own_rates.append((separate_critic_parameters(policy, "ppo with algo.vf_learning_rate"), config.vf_learning_rate))
         self.add_optimizer("policy", policy.parameters(), config.learning_rate, own_rates)
-        self.kl_controller = (PPOKLPenaltyController(config.kl_beta_init, config.kl_target)
+        self.kl_controller = (PPOKLPenaltyController(config.penalty_coef_init, config.penalty_kl_target)
                               if config.objective == "kl_penalty" else None)
 
     @property
@@ -222,7 +222,7 @@ class PPO(Algorithm):
                      ) -> tuple[Tensor, Stats]:
         if self.config.objective == "clip":
             return clipped_surrogate_loss(log_prob, batch.log_probs, advantages, self.clip_eps, mask)
-        return kl_penalty_surrogate_loss(log_prob, batch.log_probs, advantages, self.kl_controller.beta, mask)
+        return kl_penalty_surrogate_loss(log_prob, batch.log_probs, advantages, self.kl_controller.coef, mask)
 
     def update(self, batch: RolloutBatch) -> Stats:
         cfg = self.config
@@ -249,12 +249,12 @@ class PPO(Algorithm):
                 meter.add(step_stats)
                 epoch_meter.add({"approx_kl": pg_stats["approx_kl"]})
             epoch_kl = epoch_meter.means()["approx_kl"]
-            if cfg.target_kl is not None and epoch_kl.item() > cfg.target_kl:
+            if cfg.early_stop_kl is not None and epoch_kl.item() > cfg.early_stop_kl:
                 break
         stats = {**meter.means(), **batch_stats(batch), "learning_rate": self.learning_rate("policy")}
         if cfg.objective == "kl_penalty":
             d = self.kl_after_update(batch)
-            stats["beta"] = torch.tensor(self.kl_controller.beta)  # the β this update was penalised with
+            stats["penalty_coef"] = torch.tensor(self.kl_controller.coef)  # the β this update was penalised with
             stats["kl_after_update"] = d
             self.kl_controller.update(d.item())
         else:

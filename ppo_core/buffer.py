@@ -46,19 +46,6 @@ class RolloutBatch(NamedTuple):
         """A copy with ``fields`` replaced (NamedTuple's ``_replace`` would read ``__len__``, the batch size)."""
         return RolloutBatch(**{**self._asdict(), **fields})
 
-    def first_decisions(self, end: int) -> "RolloutBatch":
-        """The batch with only the first ``end`` decisions of each step: every per-decision field (B, L)
-        and per-decision extra (B, L, ...) cut to (B, end, ...); per-step extras (B,), observations and
-        actions stay as they are."""
-        length = self.mask.shape[1]
-        if end == length:
-            return self
-        cut = lambda x: x[:, :end]  # noqa: E731
-        per_decision = lambda x: x.dim() > 1 and x.shape[1] == length  # noqa: E731
-        return self.replace(log_probs=cut(self.log_probs), values=cut(self.values), advantages=cut(self.advantages),
-                            returns=cut(self.returns), mask=cut(self.mask),
-                            extras=tree_map(lambda x: cut(x) if per_decision(x) else x, self.extras))
-
 
 class RolloutBuffer:
     """Time-major storage (T, N, ...) allocated on the first ``add`` from the shapes it sees."""

@@ -84,9 +84,6 @@ class AlgoConfig:
     """Env steps per environment in one rollout."""
     gamma: float = 0.99
     gae_lambda: float = 0.95
-    advantage_level: str = "decision"
-    """decision: GAE over every decision (over the tokens of a completion) | step: one advantage per env
-    step, from V before its first decision, shared by its decisions (the text bandit's r − V(x))."""
     learning_rate: float = 3e-4
     anneal_lr: bool = True
     """Decay the learning rate linearly to 0 over ``total_timesteps``."""
@@ -115,11 +112,13 @@ class PPOConfig(AlgoConfig):
     anneal_clip: bool = False
     """Decay clip_eps linearly to 0 with the learning rate (rl-zoo's ``lin_`` schedules)."""
     clip_value_loss: bool = False
-    target_kl: Optional[float] = None
-    """Stop the epochs of an update once approx_kl exceeds this (None: never)."""
-    kl_target: float = 0.01
-    """objective=kl_penalty: the KL the adaptive β steers towards."""
-    kl_beta_init: float = 1.0
+    early_stop_kl: Optional[float] = None
+    """Stop the epochs of an update once an epoch's mean approx_kl exceeds this (SB3's ``target_kl``;
+    None: never)."""
+    penalty_kl_target: float = 0.01
+    """objective=kl_penalty: d_targ, the KL(π_old‖π) per update the penalty coefficient steers towards (§4)."""
+    penalty_coef_init: float = 1.0
+    """objective=kl_penalty: the initial β of the KL(π_old‖π) penalty, halved or doubled after each update."""
 
 
 @dataclass
@@ -219,8 +218,54 @@ def schema(group: str, name: str) -> type:
     return SCHEMAS[group][name]
 
 
+RENAMED_KEYS = {
+    "env.beta": "env.kl_coef",
+    "env.kl_target": "env.kl_coef_target",
+    "algo.target_kl": "algo.early_stop_kl",
+    "algo.kl_target": "algo.penalty_kl_target",
+    "algo.kl_beta_init": "algo.penalty_coef_init",
+}
+"""Keys of ppo-core 0.1 and their names since 0.2: one name for the KL coefficient to the reference
+policy, one unmistakable name for each KL target."""
+REMOVED_KEYS = {"algo.advantage_level": ("decision", "GAE always runs over every decision (0.1's advantage_level=decision)")}
+"""Keys 0.2 dropped: the one value that still describes what runs, and what does."""
+OLD_VALUES = {"agent.trim_padding": {"rollout": "minibatch", "true": "minibatch", "false": "none"}}
+"""Values of 0.1 checkpoints and what computes the same function now (rollout: to ~1e-6)."""
+
+
+def reject_old_keys(overrides: list[str]) -> None:
+    """A ConfigError naming the new key for an override of a renamed or removed one."""
+    for override in overrides:
+        key = override.split("=", 1)[0].lstrip("+~")
+        if key in RENAMED_KEYS:
+            raise ConfigError(f"{key} was renamed {RENAMED_KEYS[key]} in ppo-core 0.2; write "
+                              f"{RENAMED_KEYS[key]}={override.split('=', 1)[-1]}")
+        if key in REMOVED_KEYS:
+            raise ConfigError(f"{key} was removed in ppo-core 0.2: {REMOVED_KEYS[key][1]}")
+
+
+def migrate(values: dict[str, Any]) -> dict[str, Any]:
+    """A config saved by ppo-core 0.1 (a checkpoint's or a summary's) in 0.2's keys; a removed setting
+    whose value no longer describes any code path is a ConfigError naming the version."""
+    values = {**values, **{group: dict(values[group]) for group in ("algo", "env", "agent")}}
+    for old, new in RENAMED_KEYS.items():
+        group, key = old.split(".")
+        if key in values[group] and new.split(".")[1] not in values[group]:
+            values[group][new.split(".")[1]] = values[group].pop(key)
+    for old, (kept, meaning) in REMOVED_KEYS.items():
+        group, key = old.split(".")
+        if key in values[group] and values[group].pop(key) != kept:
+            raise ConfigError(f"this run was written by ppo-core 0.1 with {old}; 0.2 removed it ({meaning})")
+    for old, mapping in OLD_VALUES.items():
+        group, key = old.split(".")
+        if str(values[group].get(key)).lower() in mapping:
+            values[group][key] = mapping[str(values[group][key]).lower()]
+    return values
+
+
 def config_from_dict(values: dict[str, Any]) -> TrainConfig:
     """Rebuild a ``TrainConfig`` saved with ``dataclasses.asdict`` (checkpoints, summaries)."""
+    values = migrate(values)
     algo, env, agent = values["algo"], values["env"], values["agent"]
     return TrainConfig(**{
         **values,
@@ -248,6 +293,7 @@ def compose_train_config(overrides: list[str]) -> TrainConfig:
     from hydra.core.global_hydra import GlobalHydra
     from omegaconf import OmegaConf
 
+    reject_old_keys(list(overrides))
     register_configs()
     if GlobalHydra.instance().is_initialized():
         cfg = compose(config_name="config", overrides=list(overrides))

@@ -45,10 +45,10 @@ def kl_penalty_surrogate_loss(
     log_prob: Tensor,
     old_log_prob: Tensor,
     advantages: Tensor,
-    beta: float,
+    penalty_coef: float,
     mask: Tensor | None = None,
 ) -> tuple[Tensor, Stats]:
-    """PPO's adaptive-KL objective (Schulman et al. 2017, eq. 8): −(r·A − β·KL(π_old‖π)).
+    """PPO's adaptive-KL objective (Schulman et al. 2017, eq. 8): −(r·A − β·KL(π_old‖π)), β = ``penalty_coef``.
 
     The KL is the sample estimate E_old[(r − 1) − log r] over the rollout's own actions, the
     direction the PPO paper penalises.
@@ -56,7 +56,7 @@ def kl_penalty_surrogate_loss(
     log_ratio = log_prob - old_log_prob
     ratio = log_ratio.exp()
     kl = approx_kl(log_ratio, mask)
-    loss = masked_mean(-advantages * ratio, mask) + beta * kl
+    loss = masked_mean(-advantages * ratio, mask) + penalty_coef * kl
     with torch.no_grad():
         stats = {"approx_kl": kl.detach(), "ratio": masked_mean(ratio, mask)}
     return loss, stats

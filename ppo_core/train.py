@@ -12,7 +12,7 @@ import hydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 
-from ppo_core.config import TrainConfig, register_configs
+from ppo_core.config import TrainConfig, register_configs, reject_old_keys
 from ppo_core.errors import ConfigError, NonFiniteError
 
 register_configs()
@@ -32,5 +32,15 @@ def main(cfg: DictConfig) -> float | None:
     return summary["eval_mean_return"]
 
 
-if __name__ == "__main__":
+def cli() -> None:
+    """``ppo-train``: renamed keys are refused before hydra composes (hydra would only say "not in struct")."""
+    try:
+        reject_old_keys([arg for arg in sys.argv[1:] if not arg.startswith("-")])
+    except ConfigError as error:
+        print(f"error: {error}", file=sys.stderr)
+        sys.exit(2)
     main()
+
+
+if __name__ == "__main__":
+    cli()

@@ -23,7 +23,7 @@ from ppo_core.advantages import gae, place_at_last_decision
 from ppo_core.algorithms import Algorithm
 from ppo_core.buffer import RolloutBatch, RolloutBuffer
 from ppo_core.config import TrainConfig
-from ppo_core.errors import ConfigError, NonFiniteError
+from ppo_core.errors import NonFiniteError
 from ppo_core.logging import RunLogger
 
 Evaluator = Callable[[int], dict[str, float]]
@@ -49,8 +49,6 @@ class Trainer:
         self.evaluate = evaluate
         self.device = device
         algo = config.algo
-        if algo.advantage_level not in ("decision", "step"):
-            raise ConfigError(f"algo.advantage_level={algo.advantage_level!r} is unknown; expected 'decision' or 'step'")
         self.steps_per_iteration = algo.num_steps * env.num_envs
         self.num_iterations = max(1, config.total_timesteps // self.steps_per_iteration)
         self.buffer = RolloutBuffer(algo.num_steps, device)
@@ -100,27 +98,19 @@ class Trainer:
         return self.policy.value(obs)
 
     def compute_batch(self, next_value: Tensor) -> RolloutBatch:
-        """GAE over the rollout; V(s_{t+1}) comes from the next step, or from the real final
-        observation where an episode was truncated (bootstrapping on time limits). The flat batch
-        leaves out the padding columns that no row of the rollout uses (``policy.compact``)."""
+        """GAE over the rollout, flattened to one batch. V(s_{t+1}) comes from the next step, or from the
+        real final observation where an episode was truncated (bootstrapping on time limits); a step's
+        reward is credited to its last decision (its only one, for a control action)."""
         algo = self.config.algo
         b = self.buffer
         values, mask = b["values"], b["mask"]  # (T, N, L)
         successor_values = torch.cat([values[1:, :, 0], next_value.unsqueeze(0)])  # (T, N)
         next_values = torch.where(self.has_final, self.final_values, successor_values)
-        if algo.advantage_level == "step":  # one estimate per step from V before its first decision
-            step_mask = mask.any(-1, keepdim=True)  # (T, N, 1)
-            advantages, returns = gae(b["rewards"].unsqueeze(-1), values[..., :1], next_values, b["terminated"],
-                                      b["episode_ends"], step_mask, algo.gamma, algo.gae_lambda)
-            batch = b.flatten(advantages.expand_as(values) * mask, returns.expand_as(values) * mask)
-        else:
-            rewards = place_at_last_decision(b["rewards"], mask)
-            advantages, returns = gae(
-                rewards, values, next_values, b["terminated"], b["episode_ends"], mask, algo.gamma, algo.gae_lambda
-            )
-            batch = b.flatten(advantages, returns)
-        obs, actions, decisions = self.policy.compact(batch.obs, batch.actions)
-        return batch.first_decisions(decisions).replace(obs=obs, actions=actions)
+        rewards = place_at_last_decision(b["rewards"], mask)  # (T, N, L)
+        advantages, returns = gae(
+            rewards, values, next_values, b["terminated"], b["episode_ends"], mask, algo.gamma, algo.gae_lambda
+        )
+        return b.flatten(advantages, returns)
 
     # ----------------------------------------------------------------------------- loop
     def train(self) -> dict[str, Any]:

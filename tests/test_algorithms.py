@@ -44,25 +44,6 @@ def tiny_batch(kind: str, size: int = 64, seed: int = 0, policy: MLPActorCritic 
     return policy, batch
 
 
-def test_first_decisions_cuts_per_decision_fields_and_extras_only():
-    b, length, vocab = 5, 7, 3
-    fields = {name: torch.randn(b, length) for name in ("log_probs", "values", "advantages", "returns")}
-    batch = RolloutBatch(obs={"input_ids": torch.randint(0, 9, (b, 4))}, actions=torch.randint(0, 9, (b, length)),
-                         mask=torch.rand(b, length) < 0.5, **fields,
-                         extras={"ref_log_prob": torch.randn(b, length), "ref_log_probs": torch.randn(b, length, vocab),
-                                 "kl_coef": torch.rand(b), "per_step_pair": torch.rand(b, 2)})
-    cut = batch.first_decisions(4)
-    for name, value in fields.items():
-        assert torch.equal(getattr(cut, name), value[:, :4])
-    assert torch.equal(cut.mask, batch.mask[:, :4]) and len(cut) == b
-    assert torch.equal(cut.extras["ref_log_prob"], batch.extras["ref_log_prob"][:, :4])
-    assert torch.equal(cut.extras["ref_log_probs"], batch.extras["ref_log_probs"][:, :4])
-    assert cut.extras["kl_coef"] is batch.extras["kl_coef"]  # per step: nothing to cut
-    assert cut.extras["per_step_pair"] is batch.extras["per_step_pair"]  # (B, 2): not L decisions either
-    assert cut.obs is batch.obs and cut.actions is batch.actions  # the policy's to cut (compact)
-    assert batch.first_decisions(length) is batch
-
-
 def reference_distribution(policy: MLPActorCritic, obs: torch.Tensor):
     """The policy's distribution rebuilt with torch.distributions from its raw head."""
     head = policy.actor(obs)
@@ -365,9 +346,9 @@ def measured_d(policy: MLPActorCritic, batch: RolloutBatch) -> float:
     return float(k3[batch.mask[:, 0]].mean())
 
 
-def ppo_kl_update(kl_target: float, beta: float = 1.0) -> tuple[PPO, dict, float]:
+def ppo_kl_update(kl_target: float, coef: float = 1.0) -> tuple[PPO, dict, float]:
     policy, batch = tiny_batch("discrete")
-    config = algo_config("algo.objective=kl_penalty", f"algo.kl_target={kl_target}", f"algo.kl_beta_init={beta}",
+    config = algo_config("algo.objective=kl_penalty", f"algo.penalty_kl_target={kl_target}", f"algo.penalty_coef_init={coef}",
                          "algo.learning_rate=3e-3")
     algo = PPO(policy, config)
     torch.manual_seed(0)
@@ -379,23 +360,23 @@ def test_adaptive_kl_beta_doubles_halves_or_stays():
     _, _, d = ppo_kl_update(kl_target=1.0)
     assert d > 1e-5
     algo, stats, d_high = ppo_kl_update(kl_target=d / 10)  # d > 1.5 · target
-    assert stats["beta"].item() == 1.0 and algo.kl_controller.beta == 2.0
+    assert stats["penalty_coef"].item() == 1.0 and algo.kl_controller.coef == 2.0
     assert stats["kl_after_update"].item() == pytest.approx(d_high, rel=1e-4)
-    algo, _, _ = ppo_kl_update(kl_target=d * 10, beta=0.5)  # d < target / 1.5
-    assert algo.kl_controller.beta == 0.25
+    algo, _, _ = ppo_kl_update(kl_target=d * 10, coef=0.5)  # d < target / 1.5
+    assert algo.kl_controller.coef == 0.25
     algo, _, _ = ppo_kl_update(kl_target=d)  # inside [target / 1.5, 1.5 · target]
-    assert algo.kl_controller.beta == 1.0
+    assert algo.kl_controller.coef == 1.0
 
 
 def test_adaptive_kl_beta_weighs_the_next_update_and_survives_a_checkpoint():
     algo, _, _ = ppo_kl_update(kl_target=1e-9)
-    assert algo.kl_controller.beta == 2.0
+    assert algo.kl_controller.coef == 2.0
     restored = PPO(copy.deepcopy(algo.policy), dataclasses.replace(algo.config))
     restored.load_state_dict(algo.state_dict())
-    assert restored.kl_controller.beta == 2.0
+    assert restored.kl_controller.coef == 2.0
     _, batch = tiny_batch("discrete", seed=1, policy=restored.policy)
     stats = restored.update(batch)
-    assert stats["beta"].item() == 2.0 and restored.kl_controller.beta == 4.0
+    assert stats["penalty_coef"].item() == 2.0 and restored.kl_controller.coef == 4.0
 
 
 def test_ppo_critic_learning_rate_moves_only_the_critic_at_its_own_rate():

@@ -1,5 +1,6 @@
 """Every algorithm × task composes with its tuned preset; bad algorithm settings fail with one line."""
 
+import dataclasses
 import os
 import subprocess
 import sys
@@ -8,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from ppo_core.build import build_trainer
-from ppo_core.config import ReinforceConfig, TRPOConfig
+from ppo_core.config import ReinforceConfig, TRPOConfig, config_from_dict
 from ppo_core.errors import ConfigError
 from tests.conftest import make_config
 
@@ -72,7 +73,7 @@ def test_mistyped_algorithm_settings_name_the_key(tmp_path, overrides, expected)
         (("algo.update_epochs=0",), r"algo.update_epochs=0 is invalid; expected >= 1"),
         (("algo.num_steps=0",), r"algo.num_steps=0 is invalid; expected >= 1"),
         (("env.num_envs=0",), r"env.num_envs=0 is invalid; expected >= 1"),
-        (("algo.objective=kl_penalty", "algo.kl_target=0"), r"algo.kl_target=0.0 is invalid; expected > 0"),
+        (("algo.objective=kl_penalty", "algo.penalty_kl_target=0"), r"algo.penalty_kl_target=0.0 is invalid; expected > 0"),
         (("agent.activation=sigmoid",), r"agent.activation='sigmoid' is unknown; expected one of"),
         (("env=pendulum", "agent.gsde=true", "agent.sde_sample_freq=0"), r"agent.sde_sample_freq=0 must be >= 1"),
     ],
@@ -82,6 +83,64 @@ def test_unusable_algorithm_settings_are_config_errors(tmp_path, overrides, expe
         build_trainer(make_config(*overrides, "eval_episodes=0"), tmp_path)
 
 
-def test_kl_target_is_only_read_by_the_kl_penalty_objective(tmp_path):
-    trainer = build_trainer(make_config("algo.kl_target=0", "eval_episodes=0"), tmp_path)
+def test_penalty_kl_target_is_only_read_by_the_kl_penalty_objective(tmp_path):
+    trainer = build_trainer(make_config("algo.penalty_kl_target=0", "eval_episodes=0"), tmp_path)
     assert trainer.algorithm.kl_controller is None and "kl_controller" not in trainer.algorithm.state_dict()
+
+
+@pytest.mark.parametrize("override, new_key", [
+    ("env.beta=0.1", "env.kl_coef"), ("env.kl_target=6", "env.kl_coef_target"),
+    ("algo.target_kl=0.02", "algo.early_stop_kl"), ("algo.kl_target=0.01", "algo.penalty_kl_target"),
+    ("algo.kl_beta_init=2", "algo.penalty_coef_init"),
+])
+def test_a_renamed_key_names_its_new_name(override, new_key):
+    from ppo_core.api import make_config as compose
+
+    with pytest.raises(ConfigError, match=rf"{override.split('=')[0]} was renamed {new_key} in ppo-core 0\.2; "
+                                          rf"write {new_key}={override.split('=')[1]}"):
+        compose(override)
+
+
+def test_a_removed_key_says_what_runs_instead():
+    from ppo_core.api import make_config as compose
+
+    with pytest.raises(ConfigError, match="algo.advantage_level was removed in ppo-core 0.2: GAE always runs"):
+        compose("algo.advantage_level=step")
+
+
+def old_saved_config(**changes) -> dict:
+    """The dict a 0.1 checkpoint holds for the text-bandit PPO config: 0.1's key names and values."""
+    saved = dataclasses.asdict(make_config("env=text_bandit", "agent=lm", "algo.objective=kl_penalty",
+                                           "env.kl_coef=0.07", "algo.early_stop_kl=0.03"))
+    saved["env"]["beta"], saved["env"]["kl_target"] = saved["env"].pop("kl_coef"), saved["env"].pop("kl_coef_target")
+    saved["algo"]["target_kl"] = saved["algo"].pop("early_stop_kl")
+    saved["algo"]["kl_target"] = saved["algo"].pop("penalty_kl_target")
+    saved["algo"]["kl_beta_init"] = saved["algo"].pop("penalty_coef_init")
+    saved["algo"]["advantage_level"] = "decision"
+    saved["agent"]["trim_padding"] = "rollout"
+    for key, value in changes.items():
+        group, name = key.split("__")
+        saved[group][name] = value
+    return saved
+
+
+def test_a_config_saved_by_0_1_loads_with_its_values_under_the_new_names():
+    config = config_from_dict(old_saved_config())
+    assert config.env.kl_coef == 0.07 and config.env.kl_coef_target is None
+    assert config.algo.early_stop_kl == 0.03 and config.algo.penalty_kl_target == 0.01
+    assert config.algo.penalty_coef_init == 1.0 and not hasattr(config.algo, "advantage_level")
+    assert config.agent.trim_padding == "minibatch"  # rollout's function, to ~1e-6
+    assert config_from_dict(old_saved_config(agent__trim_padding=False)).agent.trim_padding == "none"
+
+
+def test_a_0_1_config_with_a_removed_behaviour_names_the_version():
+    with pytest.raises(ConfigError, match=r"written by ppo-core 0\.1 with algo\.advantage_level; 0\.2 removed it"):
+        config_from_dict(old_saved_config(algo__advantage_level="step"))
+
+
+def test_a_controller_state_of_0_1_restores_its_coefficient():
+    from ppo_core.kl_control import PPOKLPenaltyController
+
+    controller = PPOKLPenaltyController(1.0, 0.01)
+    controller.load_state_dict({"beta": 0.125})
+    assert controller.coef == 0.125 and controller.state_dict() == {"coef": 0.125}

@@ -188,7 +188,7 @@ def test_masked_gradients_ignore_padding(masked_data):
 
 
 def test_adaptive_controller_sequence():
-    ctl = AdaptiveKLController(init_beta=0.2, target=6.0, horizon=10_000)
+    ctl = AdaptiveKLController(init_coef=0.2, target=6.0, horizon=10_000)
     expected = 0.2
     steps = [
         (6.0, 1.0),  # on target
@@ -199,12 +199,12 @@ def test_adaptive_controller_sequence():
     for kl, factor in steps:
         expected *= factor
         assert ctl.update(kl, n_steps=256) == pytest.approx(expected, rel=1e-12)
-        assert ctl.beta == pytest.approx(expected, rel=1e-12)
+        assert ctl.coef == pytest.approx(expected, rel=1e-12)
     assert ctl.update(torch.tensor(3.0), n_steps=100) == pytest.approx(expected * (1 - 0.2 * 100 / 10_000))
 
 
 def test_ppo_penalty_controller_sequence():
-    ctl = PPOKLPenaltyController(init_beta=1.0, target=0.01)
+    ctl = PPOKLPenaltyController(init_coef=1.0, target=0.01)
     # Thresholds: target / 1.5 ≈ 0.00667 halves, target · 1.5 = 0.015 doubles.
     steps = [(0.001, 0.5), (0.01, 0.5), (0.02, 1.0), (0.05, 2.0), (0.012, 2.0), (0.008, 2.0), (0.006, 1.0)]
     for kl, beta in steps:
@@ -234,5 +234,5 @@ def test_controller_state_dict_round_trip(make, tmp_path):
     torch.save(ctl.state_dict(), path)
     restored = make()
     restored.load_state_dict(torch.load(path))
-    assert restored.beta == ctl.beta
+    assert restored.coef == ctl.coef
     assert restored.update(9.0, n_steps=512) == ctl.update(9.0, n_steps=512)

@@ -122,41 +122,29 @@ def rollout_of_uneven_prompts(trim: str, seed: int = 5):
     return pi, obs, pi.act(obs)
 
 
-def test_compact_cuts_the_rollout_to_the_columns_a_scan_finds_used():
-    pi, obs, step = rollout_of_uneven_prompts("rollout")
-    cut_obs, cut_action, kept = pi.compact(obs, step.action)
-    first_prompt_column = next(c for c in range(obs["attention_mask"].shape[1]) if obs["attention_mask"][:, c].any())
-    last_completion_column = max(c for c in range(12) if step.mask[:, c].any())
-    assert (first_prompt_column, last_completion_column, kept) == (4, 8, 9)
-    assert torch.equal(cut_obs["input_ids"], obs["input_ids"][:, 4:]) and torch.equal(cut_action, step.action[:, :kept])
-    assert torch.equal(cut_obs["attention_mask"], obs["attention_mask"][:, 4:])
-    assert cut_obs["prompt_index"] is obs["prompt_index"]
-    for mode in ("none", "minibatch"):
-        unchanged = policy(trim_padding=mode).compact(obs, step.action)
-        assert unchanged[0] is obs and unchanged[1] is step.action and unchanged[2] == 12
-
-
-@pytest.mark.parametrize("trim", ["rollout", "none"])
-def test_minibatches_of_a_compacted_rollout_have_ratio_exactly_one(trim):
+@pytest.mark.parametrize("trim", ["none", "minibatch"])
+def test_minibatches_of_a_rollout_start_at_ratio_one(trim):
+    """At full width the minibatch forward is the rollout's scoring forward: ratio exactly 1; cut to
+    each batch's own columns, it is 1 up to summation order."""
     pi, obs, step = rollout_of_uneven_prompts(trim)
-    cut_obs, cut_action, kept = pi.compact(obs, step.action)
     reference = policy(max_new_tokens=12, trim_padding="none")  # full width, no cut anywhere
     reference.load_state_dict(pi.state_dict())
     with torch.no_grad():
         full = reference.evaluate(obs, step.action)
-        for rows in torch.randperm(len(step.action)).view(4, -1):  # minibatches of the cut rollout
-            minibatch_obs = {key: value[rows] for key, value in cut_obs.items()}
-            evaluation = pi.evaluate(minibatch_obs, cut_action[rows])
-            assert evaluation.log_prob.shape == (len(rows), kept)
-            assert torch.equal(evaluation.log_prob, step.log_prob[rows, :kept])  # ratio exactly 1
-            assert torch.equal(evaluation.value, step.value[rows, :kept])
-            torch.testing.assert_close(evaluation.log_prob, full.log_prob[rows, :kept], atol=1e-5, rtol=0)
-    assert (step.log_prob[:, kept:] == 0).all() and not step.mask[:, kept:].any()
+        for rows in torch.randperm(len(step.action)).view(4, -1):
+            minibatch_obs = {key: value[rows] for key, value in obs.items()}
+            evaluation = pi.evaluate(minibatch_obs, step.action[rows])
+            assert evaluation.log_prob.shape == (len(rows), 12)
+            if trim == "none":
+                assert torch.equal(evaluation.log_prob, step.log_prob[rows])  # ratio exactly 1
+                assert torch.equal(evaluation.value, step.value[rows])
+            torch.testing.assert_close(evaluation.log_prob, step.log_prob[rows], atol=1e-5, rtol=0)
+            torch.testing.assert_close(evaluation.log_prob, full.log_prob[rows], atol=1e-5, rtol=0)
+    assert (step.log_prob[:, 9:] == 0).all() and not step.mask[:, 9:].any()
 
 
 def test_packed_minibatches_start_at_ratio_one_up_to_summation_order():
     pi, obs, step = rollout_of_uneven_prompts("pack")
-    assert pi.compact(obs, step.action)[1] is step.action  # nothing to cut: packing skips padding anyway
     with torch.no_grad():
         for rows in torch.randperm(len(step.action)).view(4, -1):
             minibatch_obs = {key: value[rows] for key, value in obs.items()}
@@ -171,13 +159,13 @@ def test_packing_refuses_a_model_whose_logits_are_not_its_output_embedding():
     model = make_lm(0)
     other = torch.nn.Linear(32, 100, bias=False)  # not the head the model's own forward uses
     model.get_output_embeddings = lambda: other
-    with pytest.raises(ValueError, match=r"trim_padding='pack': the policy's packed forward differs .* use 'rollout'"):
+    with pytest.raises(ValueError, match=r"trim_padding='pack': the policy's packed forward differs .* use 'minibatch'"):
         LMActorCritic(model, PAD, EOS, max_new_tokens=4, trim_padding="pack")
     LMActorCritic(make_lm(0), PAD, EOS, max_new_tokens=4, trim_padding="pack")  # its own head passes
 
 
 def test_unknown_trim_mode_is_an_error_naming_it():
-    with pytest.raises(ValueError, match=r"trim_padding='sometimes' is unknown; expected one of \('rollout'"):
+    with pytest.raises(ValueError, match=r"trim_padding='sometimes' is unknown; expected one of \('pack'"):
         policy(trim_padding="sometimes")
 
 
@@ -198,7 +186,7 @@ def tiny_llama() -> LlamaForCausalLM:
 
 
 @pytest.mark.parametrize("critic", ["head", "separate"])
-@pytest.mark.parametrize("trim", ["none", "rollout", "minibatch", "pack"])
+@pytest.mark.parametrize("trim", ["none", "minibatch", "pack"])
 @pytest.mark.parametrize("family", ["gpt2", "llama"])
 def test_decision_values_equal_the_values_of_a_full_evaluation(family, trim, critic):
     model = make_lm(0) if family == "gpt2" else tiny_llama()

@@ -59,7 +59,7 @@ def test_approx_kl_is_the_k3_estimator():
 def test_kl_penalty_objective_by_hand():
     new = torch.log(torch.tensor([[1.2], [0.7]]))
     adv = torch.tensor([[1.0], [-2.0]])
-    loss, stats = kl_penalty_surrogate_loss(new, torch.zeros(2, 1), adv, beta=0.5)
+    loss, stats = kl_penalty_surrogate_loss(new, torch.zeros(2, 1), adv, penalty_coef=0.5)
     kl = ((0.2 - math.log(1.2)) + (-0.3 - math.log(0.7))) / 2
     surrogate = (1.2 * 1.0 + 0.7 * -2.0) / 2
     assert math.isclose(loss.item(), -surrogate + 0.5 * kl, rel_tol=1e-5)

@@ -85,7 +85,7 @@ def test_a_trunk_that_lets_packed_sequences_see_each_other_is_caught(monkeypatch
     assert packing_error(make_lm(0).base_model, EOS) < 1e-5
     monkeypatch.setattr(masking_utils, "find_packed_sequence_indices", lambda position_ids: None)  # plain causal
     assert packing_error(make_lm(0).base_model, EOS) > 1e-2
-    with pytest.raises(ValueError, match=r"trim_padding='pack': the policy's packed forward differs .* use 'rollout'"):
+    with pytest.raises(ValueError, match=r"trim_padding='pack': the policy's packed forward differs .* use 'minibatch'"):
         LMActorCritic(make_lm(0), PAD, EOS, max_new_tokens=4, trim_padding="pack")
     rm = RewardModel.from_causal_lm(make_lm(1))
     assert not rm.packed  # it scores the padded batch instead
@@ -100,7 +100,7 @@ def test_a_value_trunk_that_cannot_be_packed_is_refused():
     assert not bloom.packed  # its attention ignores packed position ids
     with pytest.raises(ValueError, match=r"trim_padding='pack': the value trunk's packed forward differs"):
         LMActorCritic(make_lm(0), PAD, EOS, max_new_tokens=4, critic="separate", value_init=bloom, trim_padding="pack")
-    LMActorCritic(make_lm(0), PAD, EOS, max_new_tokens=4, critic="separate", value_init=bloom, trim_padding="rollout")
+    LMActorCritic(make_lm(0), PAD, EOS, max_new_tokens=4, critic="separate", value_init=bloom, trim_padding="minibatch")
 
 
 def test_an_empty_prompt_is_an_error_naming_its_row():

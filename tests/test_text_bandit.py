@@ -39,7 +39,7 @@ def parts(reward_model=None, **kwargs):
     tokenizer = make_tokenizer()
     reference = make_lm(0)
     rm = reward_model or RewardModel.from_causal_lm(make_lm(1)).eval()
-    reward = TextReward(reference, rm.score if isinstance(rm, RewardModel) else rm, EOS, **{"beta": BETA, **kwargs})
+    reward = TextReward(reference, rm.score if isinstance(rm, RewardModel) else rm, EOS, **{"kl_coef": BETA, **kwargs})
     return tokenizer, reference, rm, reward
 
 
@@ -103,7 +103,7 @@ def test_nonfinite_scores_and_unfinished_or_empty_completions_are_penalised():
     def bad_rm(ids, mask):
         return torch.tensor([float("nan"), float("inf"), 2.0, 3.0])
 
-    env, _ = vec_env(reward_model=bad_rm, beta=0.0, no_eos_penalty=1.0, empty_penalty=0.5, nonfinite_penalty=10.0)
+    env, _ = vec_env(reward_model=bad_rm, kl_coef=0.0, no_eos_penalty=1.0, empty_penalty=0.5, nonfinite_penalty=10.0)
     env.reset(seed=0)
     tokens = torch.tensor([[5, EOS, PAD, PAD, PAD, PAD], [5, 6, EOS, PAD, PAD, PAD],
                            [EOS, PAD, PAD, PAD, PAD, PAD], [5, 6, 7, 8, 9, 10]])
@@ -204,7 +204,7 @@ def count_target(ids, mask):
 def test_ppo_raises_a_known_reward_while_the_kl_stays_bounded(tmp_path):
     """The reward model is a fixed function: the number of TARGET tokens in the completion."""
     torch.manual_seed(0)
-    env, _ = vec_env(num_envs=16, reward_model=count_target, beta=0.25, no_eos_penalty=0.0, empty_penalty=0.0)
+    env, _ = vec_env(num_envs=16, reward_model=count_target, kl_coef=0.25, no_eos_penalty=0.0, empty_penalty=0.0)
     policy = LMActorCritic(make_lm(0), PAD, EOS, max_new_tokens=L)
     algo = PPOConfig(num_steps=1, gamma=1.0, gae_lambda=0.95, learning_rate=3e-3, update_epochs=4, num_minibatches=2,
                      ent_coef=0.0, anneal_lr=False, max_grad_norm=1.0)
@@ -228,7 +228,7 @@ def test_ppo_raises_a_known_reward_while_the_kl_stays_bounded(tmp_path):
     assert sum(kls[-10:]) / 10 < 12.0, kls
 
 
-@pytest.mark.parametrize("trim", ["rollout", "none", "pack"])
+@pytest.mark.parametrize("trim", ["none", "minibatch", "pack"])
 def test_a_text_update_sees_the_rollout_columns_and_starts_at_ratio_one(artifacts, tmp_path, trim):
     # seed 4 draws no prompt of the set's longest, and every completion is made to end by its 4th token
     config = text_config(artifacts, f"agent.trim_padding={trim}", "algo.num_steps=1", "env.num_envs=4", "seed=4")
@@ -246,28 +246,24 @@ def test_a_text_update_sees_the_rollout_columns_and_starts_at_ratio_one(artifact
     width = prompt_mask.shape[1]
     first = next(c for c in range(width) if prompt_mask[:, c].any())
     end = max(c for c in range(L) if mask[:, c].any()) + 1
-    assert first > 0 and end < L  # columns that no row uses, on both sides
-    if trim != "rollout":  # nothing is cut: "none" scores every column, "pack" none of the padding
-        first, end = 0, L
-    assert batch.obs["input_ids"].shape[1] == width - first and batch.actions.shape[1] == batch.mask.shape[1] == end
-    assert torch.equal(batch.actions, trainer.buffer["actions"][0][:, :end])
-    assert torch.equal(batch.extras["ref_log_prob"], trainer.buffer["extras"]["ref_log_prob"][0][:, :end])
+    assert first > 0 and end < L  # columns that no row uses, on both sides: each mode's forward skips them or not
+    assert batch.obs["input_ids"].shape[1] == width and batch.actions.shape[1] == batch.mask.shape[1] == L
+    assert torch.equal(batch.actions, trainer.buffer["actions"][0])
+    assert torch.equal(batch.extras["ref_log_prob"], trainer.buffer["extras"]["ref_log_prob"][0])
     minibatch = next(shuffled_minibatches(batch, 2))
     with torch.no_grad():
         evaluation = trainer.policy.evaluate(minibatch.obs, minibatch.actions)
     _, stats = clipped_surrogate_loss(evaluation.log_prob, minibatch.log_probs, minibatch.advantages, 0.2,
                                       minibatch.mask)
-    if trim == "pack":  # the rollout and the minibatch pack their rows differently: 1 up to summation order
+    if trim != "none":  # the rollout and the minibatch pack or cut their rows differently: 1 up to summation order
         assert abs(stats["ratio"].item() - 1.0) < 1e-5 and stats["approx_kl"].item() < 1e-10
     else:
         assert stats["ratio"].item() == 1.0 and stats["approx_kl"].item() == 0.0
 
 
 def test_rollouts_of_several_steps_are_scored_and_updated_at_full_width(artifacts, tmp_path):
-    """act cuts each step to its own columns; a rollout of two steps could not be cut the same way."""
-    config = text_config(artifacts, "agent.trim_padding=rollout", "algo.num_steps=2", "env.num_envs=4")
+    config = text_config(artifacts, "agent.trim_padding=none", "algo.num_steps=2", "env.num_envs=4")
     trainer = build_trainer(config, tmp_path / "run")
-    assert trainer.policy.trim_padding == "none"
     batch = trainer.compute_batch(trainer.collect_rollout())
     assert batch.obs["input_ids"].shape == trainer.buffer["obs"]["input_ids"].flatten(0, 1).shape
     assert batch.mask.shape[1] == L
@@ -276,15 +272,8 @@ def test_rollouts_of_several_steps_are_scored_and_updated_at_full_width(artifact
     assert torch.equal(evaluation.log_prob, batch.log_probs)  # both steps' rows: ratio exactly 1
 
 
-@pytest.mark.parametrize("written, mode", [("true", "minibatch"), ("false", "none"), ("minibatch", "minibatch")])
-def test_trim_padding_of_older_configs_keeps_its_meaning(artifacts, tmp_path, written, mode):
-    config = text_config(artifacts, f"agent.trim_padding={written}", "algo.num_steps=1")
-    trainer = build_trainer(config, tmp_path / "run")
-    assert trainer.policy.trim_padding == mode
-
-
 def test_unknown_trim_padding_is_a_config_error(artifacts, tmp_path):
-    with pytest.raises(ConfigError, match=r"trim_padding='often' is unknown; expected one of \('rollout'"):
+    with pytest.raises(ConfigError, match=r"trim_padding='often' is unknown; expected one of \('pack'"):
         build_trainer(text_config(artifacts, "agent.trim_padding=often"), tmp_path / "run")
 
 

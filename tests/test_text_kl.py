@@ -170,16 +170,16 @@ def test_exact_kl_loss_value_and_gradient_against_torch_distributions():
 
 
 def test_adaptive_beta_follows_the_controller_and_is_checkpointed():
-    env, _ = vec_env(temperature=T, kl_target=0.5, kl_horizon=100.0)
+    env, _ = vec_env(temperature=T, kl_coef_target=0.5, kl_horizon=100.0)
     policy = LMActorCritic(make_lm(2), PAD, EOS, max_new_tokens=L, temperature=T)
     obs, step, result = rollout_step(env, policy)
     error = min(max(result.info["kl"].mean().item() / 0.5 - 1, -0.2), 0.2)
-    assert env.reward.beta == pytest.approx(BETA * (1 + error * env.num_envs / 100.0))
+    assert env.reward.kl_coef == pytest.approx(BETA * (1 + error * env.num_envs / 100.0))
     state = env.state_dict()
     env.step(policy.env_action(step))
-    assert env.reward.beta != state["kl_controller"]["beta"]
+    assert env.reward.kl_coef != state["kl_controller"]["coef"]
     env.load_state_dict(state)
-    assert env.reward.beta == state["kl_controller"]["beta"]
+    assert env.reward.kl_coef == state["kl_controller"]["coef"]
 
 
 def test_ppo_ptx_adds_gamma_times_the_pretraining_gradient(tmp_path):
@@ -216,7 +216,7 @@ def test_kl_in_the_loss_and_ptx_train_through_the_control_trainer(artifacts, tmp
     corpus = tmp_path / "corpus.txt"
     corpus.write_text("".join(f"w{3 + i % 90} w{4 + i % 80} w{5 + i % 70} w{6 + i % 60}\n" for i in range(200)))
     config = text_config(artifacts, "algo=ppo", "total_timesteps=16", "env.kl_placement=loss",
-                         "env.kl_estimator=exact", "env.kl_target=1.0", "env.ptx_coef=1.0", f"env.ptx_data={corpus}")
+                         "env.kl_estimator=exact", "env.kl_coef_target=1.0", "env.ptx_coef=1.0", f"env.ptx_data={corpus}")
     trainer = build_trainer(config, tmp_path / "run")
     trainer.train()
     scalars = trainer_scalars(tmp_path / "run")
@@ -254,18 +254,3 @@ def test_gold_reward_replaces_the_reward_model():
         torch.testing.assert_close(result.reward[i], expected)
     with pytest.raises(ConfigError, match="a gold reward needs prompts with a gold labeler"):
         TextBanditVecEnv(tokenize_prompts(TEXTS, tokenizer, CONTEXT - L), reward, tokenizer, 4, L, gold_reward=True)
-
-
-def test_step_level_advantage_is_the_bandit_r_minus_v_of_the_prompt(artifacts, tmp_path):
-    trainer = build_trainer(text_config(artifacts, "algo.advantage_level=step", "algo.num_steps=1",
-                                        "total_timesteps=8"), tmp_path / "run")
-    next_value = trainer.collect_rollout()
-    batch = trainer.compute_batch(next_value)
-    rewards, values, mask = trainer.buffer["rewards"][0], trainer.buffer["values"][0], trainer.buffer["mask"][0]
-    expected = (rewards - values[:, 0]).unsqueeze(-1) * mask  # (N, L): r − V(x) on every valid token
-    kept = batch.mask.shape[1]  # the batch leaves out completion columns that no row uses
-    assert not mask[:, kept:].any()
-    torch.testing.assert_close(batch.advantages, expected[:, :kept])
-    torch.testing.assert_close(batch.returns, (rewards.unsqueeze(-1) * mask)[:, :kept])
-    with pytest.raises(ConfigError, match="algo.advantage_level='sequence' is unknown"):
-        build_trainer(text_config(artifacts, "algo.advantage_level=sequence"), tmp_path / "r2")

@@ -3,7 +3,6 @@ the builders ``ppo_core.align.plugin`` registers for ``env=text_bandit`` and ``a
 
 from __future__ import annotations
 
-import logging
 
 import torch
 
@@ -20,8 +19,6 @@ from ppo_core.config import TrainConfig
 from ppo_core.errors import ConfigError
 from ppo_core.kl import check_kl_treatment
 
-log = logging.getLogger(__name__)
-LEGACY_TRIM = {"true": "minibatch", "false": "none"}  # agent.trim_padding was a bool in older configs
 
 
 def make_text_env(
@@ -30,11 +27,11 @@ def make_text_env(
 ) -> TextBanditVecEnv:
     """The text bandit over prompts ``source``, scored by the frozen π_SFT and reward model (shared
     between the training and evaluation envs); only the training env adapts β."""
-    if config.temperature <= 0 or config.max_new_tokens < 1 or config.num_envs < 1 or config.beta < 0:
+    if config.temperature <= 0 or config.max_new_tokens < 1 or config.num_envs < 1 or config.kl_coef < 0:
         raise ConfigError(f"env.temperature={config.temperature}, env.max_new_tokens={config.max_new_tokens}, "
-                          f"env.num_envs={config.num_envs} and env.beta={config.beta} must be > 0, >= 1, >= 1, >= 0")
-    if (config.kl_target is not None and config.kl_target <= 0) or config.kl_horizon <= 0:
-        raise ConfigError(f"env.kl_target={config.kl_target} and env.kl_horizon={config.kl_horizon} must be > 0")
+                          f"env.num_envs={config.num_envs} and env.kl_coef={config.kl_coef} must be > 0, >= 1, >= 1, >= 0")
+    if (config.kl_coef_target is not None and config.kl_coef_target <= 0) or config.kl_horizon <= 0:
+        raise ConfigError(f"env.kl_coef_target={config.kl_coef_target} and env.kl_horizon={config.kl_horizon} must be > 0")
     if config.reward_source not in ("rm", "gold"):
         raise ConfigError(f"env.reward_source={config.reward_source!r} is unknown; expected 'rm' or 'gold'")
     try:
@@ -56,12 +53,12 @@ def make_text_env(
     if room < 1:
         raise ConfigError(f"env.max_new_tokens={config.max_new_tokens} leaves no room for a prompt in the "
                           f"context of {context} tokens (the shorter of π_SFT's and the reward model's)")
-    reward = TextReward(reference, reward_model.score, tokenizer.eos_token_id, config.temperature, config.beta,
-                        config.kl_estimator, config.kl_direction, config.kl_placement, config.kl_target,
+    reward = TextReward(reference, reward_model.score, tokenizer.eos_token_id, config.temperature, config.kl_coef,
+                        config.kl_estimator, config.kl_direction, config.kl_placement, config.kl_coef_target,
                         config.kl_horizon, config.no_eos_penalty, config.empty_penalty, config.nonfinite_penalty)
     return TextBanditVecEnv(tokenize_prompts(prompts.texts, tokenizer, room, config.prompt_overflow), reward,
                             tokenizer, num_envs, config.max_new_tokens, device, shuffle,
-                            prompts.gold if gold else None, adapt_beta=training,
+                            prompts.gold if gold else None, adapt_kl_coef=training,
                             gold_reward=training and config.reward_source == "gold")
 
 
@@ -113,15 +110,9 @@ def make_lm_policy(config: TrainConfig, env: TextBanditVecEnv, device: torch.dev
                 module.set_attn_implementation(attention)
             except (ValueError, ImportError) as error:
                 raise ConfigError(f"agent.attn_implementation={attention!r}: {str(error).splitlines()[0]}") from None
-    trim = LEGACY_TRIM.get(str(agent.trim_padding).lower(), agent.trim_padding)
-    if trim == "rollout" and config.algo.num_steps > 1:
-        # act cuts each env step to its own columns, the update would see the widest: not the same function
-        log.info("agent.trim_padding=rollout cuts one-step rollouts only; algo.num_steps=%d: every policy "
-                 "forward runs at the full width", config.algo.num_steps)
-        trim = "none"
     try:
         policy = LMActorCritic(model, tokenizer.pad_token_id, tokenizer.eos_token_id, env_config.max_new_tokens,
-                               env_config.temperature, agent.critic, value_init, agent.exit_check_every, trim)
+                               env_config.temperature, agent.critic, value_init, agent.exit_check_every, agent.trim_padding)
     except ValueError as error:
         raise ConfigError(f"agent=lm: {error}") from None
     return policy.to(device)

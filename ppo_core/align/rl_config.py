@@ -38,9 +38,9 @@ class TextEnvConfig(EnvSchema):
     """L: tokens per completion (the action length), shared with the policy."""
     temperature: float = 1.0
     """Sampling temperature T of the policy; the KL compares π and π_SFT both at T."""
-    beta: float = 0.05
+    kl_coef: float = 0.05
     """β: weight of the KL penalty (InstructGPT: 0.02, which over-optimises this world's reward model,
-    benchmarks/RESULTS.md); the initial β when ``kl_target`` is set."""
+    benchmarks/RESULTS.md); the initial β when ``kl_coef_target`` is set."""
     kl_placement: str = "reward"
     """reward: subtract β·Σ_l KL_l from the reward (InstructGPT) | loss: reward = RM score, and the
     algorithm adds β · (mean per-token KL) to its loss, outside the importance ratio."""
@@ -48,10 +48,10 @@ class TextEnvConfig(EnvSchema):
     """Per-token KL: k1 (InstructGPT) | k2 | k3 | exact (over the vocabulary); see ppo_core/kl.py."""
     kl_direction: str = "reverse"
     """reverse: KL(π‖π_SFT) (InstructGPT, conservative) | forward: KL(π_SFT‖π) (PPO's, exploration-friendly)."""
-    kl_target: Optional[float] = None
+    kl_coef_target: Optional[float] = None
     """None: fixed β. Else adapt β after every step towards this KL per completion (Ziegler et al. 2019)."""
     kl_horizon: float = 10000.0
-    """Completions over which the adaptive controller corrects a KL error (Ziegler et al.'s horizon)."""
+    """Completions over which the adaptive kl_coef corrects a KL error (Ziegler et al.'s horizon)."""
     ptx_coef: float = 0.0
     """PPO-ptx γ: weight of the pretraining log-likelihood mixed into every update (InstructGPT: 27.8)."""
     ptx_batch_size: int = 8
@@ -91,10 +91,9 @@ class LMAgentConfig(AgentSchema):
     """Tokens between the sampling loop's checks that every completion has ended (one host sync each)."""
     trim_padding: str = "pack"
     """How scoring forwards skip padding (agents/lm.py): pack (no padding at all: each batch's sequences
-    laid end to end, logits only where a token is predicted; the fastest, first PPO ratio 1 to ~1e-6) |
-    rollout (the rollout's scoring forward and every minibatch forward see the columns the rollout uses;
-    the first PPO ratio exactly 1; rollouts of one env step only, else as none) | minibatch (each forward
-    its own batch's columns; first ratio 1 to ~1e-6) | none."""
+    laid end to end, logits only where a token is predicted; the fastest, first PPO ratio 1 to ~1e-6;
+    refused for a model whose packed forward is not its padded one) | minibatch (each forward cut to
+    its own batch's columns; the fastest for a model packing refuses) | none (full width)."""
     attn_implementation: str = "auto"
     """auto (eager for algo=trpo, whose Fisher-vector product needs attention twice differentiable;
     else the model's own) | eager | sdpa | any transformers attention implementation."""

@@ -211,9 +211,9 @@ def run_eval(cfg: AlignConfig) -> dict[str, Any]:
         model, tokenizer = load_causal_lm(path, device=device)
         if tokenizer.get_vocab() != env.tokenizer.get_vocab():
             raise AlignError(f"{path!r} has a different tokenizer from the SFT model's")
-        # trim_padding="rollout" takes any causal LM (packing needs a check some models fail); no hot path here
+        # trim_padding="minibatch" takes any causal LM (packing needs a check some models fail); no hot path here
         policy = LMActorCritic(model, tokenizer.pad_token_id, tokenizer.eos_token_id, env_config.max_new_tokens,
-                               env_config.temperature, trim_padding="rollout")
+                               env_config.temperature, trim_padding="minibatch")
         answers[name] = evaluation.answer_all(policy, env, count, sample=name != "base", seed=cfg.seed)
         tax[f"pretraining_loss_{name}"] = evaluation.pretraining_loss(model, blocks)
     kinds = [p.kind for p in prompts[:count]]
