@@ -4,7 +4,7 @@
 
 Reads (or, when missing, runs) the supervised stages under the config's ``paths.root``; then, per
 seed, runs ``stage=rl`` for PPO and for PPO-ptx through the same trainer that trains CartPole and
-``stage=eval`` on the held-out test prompts. Prints, and appends to benchmarks/RESULTS.md: gold win
+``stage=eval`` on the held-out test prompts. Prints, and records in benchmarks/RESULTS.md (replacing its section): gold win
 rate against SFT and against the base model, proxy RM score, KL to SFT, pretraining loss (the
 alignment tax) and gold score per model (mean ± standard deviation over seeds), wall time per stage,
 and a plot of the gold and proxy rewards against the KL to SFT over training.
@@ -33,9 +33,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from benchmarks.language_pipeline import cpu_name  # noqa: E402
 from ppo_core.align.config import AlignConfig, compose_align_config  # noqa: E402
 from ppo_core.align.stages import STAGES, SUMMARY_FILE  # noqa: E402
+from record import record  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
-RESULTS = HERE / "RESULTS.md"
 FIGURES = HERE / "figures"
 SUPERVISED = {"pretrain": "base", "sft": "sft", "rm": "rm"}
 
@@ -198,8 +198,7 @@ def main(argv: list[str]) -> None:
     print(text)
     (out / "results.json").write_text(json.dumps(results, indent=2))
     if not args.no_record:
-        with open(RESULTS, "a") as f:
-            f.write("\n\n" + text + "\n")
+        record("Alignment: SFT vs PPO vs PPO-ptx", text)
 
 
 if __name__ == "__main__":

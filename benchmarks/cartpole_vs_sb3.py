@@ -26,6 +26,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from record import record
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
@@ -52,12 +53,11 @@ def zoo_overrides(num_envs: int) -> list[str]:
 
 # --------------------------------------------------------------------------------------- workers
 def worker_ours(study: str, num_envs: int, seed: int, steps: int, run_dir: str) -> dict:
-    from ppo_core.build import build_trainer
-    from tests.conftest import make_config
+    from ppo_core.api import build_trainer, make_config
 
     overrides = zoo_overrides(num_envs) if study == "speed" else ["env=cartpole"]  # solve: tuned preset
     evaluating = study == "solve"
-    config = make_config(*overrides, f"seed={seed}", f"total_timesteps={steps}", "checkpoint_every=0",
+    config = make_config(*overrides, "progress=false", f"seed={seed}", f"total_timesteps={steps}", "checkpoint_every=0",
                          f"eval_every={EVAL_EVERY if evaluating else 0}", f"eval_episodes={10 if evaluating else 0}",
                          "torch_threads=1")
     trainer = build_trainer(config, Path(run_dir))
@@ -231,7 +231,7 @@ def main() -> None:
     parser.add_argument("--study", choices=("speed", "solve", "both"), default="both")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4])
     parser.add_argument("--out", type=Path, default=ROOT / "artifacts" / "bench_cartpole")
-    parser.add_argument("--no-record", action="store_true", help="do not append to benchmarks/RESULTS.md")
+    parser.add_argument("--no-record", action="store_true", help="print only; leave benchmarks/RESULTS.md alone")
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
     started = time.time()
@@ -256,8 +256,7 @@ def main() -> None:
     text = "\n".join(report)
     print(text)
     if not args.no_record:
-        with open(HERE / "RESULTS.md", "a") as f:
-            f.write("\n" + text + "\n")
+        record("CartPole-v1 vs SB3 PPO: speed and time to solve", text)
 
 
 def _cpu_count() -> int:

@@ -31,6 +31,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from record import record as record_section
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
@@ -75,7 +76,7 @@ PEER_OF = {"sb3_ppo": "ppo", "sb3_trpo": "trpo"}  # whose preset sets the peer's
 # --------------------------------------------------------------------------------------- budgets
 def preset_gsde(algo: str, env: str) -> bool:
     """Whether our tuned preset explores with gSDE."""
-    from tests.conftest import make_config
+    from ppo_core.api import make_config
 
     agent = make_config(f"algo={algo}", f"env={env}").agent
     return bool(getattr(agent, "gsde", False))
@@ -83,7 +84,7 @@ def preset_gsde(algo: str, env: str) -> bool:
 
 def preset_budget(algo: str, env: str) -> tuple[int, int]:
     """(total_timesteps, eval_every) of the tuned preset, as the training app composes them."""
-    from tests.conftest import make_config
+    from ppo_core.api import make_config
 
     config = make_config(f"algo={algo}", f"env={env}")
     return config.total_timesteps, config.eval_every
@@ -291,7 +292,7 @@ def versions() -> str:
 
 
 def record(report: str, figures: Path, results: Path) -> None:
-    """Append the report to ``results`` with the figures copied beside it."""
+    """Make the report the classic-control section of ``results``, the figures copied beside it."""
     stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
     target = results.parent / "figures" / f"classic_control_{stamp}"
     target.mkdir(parents=True, exist_ok=True)
@@ -299,8 +300,7 @@ def record(report: str, figures: Path, results: Path) -> None:
     for png in sorted(figures.glob("*.png")):
         shutil.copy(png, target / png.name)
         links.append(f"![{png.stem}]({(target / png.name).relative_to(results.parent)})")
-    with open(results, "a") as f:
-        f.write("\n" + report + "\n\n" + "\n".join(links) + "\n")
+    record_section("Classic control: PPO, TRPO and REINFORCE vs SB3 peers", report + "\n\n" + "\n".join(links), results)
 
 
 def targets_table(rows: list) -> str:
@@ -384,7 +384,7 @@ def main() -> None:
     parser.add_argument("--no-peers", action="store_true", help="skip SB3 PPO and sb3-contrib TRPO")
     parser.add_argument("--out", type=Path, default=None, help="default: artifacts/classic_control/<date-time>")
     parser.add_argument("--results", type=Path, default=HERE / "RESULTS.md")
-    parser.add_argument("--no-record", action="store_true", help="do not append to --results")
+    parser.add_argument("--no-record", action="store_true", help="print only; leave --results alone")
     args = parser.parse_args()
     out = args.out or ROOT / "artifacts" / "classic_control" / datetime.datetime.now().strftime("%Y-%m-%d_%H-%M-%S")
     out.mkdir(parents=True, exist_ok=True)

@@ -29,6 +29,7 @@ sys.path.insert(0, str(HERE.parent))
 
 from classic_control_study import cpu_name  # noqa: E402
 from envs.classic_vector import BatchedAcrobot, BatchedMountainCar, BatchedPendulum  # noqa: E402
+from record import record  # noqa: E402
 
 TASKS = {"Acrobot-v1": BatchedAcrobot, "MountainCar-v0": BatchedMountainCar, "Pendulum-v1": BatchedPendulum}
 
@@ -90,8 +91,7 @@ def main() -> None:
     ])
     print("\n" + report)
     if not args.no_record:
-        with open(HERE / "RESULTS.md", "a") as f:
-            f.write("\n" + report + "\n")
+        record("Env stepping: batched NumPy envs vs SyncVectorEnv", report)
 
 
 if __name__ == "__main__":

@@ -2,7 +2,7 @@
 
     python benchmarks/language_pipeline.py [--skip-train] [hydra overrides, e.g. size=small rm.k=6]
 
-Prints, and appends to benchmarks/RESULTS.md: wall time per stage (with the load average, since the
+Prints, and records in benchmarks/RESULTS.md (replacing its section): wall time per stage (with the load average, since the
 CPU may be shared), gold scores of the base and SFT models on the held-out test prompts per task kind
 (same prompt format for both; greedy decoding, and pure sampling at temperature 1 for the totals), and
 the reward model's validation accuracy against the labeler's agreement ceiling.
@@ -32,8 +32,8 @@ from ppo_core.align.gold import GoldReport, demonstration_report, gold_report  #
 from ppo_core.align.models import load_causal_lm  # noqa: E402
 from ppo_core.align.stages import STAGES, SUMMARY_FILE  # noqa: E402
 from ppo_core.align.world import load_world  # noqa: E402
+from record import record  # noqa: E402
 
-RESULTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "RESULTS.md")
 STAGE_DIRS = {"pretrain": "base", "sft": "sft", "rm": "rm"}
 
 
@@ -75,7 +75,7 @@ def evaluate(cfg: AlignConfig) -> dict[str, GoldReport]:
 
 
 def markdown(cfg: AlignConfig, command: str, summaries, seconds, loads, reports) -> str:
-    """The results section appended to RESULTS.md."""
+    """The results section recorded in RESULTS.md."""
     now = datetime.datetime.now().strftime("%Y-%m-%d %H:%M")
     lines = [
         f"## Language pipeline: pretrain -> SFT -> RM ({cfg.model.preset}), {now}",
@@ -157,7 +157,7 @@ def markdown(cfg: AlignConfig, command: str, summaries, seconds, loads, reports)
 def main(argv: list[str]) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--skip-train", action="store_true", help="evaluate existing artifacts only")
-    parser.add_argument("--no-append", action="store_true", help="print without appending to RESULTS.md")
+    parser.add_argument("--no-append", action="store_true", help="print only; leave RESULTS.md alone")
     args, overrides = parser.parse_known_args(argv)
     hf_logging.disable_progress_bar()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
@@ -169,8 +169,7 @@ def main(argv: list[str]) -> None:
     text = markdown(cfg, command, summaries, seconds, loads, reports)
     print(text)
     if not args.no_append:
-        with open(RESULTS, "a") as f:
-            f.write("\n" + text)
+        record("Language pipeline: pretrain, SFT, reward model", text)
 
 
 if __name__ == "__main__":

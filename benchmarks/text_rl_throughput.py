@@ -38,6 +38,7 @@ import tempfile
 import time
 from collections import defaultdict
 from pathlib import Path
+from record import record
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
@@ -104,8 +105,7 @@ def worker_ours(option: str, prompts: int, iterations: int, threads: int, seed: 
     import torch
 
     from envs import text_bandit
-    from ppo_core.build import build_trainer
-    from tests.conftest import make_config
+    from ppo_core.api import build_trainer, make_config
 
     critic, _, trim = option.partition("+")
 
@@ -119,7 +119,7 @@ def worker_ours(option: str, prompts: int, iterations: int, threads: int, seed: 
                  f"agent.trim_padding={trim or 'pack'}",
                  "eval_episodes=0", "eval_every=0", "checkpoint_every=0", "device=cpu", f"seed={seed}",
                  f"torch_threads={threads}", f"total_timesteps={prompts * (iterations + WARMUP + 1)}"]
-    config = make_config(*overrides)
+    config = make_config(*overrides, "progress=false")
     with tempfile.TemporaryDirectory() as run_dir:
         trainer = build_trainer(config, Path(run_dir))
         clock, marks, phases, tokens = PhaseClock(), [], [], []
@@ -198,7 +198,7 @@ def worker_trl(padding: str, prompts: int, iterations: int, threads: int, seed: 
     from trl.experimental.ppo import PPOConfig, PPOTrainer
     from ppo_core.align import artifacts
     from ppo_core.align.rl_build import make_text_env
-    from tests.conftest import make_config
+    from ppo_core.api import make_config
 
     torch.set_num_threads(threads)
     torch.manual_seed(seed)
@@ -364,7 +364,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1, help="torch intra-op threads, both libraries")
     parser.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--no-record", action="store_true", help="do not append to benchmarks/RESULTS.md")
+    parser.add_argument("--no-record", action="store_true", help="print only; leave benchmarks/RESULTS.md alone")
     args = parser.parse_args()
     started, load_start = time.time(), load()
     runs: dict[str, list[dict]] = {v: [] for v in args.variants}
@@ -402,8 +402,7 @@ def main() -> None:
     text = "\n".join(report)
     print(text)
     if not args.no_record:
-        with open(HERE / "RESULTS.md", "a") as f:
-            f.write("\n" + text + "\n")
+        record("Text RL throughput vs TRL", text)
 
 
 if __name__ == "__main__":

@@ -107,6 +107,12 @@ class RewardParts(NamedTuple):
     kl_estimates: dict[str, Tensor]  # name -> (N,) every estimator summed over the completion, for the logs
 
 
+def instructgpt_reward(scores: Tensor, penalty: Tensor, per_token_kl: Tensor, kl_coef: float) -> Tensor:
+    """r(x, y) = RM(x, y) − penalties − β·Σ_l KL_l (Ouyang et al. 2022, eq. 2 without the ptx term):
+    ``scores`` and ``penalty`` (N,), ``per_token_kl`` (N, L) zero off the completion, β = ``kl_coef``."""
+    return scores - penalty - kl_coef * per_token_kl.sum(-1)
+
+
 class TextReward(nn.Module):
     """RM score minus penalties minus β times the KL to the frozen reference, for a batch of completions.
 
@@ -200,7 +206,6 @@ class TextReward(nn.Module):
                     mask, token_kl(*sampled, "exact", direction, *distributions))
         per_token = {name: torch.where(mask, kl, 0.0) for name, kl in per_token.items()}
         chosen = per_token[self.estimator if self.direction == "reverse" else "exact_forward"]  # (N, L)
-        kl = chosen.sum(-1)  # (N,)
         if scores is None:
             kept_prompt_ids, kept_prompt_mask, kept_tokens, kept_mask = kept
             scores = self.reward_model(torch.cat([kept_prompt_ids, kept_tokens], 1),
@@ -212,9 +217,12 @@ class TextReward(nn.Module):
         no_eos = ~is_eos.any(-1)
         empty = is_eos[:, 0]
         penalty = self.no_eos_penalty * no_eos + self.empty_penalty * empty  # (N,)
-        reward = scores - penalty - (self.kl_coef * kl if self.placement == "reward" else 0.0)
+        if self.placement == "reward":
+            reward = instructgpt_reward(scores, penalty, chosen, self.kl_coef)
+        else:  # the KL goes to the loss (ReferenceKLLoss) through extras
+            reward = scores - penalty
         estimates = {f"kl_{name}": value.sum(-1) for name, value in per_token.items()}
-        parts = RewardParts(reward, scores, penalty, kl, chosen, ref_log_prob, nonfinite, no_eos, empty, estimates)
+        parts = RewardParts(reward, scores, penalty, chosen.sum(-1), chosen, ref_log_prob, nonfinite, no_eos, empty, estimates)
         return parts, reference.log_probs
 
 
@@ -406,8 +414,9 @@ class TextBanditVecEnv:
 class TextBanditEnv(gym.Env):
     """The single-step Gymnasium form: ``reset`` serves one prompt drawn with ``self.np_random``,
     ``step`` takes one completion (the ``completion_space`` dict) and ends the episode
-    (``terminated=True``) with the reward of ``TextReward``. The returned observation after the step
-    is the answered prompt again; it is never acted on.
+    (``terminated=True``) with the reward of ``TextReward``. It is a ``TextBanditVecEnv`` of one copy
+    (fixed β) behind NumPy in and out; the observation after the step is the answered prompt again,
+    never acted on.
     """
 
     metadata = {"render_modes": []}
@@ -420,35 +429,29 @@ class TextBanditEnv(gym.Env):
         max_new_tokens: int,
         gold: GoldFn | None = None,
     ):
-        self.prompts, self.reward, self.tokenizer, self.gold = prompts, reward, tokenizer, gold
-        self.observation_space = prompt_space(prompts, len(tokenizer))
-        self.action_space = completion_space(max_new_tokens, len(tokenizer))
+        self.device = prompts.input_ids.device
+        self.vec = TextBanditVecEnv(prompts, reward, tokenizer, 1, max_new_tokens, self.device, shuffle=False,
+                                    gold=gold, adapt_kl_coef=False)
+        self.observation_space = self.vec.single_observation_space
+        self.action_space = self.vec.single_action_space
         self.index = 0
 
     def _observe(self) -> dict[str, Any]:
-        return {"input_ids": self.prompts.input_ids[self.index].cpu().numpy().astype(np.int64),
-                "attention_mask": self.prompts.attention_mask[self.index].cpu().numpy().astype(np.int64),
-                "prompt_index": np.int64(self.index)}
+        self.vec.index = torch.tensor([self.index], device=self.device)
+        return {key: value[0].cpu().numpy().astype(np.int64) for key, value in self.vec._observe().items()}
 
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None) -> tuple[dict[str, Any], dict]:
         super().reset(seed=seed)
-        self.index = int(self.np_random.integers(len(self.prompts.texts)))
+        self.index = int(self.np_random.integers(len(self.vec.prompts.texts)))
         return self._observe(), {}
 
     def step(self, action: dict[str, np.ndarray]) -> tuple[dict[str, Any], float, bool, bool, dict[str, Any]]:
-        device = self.prompts.input_ids.device
-        tokens = torch.as_tensor(np.asarray(action["tokens"]), dtype=torch.long, device=device)[None]  # (1, L)
-        mask = torch.as_tensor(np.asarray(action["mask"]), device=device).bool()[None]
-        log_prob = torch.as_tensor(np.asarray(action["log_prob"]), dtype=torch.float32, device=device)[None]
-        index = torch.tensor([self.index], device=device)
-        log_probs = action.get("log_probs")
-        if log_probs is not None:
-            log_probs = torch.as_tensor(np.asarray(log_probs), dtype=torch.float32, device=device)[None]  # (1, L, V)
-        parts, _ = self.reward(self.prompts.input_ids[index], self.prompts.attention_mask[index], tokens, mask,
-                               log_prob, log_probs)
-        info = {key: value[0].cpu().numpy() for key, value in parts._asdict().items()
+        self._observe()  # the vector env answers this env's prompt
+        dtypes = {"tokens": torch.long, "mask": torch.bool, "log_prob": torch.float32, "log_probs": torch.float32}
+        batched = {key: torch.as_tensor(np.asarray(value), device=self.device).to(dtypes[key])[None]  # (1, ...)
+                   for key, value in action.items() if key in dtypes}
+        result = self.vec.step(batched)
+        info = {key: value[0].cpu().numpy() for key, value in result.info.items()
                 if key not in ("reward", "kl_estimates")}
-        info.update({key: float(value[0]) for key, value in parts.kl_estimates.items()})
-        if self.gold is not None:
-            info["gold"] = float(gold_scores(self.gold, self.tokenizer, index, tokens, mask)[0])
-        return self._observe(), float(parts.reward[0]), True, False, info
+        info.update({key: float(value[0]) for key, value in result.info["kl_estimates"].items()})
+        return self._observe(), float(result.reward[0]), True, False, info

@@ -24,6 +24,7 @@ from ppo_core.masked import masked_mean
 from ppo_core.losses import (
     approx_kl,
     clipped_surrogate_loss,
+    entropy_bonus,
     kl_penalty_surrogate_loss,
     policy_gradient_loss,
     value_loss,
@@ -240,9 +241,9 @@ class PPO(Algorithm):
                     advantages = whiten(advantages, mask)
                 pg_loss, pg_stats = self._policy_loss(evaluation.log_prob, minibatch, advantages, mask)
                 v_loss, _ = value_loss(evaluation.value, minibatch.returns, minibatch.values, clip_value, mask)
-                entropy = masked_mean(evaluation.entropy, mask)
+                entropy_loss, entropy = entropy_bonus(evaluation.entropy, cfg.ent_coef, mask)
                 aux_loss, aux_stats = self.auxiliary_loss(evaluation, minibatch, refresh=True)
-                loss = pg_loss + cfg.vf_coef * v_loss - cfg.ent_coef * entropy + aux_loss
+                loss = pg_loss + cfg.vf_coef * v_loss + entropy_loss + aux_loss
                 grad_norm = self.gradient_step(loss, "policy")
                 step_stats = {"policy_loss": pg_loss, "value_loss": v_loss, "entropy": entropy,
                               "loss": loss, "grad_norm": grad_norm, **pg_stats, **aux_stats}
@@ -315,9 +316,9 @@ class TRPO(Algorithm):
         decisions ``mask`` keeps (None: all of them)."""
         evaluation = self.policy.evaluate(batch.obs, batch.actions)
         ratio = torch.exp(evaluation.log_prob - batch.log_probs)  # (B, L)
-        entropy = masked_mean(evaluation.entropy, mask)
+        entropy_loss, entropy = entropy_bonus(evaluation.entropy, self.config.ent_coef, mask)
         aux_loss, _ = self.auxiliary_loss(evaluation, batch, refresh=False) if auxiliary else (0.0, {})
-        surrogate = masked_mean(ratio * advantages, mask) + self.config.ent_coef * entropy - aux_loss
+        surrogate = masked_mean(ratio * advantages, mask) - entropy_loss - aux_loss
         kl = old.kl(evaluation.distribution).reshape(batch.mask.shape)  # (B, L): one KL per decision
         return surrogate, masked_mean(kl, mask), entropy
 
@@ -389,9 +390,9 @@ class Reinforce(Algorithm):
         for _ in range(cfg.update_epochs):
             evaluation = self.policy.evaluate(batch.obs, batch.actions)
             pg_loss, _ = policy_gradient_loss(evaluation.log_prob, advantages, mask)
-            entropy = masked_mean(evaluation.entropy, mask)
+            entropy_loss, entropy = entropy_bonus(evaluation.entropy, cfg.ent_coef, mask)
             aux_loss, aux_stats = self.auxiliary_loss(evaluation, batch, refresh=True)
-            grad_norm = self.gradient_step(pg_loss - cfg.ent_coef * entropy + aux_loss, "actor")
+            grad_norm = self.gradient_step(pg_loss + entropy_loss + aux_loss, "actor")
             meter.add({"policy_loss": pg_loss, "entropy": entropy, "grad_norm": grad_norm, **aux_stats})
         with torch.no_grad():
             log_prob = self.policy.evaluate(batch.obs, batch.actions).log_prob

@@ -51,7 +51,9 @@ class EnvConfig(EnvSchema):
     normalize_reward: bool = False
     """Scale rewards by the running std of the discounted return."""
     clip_obs: float = 10.0
+    """Normalised observations are clipped to ±clip_obs."""
     clip_reward: float = 10.0
+    """Scaled rewards are clipped to ±clip_reward."""
     kwargs: dict[str, Any] = field(default_factory=dict)
     """Passed to ``gymnasium.make_vec`` (e.g. ``max_episode_steps``)."""
 
@@ -61,13 +63,17 @@ class AgentConfig(AgentSchema):
     """Multilayer-perceptron actor and critic over a flat observation (agents/mlp.py)."""
 
     name: str = "mlp"
+    """Selects this schema (``agent=mlp``)."""
     hidden_sizes: list[int] = field(default_factory=lambda: [64, 64])
+    """Widths of the hidden layers of each network (actor, critic, or the shared trunk)."""
     activation: str = "tanh"
+    """Hidden-layer nonlinearity: tanh | relu | elu (SB3's default for PPO: tanh)."""
     shared_trunk: bool = False
     """One trunk for actor and critic; the default keeps them separate."""
     log_std_init: float = 0.0
     """Initial log-std of the Gaussian head (Box actions); with ``gsde``, of every σ_ij."""
     ortho_init: bool = True
+    """Orthogonal initialisation, gain √2 in the trunk, 0.01 on the policy head, 1 on the value head (SB3, CleanRL)."""
     gsde: bool = False
     """Box actions: generalized state-dependent exploration (Raffin et al. 2022), noise φ(s)·W linear in
     the actor's last features, W redrawn every ``sde_sample_freq`` steps (SB3's use_sde)."""
@@ -80,11 +86,15 @@ class AlgoConfig:
     """Settings every algorithm shares: the rollout and the advantage estimate."""
 
     name: str = MISSING
+    """Which update rule: ppo | trpo | reinforce (a key of ``ppo_core.algorithms.ALGORITHMS``)."""
     num_steps: int = 128
     """Env steps per environment in one rollout."""
     gamma: float = 0.99
+    """Discount factor γ of the return."""
     gae_lambda: float = 0.95
+    """λ of GAE (Schulman et al. 2016): 0 is the one-step TD error, 1 the Monte-Carlo return minus V."""
     learning_rate: float = 3e-4
+    """Adam step size (of the critic alone for TRPO, of the actor for REINFORCE)."""
     anneal_lr: bool = True
     """Decay the learning rate linearly to 0 over ``total_timesteps``."""
     max_grad_norm: float = 0.5
@@ -94,24 +104,30 @@ class AlgoConfig:
     ent_coef: float = 0.0
     """Entropy-bonus weight."""
     adam_eps: float = 1e-5
+    """Adam's ε (1e-5 as in CleanRL and SB3, not torch's 1e-8)."""
 
 
 @dataclass
 class PPOConfig(AlgoConfig):
     name: str = "ppo"
+    """Selects this schema (``algo=ppo``)."""
     vf_coef: float = 0.5
     """Value-loss weight in the joint loss."""
     vf_learning_rate: Optional[float] = None
     """The critic's own parameters (``critic_parameters()``: a value head, or a separate critic) get
     this Adam rate; None: ``learning_rate``. A fresh value head on a pretrained LM needs far more."""
     update_epochs: int = 10
+    """Passes over each rollout batch."""
     num_minibatches: int = 4
+    """Minibatches per pass; each is one gradient step."""
     objective: str = "clip"
     """clip (L^CLIP) | kl_penalty (adaptive β, PPO paper §4)."""
     clip_eps: float = 0.2
+    """ε of the clipped surrogate (§3): ratios outside [1 − ε, 1 + ε] earn nothing more."""
     anneal_clip: bool = False
     """Decay clip_eps linearly to 0 with the learning rate (rl-zoo's ``lin_`` schedules)."""
     clip_value_loss: bool = False
+    """Clip V's change to ±clip_eps around the rollout's value (CleanRL's clip_vloss)."""
     early_stop_kl: Optional[float] = None
     """Stop the epochs of an update once an epoch's mean approx_kl exceeds this (SB3's ``target_kl``;
     None: never)."""
@@ -127,6 +143,7 @@ class TRPOConfig(AlgoConfig):
     critic's own Adam; the actor moves only by the natural-gradient step."""
 
     name: str = "trpo"
+    """Selects this schema (``algo=trpo``)."""
     max_kl: float = 0.01
     """δ: bound on the mean KL(π_old‖π_θ) over the batch's decisions (§6)."""
     damping: float = 0.1
@@ -150,6 +167,7 @@ class ReinforceConfig(AlgoConfig):
     """REINFORCE (Williams 1992) with a learned value baseline trained by its own Adam."""
 
     name: str = "reinforce"
+    """Selects this schema (``algo=reinforce``)."""
     baseline: bool = True
     """A = G − V(s); false: A = G (the critic is still fitted and bootstraps cut-off episodes)."""
     update_epochs: int = 1
@@ -171,14 +189,17 @@ class TrainConfig:
     agent: AgentSchema = MISSING
     """The policy's settings (conf/agent/): AgentConfig or a registered agent's schema."""
     seed: int = 0
+    """Seeds torch, Python, NumPy and the environments."""
     device: str = "auto"
     """auto (CUDA when present) | cpu | cuda | cuda:N."""
     total_timesteps: int = 100_000
+    """Env steps over all copies; rounded down to whole rollouts of num_steps × num_envs (at least one)."""
     torch_threads: int = 1
     """Intra-op CPU threads; small MLPs run fastest on one."""
     eval_every: int = 10_000
     """Env steps between deterministic evaluations (0: only at the end)."""
     eval_episodes: int = 10
+    """Episodes per evaluation, from new start states each time (0: no evaluation)."""
     stop_at_return: Optional[float] = None
     """Stop once the deterministic evaluation mean has reached this ``stop_after_evals`` times in a row
     (None: always train for ``total_timesteps``)."""

@@ -70,6 +70,13 @@ def policy_gradient_loss(
     return loss, {}
 
 
+def entropy_bonus(entropy: Tensor, ent_coef: float, mask: Tensor | None = None) -> tuple[Tensor, Tensor]:
+    """PPO's entropy term (Schulman et al. 2017, eq. 9: + c₂·S[π_θ]) as a loss to add: −c₂·H̄, with H̄
+    the mean entropy (B, L) over valid decisions; returns (loss term, H̄)."""
+    mean_entropy = masked_mean(entropy, mask)
+    return -(ent_coef * mean_entropy), mean_entropy
+
+
 def value_loss(
     values: Tensor,  # (B, L) current critic
     returns: Tensor,  # (B, L) targets

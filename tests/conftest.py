@@ -1,15 +1,11 @@
-"""Shared helpers: compose a TrainConfig exactly as the CLI does, from conf/."""
+"""Shared helpers: compose a TrainConfig exactly as the CLI does, from conf/ (``ppo_core.api``)."""
 
 from __future__ import annotations
 
 import pytest
 import torch
-from hydra import compose, initialize_config_module
-from omegaconf import OmegaConf
-
-from ppo_core.config import TrainConfig, register_configs
-
-register_configs()
+from ppo_core import api
+from ppo_core.config import TrainConfig
 
 
 @pytest.fixture(autouse=True)
@@ -22,9 +18,8 @@ def one_thread():
 
 
 def make_config(*overrides: str) -> TrainConfig:
-    with initialize_config_module(config_module="conf", version_base="1.3"):
-        cfg = compose(config_name="config", overrides=["progress=false", *overrides])
-    return OmegaConf.to_object(cfg)  # type: ignore[return-value]
+    """The public API's composition, without a progress bar."""
+    return api.make_config("progress=false", *overrides)
 
 
 @pytest.fixture

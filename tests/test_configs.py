@@ -144,3 +144,41 @@ def test_a_controller_state_of_0_1_restores_its_coefficient():
     controller = PPOKLPenaltyController(1.0, 0.01)
     controller.load_state_dict({"beta": 0.125})
     assert controller.coef == 0.125 and controller.state_dict() == {"coef": 0.125}
+
+
+def undocumented_fields(schema: type) -> list[str]:
+    """Fields of ``schema`` (and its dataclass bases) without a docstring right below them."""
+    import ast
+    import inspect
+    import textwrap
+
+    missing = []
+    for klass in schema.__mro__:
+        if not dataclasses.is_dataclass(klass):
+            continue
+        body = ast.parse(textwrap.dedent(inspect.getsource(klass))).body[0].body
+        for node, following in zip(body, [*body[1:], None]):
+            documented = (isinstance(following, ast.Expr) and isinstance(following.value, ast.Constant)
+                          and isinstance(following.value.value, str))
+            if isinstance(node, ast.AnnAssign) and not documented:
+                missing.append(f"{klass.__name__}.{node.target.id}")
+    return missing
+
+
+def test_every_schema_field_has_a_docstring():
+    from ppo_core.config import SCHEMAS, TrainConfig
+
+    make_config()  # loads the plugins' schemas too
+    schemas = [TrainConfig, *(schema for group in SCHEMAS.values() for schema in group.values())]
+    assert {"text_bandit", "gym"} <= set(SCHEMAS["env"]) and {"lm", "mlp"} <= set(SCHEMAS["agent"])
+    assert [field for schema in schemas for field in undocumented_fields(schema)] == []
+
+
+def test_the_docstring_check_sees_a_bare_field():
+    @dataclasses.dataclass
+    class Bare:
+        documented: int = 1
+        """Has one."""
+        bare: int = 2
+
+    assert undocumented_fields(Bare) == ["Bare.bare"]

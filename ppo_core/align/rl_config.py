@@ -80,6 +80,7 @@ class LMAgentConfig(AgentSchema):
     """A causal LM with a value head (agents/lm.py); sampling length and temperature come from the env."""
 
     name: str = "lm"
+    """Selects this schema (``agent=lm``)."""
     model_path: str = ""
     """Initial policy weights, a local Hugging Face causal-LM dir; "" = the env's SFT dir."""
     critic: str = "head"
