@@ -105,7 +105,7 @@ def plot_curves(curves: dict[str, list[list[tuple[float, float, float]]]], path:
 
 VARIANTS = {
     "ppo": [],
-    "ppo_ptx": ["env.ptx_coef={ptx}"],
+    "ppo_ptx": ["objective.ptx_coef={ptx}"],
     "ppo_gold_reward": ["env.reward_source=gold"],  # oracle: the gold labeler as the reward
 }
 

@@ -110,7 +110,7 @@ def worker_ours(option: str, prompts: int, iterations: int, threads: int, seed: 
     critic, _, trim = option.partition("+")
 
     overrides = ["env=text_bandit", "agent=lm", "algo=ppo", f"env.num_envs={prompts}",
-                 f"env.max_new_tokens={MAX_NEW_TOKENS}", "env.temperature=1.0", f"env.kl_coef={BETA}",
+                 f"env.max_new_tokens={MAX_NEW_TOKENS}", "env.temperature=1.0", f"objective.kl_coef={BETA}",
                  "env.no_eos_penalty=1.0", f"algo.update_epochs={EPOCHS}", f"algo.num_minibatches={MINIBATCHES}",
                  "algo.num_steps=1", f"algo.learning_rate={LEARNING_RATE}", f"algo.clip_eps={CLIP}",
                  "algo.clip_value_loss=true", f"algo.vf_coef={VF_COEF}", "algo.ent_coef=0.0",
@@ -204,7 +204,7 @@ def worker_trl(padding: str, prompts: int, iterations: int, threads: int, seed: 
     torch.manual_seed(seed)
     config = make_config("env=text_bandit", "agent=lm", "algo=ppo", f"env.max_new_tokens={MAX_NEW_TOKENS}",
                          "device=cpu")
-    env = make_text_env(config.env, torch.device("cpu"), config.env.prompts, "env.prompts", 1, shuffle=True, gold=False,
+    env = make_text_env(config.env, config.objective, torch.device("cpu"), config.env.prompts, "env.prompts", 1, shuffle=True, gold=False,
                         training=True)
     ids, mask = env.prompts.input_ids, env.prompts.attention_mask  # our tokenization, left-padded to the set
     rows = ids.tolist() if padding == "set" else [row[m.bool()].tolist() for row, m in zip(ids, mask)]

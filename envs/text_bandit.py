@@ -194,7 +194,7 @@ class TextReward(nn.Module):
         reference = Categorical(ref_log_probs)
         ref_log_prob = torch.where(mask, reference.log_prob(tokens), 0.0)  # (N, L)
         if log_probs is None and (self.estimator == "exact" or self.direction == "forward"):
-            raise ValueError(f"env.kl_estimator={self.estimator} with env.kl_direction={self.direction} needs the "
+            raise ValueError(f"objective.kl_estimator={self.estimator} with objective.kl_direction={self.direction} needs the "
                              "policy's full distributions (action['log_probs']): the exact KL, and the forward "
                              "KL(π_SFT‖π) in either placement, sum over the vocabulary")
         per_token = {name: kl_estimate(log_prob, ref_log_prob, name) for name in ESTIMATORS}  # (N, L) each
@@ -438,7 +438,8 @@ class TextBanditEnv(gym.Env):
 
     def _observe(self) -> dict[str, Any]:
         self.vec.index = torch.tensor([self.index], device=self.device)
-        return {key: value[0].cpu().numpy().astype(np.int64) for key, value in self.vec._observe().items()}
+        obs = {key: value[0].cpu().numpy().astype(np.int64) for key, value in self.vec._observe().items()}
+        return {**obs, "prompt_index": np.int64(self.index)}  # Discrete: a scalar, not a 0-d array
 
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None) -> tuple[dict[str, Any], dict]:
         super().reset(seed=seed)

@@ -1,7 +1,7 @@
-"""Advantage estimation: GAE(λ) over env steps and, within a step, over the tokens of an action.
+"""Advantage estimation: GAE(λ) over env steps and, within a step, over the decisions of an action.
 
-Every tensor is time-major. An env step ``t`` may hold several decisions ``l`` (the tokens of a
-completion); single-decision actions (CartPole, Pendulum) simply have ``L = 1``. Decisions are
+Every tensor is time-major. An env step ``t`` may hold several decisions ``l`` (an action made
+of a sequence of choices); single-decision actions (CartPole, Pendulum) simply have ``L = 1``. Decisions are
 ordered (t, l) and the λ-trace runs through them in that order, so one function serves both worlds.
 
 ``terminated`` and ``truncated`` stay apart (Pardo et al. 2018, "Time Limits in RL"): a terminated

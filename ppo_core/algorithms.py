@@ -2,7 +2,7 @@
 batch into new parameters: ``update(batch) -> stats``. The trainer does everything else.
 
 They see the policy only through ``evaluate`` and per-decision tensors (B, L) with a mask, so one
-update serves a control action (L = 1) and the tokens of a completion."""
+update serves an action of one decision (L = 1, every control task) and one of many."""
 
 from __future__ import annotations
 
@@ -68,8 +68,8 @@ class StatsMeter:
 class Algorithm:
     """Shared pieces: named Adam optimisers with linear LR annealing, clipped gradient steps, critic
     regression and checkpointable state. PPO owns one optimiser over the whole policy; TRPO and
-    REINFORCE give the critic its own. ``auxiliary`` terms (ppo_core/auxiliary.py: a KL to a
-    reference in the loss, PPO-ptx) are added to every algorithm's policy loss."""
+    REINFORCE give the critic its own. ``auxiliary`` terms (ppo_core/auxiliary.py, contributed
+    by an env kind) are added to every algorithm's policy loss."""
 
     second_order = False
     """Whether the update differentiates through the policy twice (the builder tells the policy)."""
@@ -87,7 +87,7 @@ class Algorithm:
         own_rates: Sequence[tuple[Iterable[nn.Parameter], float]] = (),
     ) -> None:
         """Adam ``name`` over ``parameters`` at ``learning_rate``, except the parameters of each
-        ``own_rates`` entry, which get that entry's rate (e.g. a fresh value head beside a pretrained LM)."""
+        ``own_rates`` entry, which get that entry's rate (e.g. a fresh value head beside a pretrained trunk)."""
         parameters = list(parameters)
         groups, claimed = [], set()
         for subset, rate in own_rates:
@@ -289,7 +289,7 @@ class TRPO(Algorithm):
     critic with its own Adam, which is what ``learning_rate`` and ``anneal_lr`` act on.
 
     The KL is exact per decision (``Distribution.kl``) and averaged over valid decisions only, so
-    padding tokens of a completion never count.
+    padding never counts.
     """
 
     config: TRPOConfig

@@ -34,7 +34,7 @@ class RolloutBatch(NamedTuple):
     advantages: Tensor  # (B, L)
     returns: Tensor  # (B, L)
     mask: Tensor  # (B, L) bool: real decisions
-    extras: dict[str, Tensor]  # (B, ...) env-provided per-step tensors, e.g. reference log-probs
+    extras: dict[str, Tensor]  # (B, ...) env-provided tensors a loss term reads, per step or per decision
 
     def __len__(self) -> int:
         return self.mask.shape[0]

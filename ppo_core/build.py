@@ -29,7 +29,7 @@ from ppo_core.plugins import load_plugins
 from ppo_core.trainer import Trainer
 from ppo_core import checkpoint
 
-__all__ = ["EnvKind", "PolicyNeeds", "register_env_kind", "register_agent", "config_from_dict", "make_env",
+__all__ = ["EnvKind", "PolicyNeeds", "register_env_kind", "register_agent", "register_objective", "config_from_dict", "make_env",
            "make_eval_env", "make_policy", "build_trainer", "run_training"]
 
 
@@ -47,10 +47,6 @@ def policy_needs(algo: AlgoConfig) -> PolicyNeeds:
     return PolicyNeeds(second_order=ALGORITHMS[algo.name].second_order if algo.name in ALGORITHMS else False)
 
 
-def no_objective_terms(config: TrainConfig, policy: ActorCritic) -> list[AuxiliaryLoss]:
-    return []
-
-
 @dataclass(frozen=True)
 class EnvKind:
     """How to build one family of environments, and what it adds to the objective."""
@@ -61,12 +57,15 @@ class EnvKind:
     """(config, device, episodes, video_dir): one copy per evaluation episode, rewards unscaled."""
     agents: tuple[str, ...] | None = None
     """The agents that can act in it (None: any)."""
-    make_objective_terms: Callable[[TrainConfig, ActorCritic], list[AuxiliaryLoss]] = no_objective_terms
-    """Loss terms beside the algorithm's surrogate (ppo_core/auxiliary.py), e.g. PPO-ptx."""
+    objectives: tuple[str, ...] = ("none",)
+    """The objectives it serves; an env that puts an objective's terms in its reward reads that
+    objective's settings (``config.objective``) when built, the one setting it reads outside ``env``."""
 
 
 AgentBuilder = Callable[[TrainConfig, VecEnv, torch.device, PolicyNeeds], ActorCritic]
 """(config, env, device, needs) -> the policy, on ``device``."""
+ObjectiveBuilder = Callable[[TrainConfig, ActorCritic], list[AuxiliaryLoss]]
+"""(config, policy) -> the loss terms beside the algorithm's surrogate (ppo_core/auxiliary.py)."""
 
 
 
@@ -124,6 +123,8 @@ ENV_KINDS: dict[str, EnvKind] = {"gym": EnvKind(make_gym_env, make_gym_eval_env,
 """Builders of each ``env.kind``; plugins add theirs with ``register_env_kind``."""
 AGENTS: dict[str, AgentBuilder] = {"mlp": make_mlp_policy}
 """Builders of each ``agent.name``; plugins add theirs with ``register_agent``."""
+OBJECTIVES: dict[str, ObjectiveBuilder] = {"none": lambda config, policy: []}
+"""Loss terms of each ``objective.name``; plugins add theirs with ``register_objective``."""
 
 
 def register_env_kind(kind: str, builders: EnvKind) -> None:
@@ -134,12 +135,27 @@ def register_agent(name: str, builder: AgentBuilder) -> None:
     AGENTS[name] = builder
 
 
+def register_objective(name: str, builder: ObjectiveBuilder) -> None:
+    OBJECTIVES[name] = builder
+
+
 def env_kind(config: TrainConfig) -> EnvKind:
+    """The builders of ``config.env``, checked against the objective it is asked to serve."""
     load_plugins()
-    kind = config.env.kind
+    kind, objective = config.env.kind, config.objective.name
     if kind not in ENV_KINDS:
         raise ConfigError(f"env.kind={kind!r} has no builder; expected one of {sorted(ENV_KINDS)}")
+    if objective not in ENV_KINDS[kind].objectives:
+        raise ConfigError(f"objective={objective} does not apply to env.kind={kind!r}, which serves "
+                          f"objective={' or objective='.join(ENV_KINDS[kind].objectives)}")
     return ENV_KINDS[kind]
+
+
+def make_objective_terms(config: TrainConfig, policy: ActorCritic) -> list[AuxiliaryLoss]:
+    name = config.objective.name
+    if name not in OBJECTIVES:
+        raise ConfigError(f"objective.name={name!r} has no builder; expected one of {sorted(OBJECTIVES)}")
+    return OBJECTIVES[name](config, policy)
 
 
 def make_env(config: TrainConfig, device: torch.device) -> VecEnv:
@@ -179,19 +195,19 @@ def build_trainer(config: TrainConfig, run_dir: Path) -> Trainer:
     seed_everything(config.seed)
     env = make_env(config, device)
     policy = make_policy(config, env, device)
-    algorithm = make_algorithm(policy, config.algo, env_kind(config).make_objective_terms(config, policy))
+    algorithm = make_algorithm(policy, config.algo, make_objective_terms(config, policy))
     eval_env = make_eval_env(config, device, config.eval_episodes) if config.eval_episodes > 0 else None
 
     def evaluate(number: int) -> dict[str, float]:
         eval_env.load_state_dict(env.state_dict(), restore_episodes=False)  # current normaliser statistics
         policy.eval()
         # new start states at every evaluation, as SB3's EvalCallback draws them: with one fixed set, a
-        # run is judged again and again on the same, possibly unlucky, episodes (text prompts: always
-        # the same, served in order)
+        # run is judged again and again on the same, possibly unlucky, episodes (an env with a fixed
+        # list of start states, such as a prompt set, serves it in order)
         seed = config.seed + EVAL_SEED_OFFSET + number * eval_env.num_envs
         result = evaluate_policy(policy, eval_env, seed=seed).as_dict()
         policy.train()
-        result.update(eval_env.pop_metrics())  # text: RM score, KL to π_SFT and gold score of the evaluation
+        result.update(eval_env.pop_metrics())  # the env's own metrics of the evaluation episodes
         return result
 
     trainer = Trainer(config, env, policy, algorithm, run_dir, evaluate if eval_env else None, device)

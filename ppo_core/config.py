@@ -33,6 +33,14 @@ class AgentSchema:
 
 
 @dataclass
+class ObjectiveSchema:
+    """Terms an objective adds to the algorithm's own loss and to the env's reward (``objective=``)."""
+
+    name: str = "none"
+    """none: the algorithm's objective alone (every control task) | a registered objective (rlhf)."""
+
+
+@dataclass
 class EnvConfig(EnvSchema):
     """Any Gymnasium environment (``env=gym env.id=...``; the classic-control groups preset it)."""
 
@@ -188,6 +196,8 @@ class TrainConfig:
     """The environment family's settings (conf/env/): EnvConfig or a registered family's schema."""
     agent: AgentSchema = MISSING
     """The policy's settings (conf/agent/): AgentConfig or a registered agent's schema."""
+    objective: ObjectiveSchema = MISSING
+    """Loss and reward terms beside the algorithm's (conf/objective/): none, or a registered objective."""
     seed: int = 0
     """Seeds torch, Python, NumPy and the environments."""
     device: str = "auto"
@@ -217,14 +227,15 @@ SCHEMAS: dict[str, dict[str, type]] = {
     "algo": {"ppo": PPOConfig, "trpo": TRPOConfig, "reinforce": ReinforceConfig},
     "env": {"gym": EnvConfig},
     "agent": {"mlp": AgentConfig},
+    "objective": {"none": ObjectiveSchema},
 }
-"""Schema of each config group's options, by ``algo.name``, ``env.kind`` and ``agent.name``."""
+"""Schema of each config group's options, by ``algo.name``, ``env.kind``, ``agent.name`` and ``objective.name``."""
 
 
 def register_schema(group: str, name: str, schema: type) -> None:
-    """Make ``schema`` the settings of option ``name`` of ``group`` (algo, env or agent); hydra finds
-    it as ``<name>_schema`` in that group, which the option's YAML names in its defaults."""
-    bases = {"algo": AlgoConfig, "env": EnvSchema, "agent": AgentSchema}
+    """Make ``schema`` the settings of option ``name`` of ``group`` (algo, env, agent or objective);
+    hydra finds it as ``<name>_schema`` in that group, which the option's YAML names in its defaults."""
+    bases = {"algo": AlgoConfig, "env": EnvSchema, "agent": AgentSchema, "objective": ObjectiveSchema}
     if group not in bases or not issubclass(schema, bases[group]):
         raise TypeError(f"a schema of group {group!r} must subclass {bases.get(group, 'a known group').__name__}")
     SCHEMAS[group][name] = schema
@@ -234,20 +245,22 @@ def schema(group: str, name: str) -> type:
     """The registered schema of option ``name`` of ``group``; a ConfigError names the known ones."""
     load_plugins()
     if name not in SCHEMAS[group]:
-        key = {"algo": "algo.name", "env": "env.kind", "agent": "agent.name"}[group]
+        key = {"algo": "algo.name", "env": "env.kind", "agent": "agent.name", "objective": "objective.name"}[group]
         raise ConfigError(f"{key}={name!r} is unknown; expected one of {sorted(SCHEMAS[group])}")
     return SCHEMAS[group][name]
 
 
 RENAMED_KEYS = {
-    "env.beta": "env.kl_coef",
-    "env.kl_target": "env.kl_coef_target",
+    "env.beta": "objective.kl_coef",
+    "env.kl_target": "objective.kl_coef_target",
+    **{f"env.{key}": f"objective.{key}" for key in ("kl_horizon", "kl_estimator", "kl_direction", "kl_placement",
+                                                     "ptx_coef", "ptx_batch_size", "ptx_data")},
     "algo.target_kl": "algo.early_stop_kl",
     "algo.kl_target": "algo.penalty_kl_target",
     "algo.kl_beta_init": "algo.penalty_coef_init",
 }
 """Keys of ppo-core 0.1 and their names since 0.2: one name for the KL coefficient to the reference
-policy, one unmistakable name for each KL target."""
+policy, one unmistakable name for each KL target, the objective's terms in the objective group."""
 REMOVED_KEYS = {"algo.advantage_level": ("decision", "GAE always runs over every decision (0.1's advantage_level=decision)")}
 """Keys 0.2 dropped: the one value that still describes what runs, and what does."""
 OLD_VALUES = {"agent.trim_padding": {"rollout": "minibatch", "true": "minibatch", "false": "none"}}
@@ -269,10 +282,13 @@ def migrate(values: dict[str, Any]) -> dict[str, Any]:
     """A config saved by ppo-core 0.1 (a checkpoint's or a summary's) in 0.2's keys; a removed setting
     whose value no longer describes any code path is a ConfigError naming the version."""
     values = {**values, **{group: dict(values[group]) for group in ("algo", "env", "agent")}}
+    if "objective" not in values:  # 0.1 kept the objective's terms in the text env's settings
+        values["objective"] = {"name": "rlhf" if values["env"].get("kind") == "text_bandit" else "none"}
+    values["objective"] = dict(values["objective"])
     for old, new in RENAMED_KEYS.items():
-        group, key = old.split(".")
-        if key in values[group] and new.split(".")[1] not in values[group]:
-            values[group][new.split(".")[1]] = values[group].pop(key)
+        (group, key), (new_group, new_key) = old.split("."), new.split(".")
+        if key in values[group] and new_key not in values[new_group]:
+            values[new_group][new_key] = values[group].pop(key)
     for old, (kept, meaning) in REMOVED_KEYS.items():
         group, key = old.split(".")
         if key in values[group] and values[group].pop(key) != kept:
@@ -287,12 +303,13 @@ def migrate(values: dict[str, Any]) -> dict[str, Any]:
 def config_from_dict(values: dict[str, Any]) -> TrainConfig:
     """Rebuild a ``TrainConfig`` saved with ``dataclasses.asdict`` (checkpoints, summaries)."""
     values = migrate(values)
-    algo, env, agent = values["algo"], values["env"], values["agent"]
+    algo, env, agent, objective = values["algo"], values["env"], values["agent"], values["objective"]
     return TrainConfig(**{
         **values,
         "algo": schema("algo", algo["name"])(**algo),
         "env": schema("env", env["kind"])(**env),
         "agent": schema("agent", agent["name"])(**agent),
+        "objective": schema("objective", objective["name"])(**objective),
     })
 
 

@@ -1,5 +1,5 @@
 """Policy and value losses. Each takes per-decision tensors (B, L) with an optional mask and
-returns ``(loss, stats)``; means run over valid decisions only, so a token-level completion and a
+returns ``(loss, stats)``; means run over valid decisions only, so an action of many decisions and a
 single CartPole action go through the same code.
 """
 

@@ -1,7 +1,7 @@
 """The one training loop: roll out, estimate advantages, update, log, evaluate, checkpoint.
 
-It sees a vector env, a policy and an algorithm through their interfaces only; CartPole and the
-text bandit go through the same lines.
+It sees a vector env, a policy and an algorithm through their interfaces only (envs/base.py,
+agents/base.py, ppo_core/algorithms.py); every kind of env goes through the same lines.
 """
 
 from __future__ import annotations

@@ -89,7 +89,8 @@ def test_penalty_kl_target_is_only_read_by_the_kl_penalty_objective(tmp_path):
 
 
 @pytest.mark.parametrize("override, new_key", [
-    ("env.beta=0.1", "env.kl_coef"), ("env.kl_target=6", "env.kl_coef_target"),
+    ("env.beta=0.1", "objective.kl_coef"), ("env.kl_target=6", "objective.kl_coef_target"),
+    ("env.ptx_coef=1", "objective.ptx_coef"), ("env.kl_placement=loss", "objective.kl_placement"),
     ("algo.target_kl=0.02", "algo.early_stop_kl"), ("algo.kl_target=0.01", "algo.penalty_kl_target"),
     ("algo.kl_beta_init=2", "algo.penalty_coef_init"),
 ])
@@ -111,8 +112,12 @@ def test_a_removed_key_says_what_runs_instead():
 def old_saved_config(**changes) -> dict:
     """The dict a 0.1 checkpoint holds for the text-bandit PPO config: 0.1's key names and values."""
     saved = dataclasses.asdict(make_config("env=text_bandit", "agent=lm", "algo.objective=kl_penalty",
-                                           "env.kl_coef=0.07", "algo.early_stop_kl=0.03"))
-    saved["env"]["beta"], saved["env"]["kl_target"] = saved["env"].pop("kl_coef"), saved["env"].pop("kl_coef_target")
+                                           "objective.kl_coef=0.07", "objective.ptx_coef=2.0",
+                                           "algo.early_stop_kl=0.03"))
+    objective = saved.pop("objective")  # 0.1 kept the objective's terms in the env's settings
+    saved["env"]["beta"], saved["env"]["kl_target"] = objective.pop("kl_coef"), objective.pop("kl_coef_target")
+    del objective["name"]
+    saved["env"].update(objective)
     saved["algo"]["target_kl"] = saved["algo"].pop("early_stop_kl")
     saved["algo"]["kl_target"] = saved["algo"].pop("penalty_kl_target")
     saved["algo"]["kl_beta_init"] = saved["algo"].pop("penalty_coef_init")
@@ -126,7 +131,8 @@ def old_saved_config(**changes) -> dict:
 
 def test_a_config_saved_by_0_1_loads_with_its_values_under_the_new_names():
     config = config_from_dict(old_saved_config())
-    assert config.env.kl_coef == 0.07 and config.env.kl_coef_target is None
+    assert config.objective.name == "rlhf" and config.objective.kl_coef == 0.07
+    assert config.objective.kl_coef_target is None and config.objective.ptx_coef == 2.0
     assert config.algo.early_stop_kl == 0.03 and config.algo.penalty_kl_target == 0.01
     assert config.algo.penalty_coef_init == 1.0 and not hasattr(config.algo, "advantage_level")
     assert config.agent.trim_padding == "minibatch"  # rollout's function, to ~1e-6

@@ -80,11 +80,11 @@ def test_kl_treatments_that_do_not_measure_what_they_say_are_refused(artifacts, 
     for estimator, direction in [("k1", "reverse"), ("k3", "reverse"), ("k2", "forward"), ("k1", "forward")]:
         with pytest.raises(ValueError, match="does not follow the gradient"):
             check_kl_treatment(estimator, direction, "loss")
-    config = text_config(artifacts, "env.kl_placement=loss", "env.kl_estimator=k1")
-    with pytest.raises(ConfigError, match="env.kl_estimator='k1'.*env.kl_placement='loss'"):
+    config = text_config(artifacts, "objective.kl_placement=loss", "objective.kl_estimator=k1")
+    with pytest.raises(ConfigError, match="objective.kl_estimator='k1'.*objective.kl_placement='loss'"):
         build_trainer(config, tmp_path / "run")
-    with pytest.raises(ConfigError, match="env.kl_estimator='k5'"):
-        build_trainer(text_config(artifacts, "env.kl_estimator=k5"), tmp_path / "run")
+    with pytest.raises(ConfigError, match="objective.kl_estimator='k5'"):
+        build_trainer(text_config(artifacts, "objective.kl_estimator=k5"), tmp_path / "run")
 
 
 @pytest.mark.parametrize("estimator, direction, placement", [("exact", "reverse", "reward"), ("k3", "forward", "loss")])
@@ -102,7 +102,7 @@ def test_kl_that_sums_over_the_vocabulary_asks_for_the_policy_distributions(esti
     env = TextBanditEnv(prompts, reward, tokenizer, L)
     env.reset(seed=0)
     env.action_space.seed(0)
-    with pytest.raises(ValueError, match=f"env.kl_estimator={estimator} with env.kl_direction={direction} needs the "
+    with pytest.raises(ValueError, match=f"objective.kl_estimator={estimator} with objective.kl_direction={direction} needs the "
                                          r"policy's full distributions \(action\['log_probs'\]\)"):
         env.step(env.action_space.sample())
 
@@ -215,14 +215,14 @@ def test_ppo_ptx_adds_gamma_times_the_pretraining_gradient(tmp_path):
 def test_kl_in_the_loss_and_ptx_train_through_the_control_trainer(artifacts, tmp_path):
     corpus = tmp_path / "corpus.txt"
     corpus.write_text("".join(f"w{3 + i % 90} w{4 + i % 80} w{5 + i % 70} w{6 + i % 60}\n" for i in range(200)))
-    config = text_config(artifacts, "algo=ppo", "total_timesteps=16", "env.kl_placement=loss",
-                         "env.kl_estimator=exact", "env.kl_coef_target=1.0", "env.ptx_coef=1.0", f"env.ptx_data={corpus}")
+    config = text_config(artifacts, "algo=ppo", "total_timesteps=16", "objective.kl_placement=loss",
+                         "objective.kl_estimator=exact", "objective.kl_coef_target=1.0", "objective.ptx_coef=1.0", f"objective.ptx_data={corpus}")
     trainer = build_trainer(config, tmp_path / "run")
     trainer.train()
     scalars = trainer_scalars(tmp_path / "run")
     assert {"losses/ref_kl", "losses/ptx_loss", "objective/kl_exact", "objective/kl_k1", "objective/beta"} <= scalars
-    with pytest.raises(ConfigError, match="env.ptx_data='missing.txt' does not exist"):
-        build_trainer(text_config(artifacts, "env.ptx_coef=1.0", "env.ptx_data=missing.txt"), tmp_path / "r2")
+    with pytest.raises(ConfigError, match="objective.ptx_data='missing.txt' does not exist"):
+        build_trainer(text_config(artifacts, "objective.ptx_coef=1.0", "objective.ptx_data=missing.txt"), tmp_path / "r2")
 
 
 def trainer_scalars(run_dir):

@@ -135,25 +135,25 @@ def world_prompts(config: TextEnvConfig, split: str, key: str) -> Prompts:
 PTX_BLOCK_SIZE = 128  # tokens per pretraining block of a .txt source (capped by the context)
 
 
-def load_pretraining_blocks(config: TextEnvConfig, tokenizer: PreTrainedTokenizerBase, context: int) -> torch.Tensor:
+def load_pretraining_blocks(config: TextEnvConfig, source: str, tokenizer: PreTrainedTokenizerBase, context: int
+                            ) -> torch.Tensor:
     """Packed pretraining blocks (M, T) for PPO-ptx: the embedded world's corpus without the documents
     the pretrain stage held out (they measure the alignment tax), in its block size; or the lines of
     a .txt file."""
-    source = config.ptx_data
     if source == "corpus":
-        world, settings = sft_world(config, "env.ptx_data=corpus", "the embedded world's corpus",
-                                    "env.ptx_data=path/to/documents.txt")
+        world, settings = sft_world(config, "objective.ptx_data=corpus", "the embedded world's corpus",
+                                    "objective.ptx_data=path/to/documents.txt")
         texts, _ = split_documents(world.corpus, settings["pretrain"]["val_fraction"])
         block_size = settings["pretrain"]["block_size"]
     elif source.endswith(".txt"):
         if not os.path.isfile(source):
-            raise ConfigError(f"env.ptx_data={source!r} does not exist")
+            raise ConfigError(f"objective.ptx_data={source!r} does not exist")
         with open(source) as f:
             texts = [line.strip() for line in f if line.strip()]
         block_size = PTX_BLOCK_SIZE
     else:
-        raise ConfigError(f"env.ptx_data={source!r} is neither 'corpus' nor a .txt file")
+        raise ConfigError(f"objective.ptx_data={source!r} is neither 'corpus' nor a .txt file")
     try:
         return pack_blocks(tokenizer, texts, min(block_size, context))
     except AlignError as error:
-        raise ConfigError(f"env.ptx_data={source!r}: {error}") from None
+        raise ConfigError(f"objective.ptx_data={source!r}: {error}") from None

@@ -146,7 +146,7 @@ class RLStageConfig:
     algo: str = "ppo"
     """ppo | trpo | reinforce."""
     overrides: list[str] = field(default_factory=list)
-    """More training-app overrides, e.g. ["env.ptx_coef=1.0", "total_timesteps=4096"]."""
+    """More training-app overrides, e.g. ["objective.ptx_coef=1.0", "total_timesteps=4096"]."""
 
 
 @dataclass

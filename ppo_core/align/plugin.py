@@ -1,4 +1,5 @@
-"""What the alignment wing adds to the training app: ``env=text_bandit`` and ``agent=lm``.
+"""What the alignment wing adds to the training app: ``env=text_bandit``, ``objective=rlhf`` and
+``agent=lm``.
 
 Declared as the ``ppo_core.plugins`` entry point ``align`` (pyproject.toml). Registering imports
 only the schemas; the builders import transformers when a text run is built, so a CartPole run
@@ -11,23 +12,23 @@ from pathlib import Path
 
 import torch
 
-from ppo_core.build import EnvKind, PolicyNeeds, register_agent, register_env_kind
+from ppo_core.build import EnvKind, PolicyNeeds, register_agent, register_env_kind, register_objective
 from ppo_core.config import TrainConfig, register_schema
-from ppo_core.align.rl_config import LMAgentConfig, TextEnvConfig
+from ppo_core.align.rl_config import LMAgentConfig, RLHFObjectiveConfig, TextEnvConfig
 
 
 def make_env(config: TrainConfig, device: torch.device):
     from ppo_core.align.rl_build import make_text_env
 
     env = config.env
-    return make_text_env(env, device, env.prompts, "env.prompts", env.num_envs, shuffle=True,
+    return make_text_env(env, config.objective, device, env.prompts, "env.prompts", env.num_envs, shuffle=True,
                          gold=env.gold or env.reward_source == "gold", training=True)
 
 
 def make_eval_env(config: TrainConfig, device: torch.device, episodes: int, video_dir: Path | None = None):
     from ppo_core.align.rl_build import make_text_env
 
-    return make_text_env(config.env, device, config.env.eval_prompts, "env.eval_prompts", episodes, shuffle=False,
+    return make_text_env(config.env, config.objective, device, config.env.eval_prompts, "env.eval_prompts", episodes, shuffle=False,
                          gold=True, training=False)
 
 
@@ -46,6 +47,7 @@ def make_policy(config: TrainConfig, env, device: torch.device, needs: PolicyNee
 def register() -> None:
     register_schema("env", "text_bandit", TextEnvConfig)
     register_schema("agent", "lm", LMAgentConfig)
-    register_env_kind("text_bandit", EnvKind(make_env, make_eval_env, agents=("lm",),
-                                             make_objective_terms=make_objective_terms))
+    register_schema("objective", "rlhf", RLHFObjectiveConfig)
+    register_env_kind("text_bandit", EnvKind(make_env, make_eval_env, agents=("lm",), objectives=("rlhf",)))
+    register_objective("rlhf", make_objective_terms)
     register_agent("lm", make_policy)

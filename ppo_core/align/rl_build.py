@@ -12,7 +12,7 @@ from envs.text_bandit import TextBanditVecEnv, TextReward, tokenize_prompts
 from ppo_core.align import artifacts
 from ppo_core.align.models import context_length, load_tokenizer
 from ppo_core.align.objective_terms import PretrainingLoss, ReferenceKLLoss
-from ppo_core.align.rl_config import TextEnvConfig
+from ppo_core.align.rl_config import RLHFObjectiveConfig, TextEnvConfig
 from ppo_core.auxiliary import AuxiliaryLoss
 from ppo_core.build import PolicyNeeds
 from ppo_core.config import TrainConfig
@@ -22,23 +22,27 @@ from ppo_core.kl import check_kl_treatment
 
 
 def make_text_env(
-    config: TextEnvConfig, device: torch.device, source: str, key: str, num_envs: int, shuffle: bool, gold: bool,
-    training: bool,
+    config: TextEnvConfig, objective: RLHFObjectiveConfig, device: torch.device, source: str, key: str,
+    num_envs: int, shuffle: bool, gold: bool, training: bool,
 ) -> TextBanditVecEnv:
     """The text bandit over prompts ``source``, scored by the frozen π_SFT and reward model (shared
-    between the training and evaluation envs); only the training env adapts β."""
-    if config.temperature <= 0 or config.max_new_tokens < 1 or config.num_envs < 1 or config.kl_coef < 0:
+    between the training and evaluation envs) and, with ``objective.kl_placement=reward``, penalised
+    by the objective's KL to π_SFT; only the training env adapts β."""
+    if config.temperature <= 0 or config.max_new_tokens < 1 or config.num_envs < 1 or objective.kl_coef < 0:
         raise ConfigError(f"env.temperature={config.temperature}, env.max_new_tokens={config.max_new_tokens}, "
-                          f"env.num_envs={config.num_envs} and env.kl_coef={config.kl_coef} must be > 0, >= 1, >= 1, >= 0")
-    if (config.kl_coef_target is not None and config.kl_coef_target <= 0) or config.kl_horizon <= 0:
-        raise ConfigError(f"env.kl_coef_target={config.kl_coef_target} and env.kl_horizon={config.kl_horizon} must be > 0")
+                          f"env.num_envs={config.num_envs} and objective.kl_coef={objective.kl_coef} must be > 0, "
+                          ">= 1, >= 1, >= 0")
+    if (objective.kl_coef_target is not None and objective.kl_coef_target <= 0) or objective.kl_horizon <= 0:
+        raise ConfigError(f"objective.kl_coef_target={objective.kl_coef_target} and objective.kl_horizon="
+                          f"{objective.kl_horizon} must be > 0")
     if config.reward_source not in ("rm", "gold"):
         raise ConfigError(f"env.reward_source={config.reward_source!r} is unknown; expected 'rm' or 'gold'")
     try:
-        check_kl_treatment(config.kl_estimator, config.kl_direction, config.kl_placement)
+        check_kl_treatment(objective.kl_estimator, objective.kl_direction, objective.kl_placement)
     except ValueError as error:
-        raise ConfigError(f"env.kl_estimator={config.kl_estimator!r}, env.kl_direction={config.kl_direction!r}, "
-                          f"env.kl_placement={config.kl_placement!r}: {error}") from None
+        raise ConfigError(f"objective.kl_estimator={objective.kl_estimator!r}, objective.kl_direction="
+                          f"{objective.kl_direction!r}, objective.kl_placement={objective.kl_placement!r}: {error}"
+                          ) from None
     sft = artifacts.sft_dir(config)
     reference, tokenizer = artifacts.frozen_reference(sft, str(device))
     if tokenizer.pad_token_id == tokenizer.eos_token_id:
@@ -53,9 +57,10 @@ def make_text_env(
     if room < 1:
         raise ConfigError(f"env.max_new_tokens={config.max_new_tokens} leaves no room for a prompt in the "
                           f"context of {context} tokens (the shorter of π_SFT's and the reward model's)")
-    reward = TextReward(reference, reward_model.score, tokenizer.eos_token_id, config.temperature, config.kl_coef,
-                        config.kl_estimator, config.kl_direction, config.kl_placement, config.kl_coef_target,
-                        config.kl_horizon, config.no_eos_penalty, config.empty_penalty, config.nonfinite_penalty)
+    reward = TextReward(reference, reward_model.score, tokenizer.eos_token_id, config.temperature, objective.kl_coef,
+                        objective.kl_estimator, objective.kl_direction, objective.kl_placement,
+                        objective.kl_coef_target, objective.kl_horizon, config.no_eos_penalty, config.empty_penalty,
+                        config.nonfinite_penalty)
     return TextBanditVecEnv(tokenize_prompts(prompts.texts, tokenizer, room, config.prompt_overflow), reward,
                             tokenizer, num_envs, config.max_new_tokens, device, shuffle,
                             prompts.gold if gold else None, adapt_kl_coef=training,
@@ -63,18 +68,21 @@ def make_text_env(
 
 
 def make_auxiliary_losses(config: TrainConfig, policy: ActorCritic) -> list[AuxiliaryLoss]:
-    """The loss terms beside the surrogate: the KL to π_SFT when ``env.kl_placement=loss`` and PPO-ptx's
-    pretraining term when ``env.ptx_coef > 0`` (text env only)."""
-    env = config.env
+    """The objective's loss terms beside the surrogate: the KL to π_SFT when ``objective.kl_placement=loss``
+    and PPO-ptx's pretraining term when ``objective.ptx_coef > 0``. The env's settings say where π_SFT,
+    whose tokenizer and corpus the ptx term uses, lives."""
+    objective, env = config.objective, config.env
     terms: list[AuxiliaryLoss] = []
-    if env.kl_placement == "loss":
-        terms.append(ReferenceKLLoss(env.kl_estimator, env.kl_direction))
-    if env.ptx_coef < 0 or env.ptx_batch_size < 1:
-        raise ConfigError(f"env.ptx_coef={env.ptx_coef} and env.ptx_batch_size={env.ptx_batch_size} must be >= 0 and >= 1")
-    if env.ptx_coef > 0:
+    if objective.kl_placement == "loss":
+        terms.append(ReferenceKLLoss(objective.kl_estimator, objective.kl_direction))
+    if objective.ptx_coef < 0 or objective.ptx_batch_size < 1:
+        raise ConfigError(f"objective.ptx_coef={objective.ptx_coef} and objective.ptx_batch_size="
+                          f"{objective.ptx_batch_size} must be >= 0 and >= 1")
+    if objective.ptx_coef > 0:
         model = policy.model
-        blocks = artifacts.load_pretraining_blocks(env, load_tokenizer(artifacts.sft_dir(env)), context_length(model))
-        terms.append(PretrainingLoss(model, blocks, env.ptx_coef, env.ptx_batch_size))
+        blocks = artifacts.load_pretraining_blocks(env, objective.ptx_data, load_tokenizer(artifacts.sft_dir(env)),
+                                                   context_length(model))
+        terms.append(PretrainingLoss(model, blocks, objective.ptx_coef, objective.ptx_batch_size))
     return terms
 
 

@@ -1,12 +1,13 @@
 """Typed schemas of the settings the alignment wing adds to the training app: the text bandit env
-(``env=text_bandit``) and the language-model agent (``agent=lm``)."""
+(``env=text_bandit``), InstructGPT's objective (``objective=rlhf``) and the language-model agent
+(``agent=lm``)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Optional
 
-from ppo_core.config import AgentSchema, EnvSchema
+from ppo_core.config import AgentSchema, EnvSchema, ObjectiveSchema
 
 
 @dataclass
@@ -17,6 +18,7 @@ class TextEnvConfig(EnvSchema):
     It reads the artifacts of ``python -m ppo_core.align``: ``<artifacts>/sft`` (π_SFT, its tokenizer
     and, for the embedded world's prompts, its ``stage_summary.json``) and ``<artifacts>/rm``.
     ``max_new_tokens`` and ``temperature`` live here only; the LM agent is built with the same values.
+    The KL to π_SFT that the reward may hold is the objective's (``RLHFObjectiveConfig``).
     """
 
     kind: str = "text_bandit"
@@ -38,27 +40,6 @@ class TextEnvConfig(EnvSchema):
     """L: tokens per completion (the action length), shared with the policy."""
     temperature: float = 1.0
     """Sampling temperature T of the policy; the KL compares π and π_SFT both at T."""
-    kl_coef: float = 0.05
-    """β: weight of the KL penalty (InstructGPT: 0.02, which over-optimises this world's reward model,
-    benchmarks/RESULTS.md); the initial β when ``kl_coef_target`` is set."""
-    kl_placement: str = "reward"
-    """reward: subtract β·Σ_l KL_l from the reward (InstructGPT) | loss: reward = RM score, and the
-    algorithm adds β · (mean per-token KL) to its loss, outside the importance ratio."""
-    kl_estimator: str = "k1"
-    """Per-token KL: k1 (InstructGPT) | k2 | k3 | exact (over the vocabulary); see ppo_core/kl.py."""
-    kl_direction: str = "reverse"
-    """reverse: KL(π‖π_SFT) (InstructGPT, conservative) | forward: KL(π_SFT‖π) (PPO's, exploration-friendly)."""
-    kl_coef_target: Optional[float] = None
-    """None: fixed β. Else adapt β after every step towards this KL per completion (Ziegler et al. 2019)."""
-    kl_horizon: float = 10000.0
-    """Completions over which the adaptive kl_coef corrects a KL error (Ziegler et al.'s horizon)."""
-    ptx_coef: float = 0.0
-    """PPO-ptx γ: weight of the pretraining log-likelihood mixed into every update (InstructGPT: 27.8)."""
-    ptx_batch_size: int = 8
-    """Pretraining blocks per gradient step of the ptx term."""
-    ptx_data: str = "corpus"
-    """Pretraining text for ptx: corpus (the embedded world's, as the base model saw it) | a .txt file
-    (one document per line)."""
     no_eos_penalty: float = 1.0
     """Subtracted from the score of a completion without EOS (TRL's missing_eos_penalty)."""
     empty_penalty: float = 1.0
@@ -98,3 +79,38 @@ class LMAgentConfig(AgentSchema):
     attn_implementation: str = "auto"
     """auto (eager for algo=trpo, whose Fisher-vector product needs attention twice differentiable;
     else the model's own) | eager | sdpa | any transformers attention implementation."""
+
+
+@dataclass
+class RLHFObjectiveConfig(ObjectiveSchema):
+    """InstructGPT's objective (Ouyang et al. 2022, eq. 2) around the algorithm's surrogate:
+
+        E_(x,y)~π [RM(x, y) − β log(π(y|x) / π_SFT(y|x))] + γ E_x~D_pretrain [log π(x)].
+
+    The KL term goes into the text bandit's reward (``kl_placement=reward``) or into the loss; the
+    γ-term (PPO-ptx) is a loss term. ``env=text_bandit`` selects this objective.
+    """
+
+    name: str = "rlhf"
+    """Selects this schema (``objective=rlhf``)."""
+    kl_coef: float = 0.05
+    """β: weight of the KL penalty (InstructGPT: 0.02, which over-optimises this world's reward model,
+    benchmarks/RESULTS.md); the initial β when ``kl_coef_target`` is set."""
+    kl_placement: str = "reward"
+    """reward: subtract β·Σ_l KL_l from the reward (InstructGPT) | loss: reward = RM score, and the
+    algorithm adds β · (mean per-token KL) to its loss, outside the importance ratio."""
+    kl_estimator: str = "k1"
+    """Per-token KL: k1 (InstructGPT) | k2 | k3 | exact (over the vocabulary); see ppo_core/kl.py."""
+    kl_direction: str = "reverse"
+    """reverse: KL(π‖π_SFT) (InstructGPT, conservative) | forward: KL(π_SFT‖π) (PPO's, exploration-friendly)."""
+    kl_coef_target: Optional[float] = None
+    """None: fixed β. Else adapt β after every step towards this KL per completion (Ziegler et al. 2019)."""
+    kl_horizon: float = 10000.0
+    """Completions over which the adaptive kl_coef corrects a KL error (Ziegler et al.'s horizon)."""
+    ptx_coef: float = 0.0
+    """PPO-ptx γ: weight of the pretraining log-likelihood mixed into every update (InstructGPT: 27.8)."""
+    ptx_batch_size: int = 8
+    """Pretraining blocks per gradient step of the ptx term."""
+    ptx_data: str = "corpus"
+    """Pretraining text for ptx: corpus (the embedded world's, as the base model saw it) | a .txt file
+    (one document per line)."""

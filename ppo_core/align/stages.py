@@ -195,10 +195,11 @@ def run_eval(cfg: AlignConfig) -> dict[str, Any]:
     if not os.path.isfile(os.path.join(policy_dir, "config.json")):
         raise AlignError(f"no RL policy in {policy_dir!r}; run `python -m ppo_core.align stage=rl` first")
     start, device = time.time(), resolve_device(cfg.device)
-    env_config = rl_train_config(cfg).env
+    rl_config = rl_train_config(cfg)
+    env_config = rl_config.env
     try:
-        env = make_text_env(env_config, device, cfg.eval.split, "eval.split", cfg.eval.batch_size, shuffle=False,
-                            gold=True, training=False)
+        env = make_text_env(env_config, rl_config.objective, device, cfg.eval.split, "eval.split",
+                            cfg.eval.batch_size, shuffle=False, gold=True, training=False)
         world, settings = text_artifacts.sft_world(env_config, "eval.split", "the embedded world's prompts", "")
     except ConfigError as error:
         raise AlignError(str(error)) from None
