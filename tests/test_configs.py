@@ -188,3 +188,14 @@ def test_the_docstring_check_sees_a_bare_field():
         bare: int = 2
 
     assert undocumented_fields(Bare) == ["Bare.bare"]
+
+
+def test_the_text_bandit_selects_instructgpts_objective_and_control_tasks_none():
+    assert make_config("env=text_bandit", "agent=lm").objective.name == "rlhf"
+    assert make_config("env=text_bandit", "agent=lm", "objective.ptx_coef=2").objective.ptx_coef == 2.0
+    assert make_config("env=pendulum").objective.name == "none"
+
+
+def test_an_objective_an_env_does_not_serve_is_a_config_error(tmp_path):
+    with pytest.raises(ConfigError, match=r"objective=rlhf does not apply to env.kind='gym', which serves objective=none"):
+        build_trainer(make_config("objective=rlhf", "eval_episodes=0"), tmp_path)
