@@ -435,8 +435,13 @@ def main() -> None:
                    "that reached the threshold; wall seconds are training time, evaluations excluded):\n\n" + targets)
     print(report)
     print(f"\nruns, tables and plots in {out}")
-    if not args.no_record:
+    full = (sorted(args.algos) == sorted(ALGOS) and sorted(args.envs) == sorted(ENVS) and not args.skip
+            and not args.no_peers and args.seeds >= 10)
+    if not args.no_record and (full or args.results != HERE / "RESULTS.md"):
         record(report, out / "compare", args.results)
+    elif not args.no_record:  # a subset would replace the whole study's table
+        print("not recorded in RESULTS.md: a subset of the study (algos, envs, skips, seeds < 10 or no peers); "
+              "pass --results elsewhere.md to keep it")
 
 
 if __name__ == "__main__":

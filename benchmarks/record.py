@@ -17,12 +17,13 @@ def slug(heading: str) -> str:
 
 
 def record(heading: str, report: str, results: Path = RESULTS) -> None:
-    """Make ``report`` the section ``## heading`` of ``results``: its first line, if a heading, is
-    replaced by ``## heading`` so the page's anchors hold; an existing section is replaced and kept,
-    newest first, in ``history/<slug>.md``; a new one is appended."""
+    """Make ``report`` the section ``## heading`` of ``results``: its first line, if a heading (which
+    names the run, its scope and date), becomes the section's first line, "Latest run: ...", under
+    ``## heading``, so the page's anchors hold; an existing section is replaced and kept, newest first,
+    in ``history/<slug>.md``; a new one is appended."""
     body = report.strip().splitlines()
     if body and body[0].startswith("#"):
-        body = body[1:]
+        body = [f"Latest run: {body[0].lstrip('#').strip()}", "", *body[1:]]
     section = f"## {heading}\n\n" + "\n".join(body).strip() + "\n"
     text = results.read_text() if results.exists() else ""
     match = re.search(rf"^## {re.escape(heading)}\n.*?(?=^## |\Z)", text, flags=re.M | re.S)

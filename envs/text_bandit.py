@@ -10,7 +10,7 @@ KL_l the per-token KL to the frozen SFT policy at the completion's valid tokens.
 InstructGPT's eq. 2 without the pretraining term. Both log-probs are at the sampling temperature T,
 so at T = 1 this is exactly InstructGPT's penalty. With ``kl_placement="loss"`` the reward is the RM
 score alone (less penalties) and the reference log-probs and β travel in ``extras`` for the KL term
-of the loss (``ppo_core.auxiliary.ReferenceKLLoss``).
+of the loss (``ppo_core.align.objective_terms.ReferenceKLLoss``).
 
 Penalties (subtracted from the RM score; TRL's ``missing_eos_penalty`` is the first):
 - ``no_eos_penalty``: the completion has no EOS within ``max_new_tokens`` (cut off, not finished).

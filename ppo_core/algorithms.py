@@ -69,7 +69,7 @@ class Algorithm:
     """Shared pieces: named Adam optimisers with linear LR annealing, clipped gradient steps, critic
     regression and checkpointable state. PPO owns one optimiser over the whole policy; TRPO and
     REINFORCE give the critic its own. ``auxiliary`` terms (ppo_core/auxiliary.py, contributed
-    by an env kind) are added to every algorithm's policy loss."""
+    by the run's objective) are added to every algorithm's policy loss."""
 
     second_order = False
     """Whether the update differentiates through the policy twice (the builder tells the policy)."""
@@ -192,7 +192,7 @@ class PPO(Algorithm):
     """Proximal Policy Optimization (Schulman et al. 2017): epochs of minibatch steps on a
     clipped (§3) or adaptive-KL-penalised (§4) surrogate, plus value loss and entropy bonus.
 
-    objective=kl_penalty penalises KL(π_old‖π_θ), estimated with k3 = (r − 1) − log r over the
+    surrogate=kl_penalty penalises KL(π_old‖π_θ), estimated with k3 = (r − 1) − log r over the
     rollout's own actions (sampled from π_old). After the update epochs, d is that estimate over the
     whole batch at the new parameters; β halves when d < penalty_kl_target / 1.5 and doubles
     when d > 1.5 · penalty_kl_target, and the new β weighs the next update (§4).
@@ -201,19 +201,19 @@ class PPO(Algorithm):
     config: PPOConfig
 
     def __init__(self, policy: ActorCritic, config: PPOConfig, auxiliary: Sequence[AuxiliaryLoss] = ()):
-        if config.objective not in ("clip", "kl_penalty"):
-            raise ConfigError(f"algo.objective={config.objective!r} is unknown; expected 'clip' or 'kl_penalty'")
+        if config.surrogate not in ("clip", "kl_penalty"):
+            raise ConfigError(f"algo.surrogate={config.surrogate!r} is unknown; expected 'clip' or 'kl_penalty'")
         require(config, "update_epochs", config.update_epochs >= 1, ">= 1")
         require(config, "num_minibatches", config.num_minibatches >= 1, ">= 1")
-        if config.objective == "kl_penalty":
-            require(config, "penalty_kl_target", config.penalty_kl_target > 0, "> 0 with algo.objective=kl_penalty")
+        if config.surrogate == "kl_penalty":
+            require(config, "penalty_kl_target", config.penalty_kl_target > 0, "> 0 with algo.surrogate=kl_penalty")
         super().__init__(policy, config, auxiliary)
         own_rates = []
         if config.vf_learning_rate is not None:
             own_rates.append((separate_critic_parameters(policy, "ppo with algo.vf_learning_rate"), config.vf_learning_rate))
         self.add_optimizer("policy", policy.parameters(), config.learning_rate, own_rates)
         self.kl_controller = (PPOKLPenaltyController(config.penalty_coef_init, config.penalty_kl_target)
-                              if config.objective == "kl_penalty" else None)
+                              if config.surrogate == "kl_penalty" else None)
 
     @property
     def clip_eps(self) -> float:
@@ -221,7 +221,7 @@ class PPO(Algorithm):
 
     def _policy_loss(self, log_prob: Tensor, batch: RolloutBatch, advantages: Tensor, mask: Tensor | None
                      ) -> tuple[Tensor, Stats]:
-        if self.config.objective == "clip":
+        if self.config.surrogate == "clip":
             return clipped_surrogate_loss(log_prob, batch.log_probs, advantages, self.clip_eps, mask)
         return kl_penalty_surrogate_loss(log_prob, batch.log_probs, advantages, self.kl_controller.coef, mask)
 
@@ -253,7 +253,7 @@ class PPO(Algorithm):
             if cfg.early_stop_kl is not None and epoch_kl.item() > cfg.early_stop_kl:
                 break
         stats = {**meter.means(), **batch_stats(batch), "learning_rate": self.learning_rate("policy")}
-        if cfg.objective == "kl_penalty":
+        if cfg.surrogate == "kl_penalty":
             d = self.kl_after_update(batch)
             stats["penalty_coef"] = torch.tensor(self.kl_controller.coef)  # the β this update was penalised with
             stats["kl_after_update"] = d

@@ -21,7 +21,7 @@ from ppo_core.evaluation import EvalResult, evaluate_policy
 from ppo_core.runtime import resolve_device
 from ppo_core.trainer import Trainer
 
-__all__ = ["make_config", "build_trainer", "train", "resume", "evaluate"]
+__all__ = ["make_config", "build_trainer", "train", "resume", "evaluate", "record_video", "saved_config"]
 
 
 def make_config(*overrides: str) -> TrainConfig:
@@ -55,30 +55,41 @@ def train(config: TrainConfig, run_dir: str | Path | None = None) -> dict[str, A
 
 def resume(checkpoint_path: str | Path, progress: bool = False) -> dict[str, Any]:
     """Continue a run from its ``checkpoint.pt`` with its own saved config, in its own directory."""
-    saved = config_from_dict(checkpoint.load(checkpoint_path)["config"])
-    config = dataclasses.replace(saved, resume=str(checkpoint_path), progress=progress)
+    config = dataclasses.replace(saved_config(checkpoint_path), resume=str(checkpoint_path), progress=progress)
     return build.run_training(config, Path(checkpoint_path).parent)
+
+
+def saved_config(checkpoint_path: str | Path) -> TrainConfig:
+    """The config a checkpoint was trained with (0.1 checkpoints under 0.2's names)."""
+    return config_from_dict(checkpoint.load(checkpoint_path)["config"])
+
+
+def _restored(checkpoint_path: str | Path, device: str, episodes: int, video_dir: Path | None = None):
+    """The saved policy and a fresh evaluation env of ``episodes`` copies with the run's statistics."""
+    state = checkpoint.load(checkpoint_path)
+    config = config_from_dict(state["config"])
+    device_ = resolve_device(device)
+    env = build.make_eval_env(config, device_, episodes, video_dir=video_dir)
+    policy = build.make_policy(config, env, device_)
+    policy.load_state_dict(state["model"])
+    env.load_state_dict(state["env"], restore_episodes=False)
+    return policy, env
 
 
 def evaluate(
     checkpoint_path: str | Path, episodes: int = 10, seed: int = 12345, deterministic: bool = True,
-    device: str = "cpu", video_dir: str | Path | None = None,
+    device: str = "cpu",
 ) -> EvalResult:
-    """Returns of ``episodes`` evaluation episodes of a saved policy, its observation statistics
-    restored; ``video_dir`` also records one episode there as an mp4 (needs moviepy)."""
+    """Returns of ``episodes`` evaluation episodes of a saved policy, its observation statistics restored."""
     if episodes < 1:
         raise ConfigError(f"episodes={episodes} is invalid; expected >= 1")
-    state = checkpoint.load(checkpoint_path)
-    config = config_from_dict(state["config"])
-    device_ = resolve_device(device)
-    env = build.make_eval_env(config, device_, episodes)
-    policy = build.make_policy(config, env, device_)
-    policy.load_state_dict(state["model"])
-    env.load_state_dict(state["env"], restore_episodes=False)
-    result = evaluate_policy(policy, env, seed, deterministic)
-    if video_dir is not None:
-        video_env = build.make_eval_env(config, device_, 1, video_dir=Path(video_dir))
-        video_env.load_state_dict(state["env"], restore_episodes=False)
-        evaluate_policy(policy, video_env, seed, deterministic)
-        video_env.close()
-    return result
+    policy, env = _restored(checkpoint_path, device, episodes)
+    return evaluate_policy(policy, env, seed, deterministic)
+
+
+def record_video(checkpoint_path: str | Path, video_dir: str | Path, seed: int = 12345, deterministic: bool = True,
+                 device: str = "cpu") -> None:
+    """One episode of a saved policy as an mp4 in ``video_dir`` (needs moviepy: ``pip install '.[video]'``)."""
+    policy, env = _restored(checkpoint_path, device, 1, video_dir=Path(video_dir))
+    evaluate_policy(policy, env, seed, deterministic)
+    env.close()

@@ -1,7 +1,8 @@
 """Loss terms that an algorithm adds to its policy loss, beside the surrogate.
 
-An env kind may contribute terms (``ppo_core.build.EnvKind.make_objective_terms``), e.g. the
-alignment wing's KL-to-π_SFT-in-the-loss and PPO-ptx (ppo_core/align/objective_terms.py). Each term
+An objective (``objective=...``, ``ppo_core.build.OBJECTIVES``) contributes terms, e.g. the
+alignment wing's KL-to-π_SFT-in-the-loss and PPO-ptx (``objective=rlhf``,
+ppo_core/align/objective_terms.py). Each term
 is called with the policy's evaluation of a minibatch and returns ``(loss, stats)``; ``refresh``
 draws the data of the next gradient step (PPO: every minibatch, REINFORCE: every epoch, TRPO: once
 per update, so its line search compares one fixed objective).

@@ -18,7 +18,7 @@ import torch
 from agents.base import ActorCritic, UnsupportedSpaceError
 from agents.mlp import MLPActorCritic
 from envs.base import VecEnv
-from envs.make import make_gym_env as gym_vec_env
+from envs.make import make_gym_env
 from ppo_core.algorithms import ALGORITHMS, make_algorithm
 from ppo_core.auxiliary import AuxiliaryLoss
 from ppo_core.config import AlgoConfig, TrainConfig, config_from_dict
@@ -70,17 +70,17 @@ ObjectiveBuilder = Callable[[TrainConfig, ActorCritic], list[AuxiliaryLoss]]
 
 
 
-def make_gym_env(config: TrainConfig, device: torch.device) -> VecEnv:
-    return gym_vec_env(config.env, device, gamma=config.algo.gamma)
+def gym_train_env(config: TrainConfig, device: torch.device) -> VecEnv:
+    return make_gym_env(config.env, device, gamma=config.algo.gamma)
 
 
-def make_gym_eval_env(config: TrainConfig, device: torch.device, episodes: int, video_dir: Path | None = None) -> VecEnv:
+def gym_eval_env(config: TrainConfig, device: torch.device, episodes: int, video_dir: Path | None = None) -> VecEnv:
     env_config = dataclasses.replace(config.env, normalize_reward=False)
     if video_dir is not None:
         env_config = dataclasses.replace(
             env_config, vectorization="sync", kwargs={**env_config.kwargs, "render_mode": "rgb_array"}
         )
-    env = gym_vec_env(env_config, device, gamma=config.algo.gamma, num_envs=episodes, wrappers=_video_wrappers(video_dir))
+    env = make_gym_env(env_config, device, gamma=config.algo.gamma, num_envs=episodes, wrappers=_video_wrappers(video_dir))
     env.set_training(False)
     return env
 
@@ -119,7 +119,7 @@ def make_mlp_policy(config: TrainConfig, env: VecEnv, device: torch.device, need
     return policy.to(device)
 
 
-ENV_KINDS: dict[str, EnvKind] = {"gym": EnvKind(make_gym_env, make_gym_eval_env, agents=("mlp",))}
+ENV_KINDS: dict[str, EnvKind] = {"gym": EnvKind(gym_train_env, gym_eval_env, agents=("mlp",))}
 """Builders of each ``env.kind``; plugins add theirs with ``register_env_kind``."""
 AGENTS: dict[str, AgentBuilder] = {"mlp": make_mlp_policy}
 """Builders of each ``agent.name``; plugins add theirs with ``register_agent``."""

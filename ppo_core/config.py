@@ -128,7 +128,7 @@ class PPOConfig(AlgoConfig):
     """Passes over each rollout batch."""
     num_minibatches: int = 4
     """Minibatches per pass; each is one gradient step."""
-    objective: str = "clip"
+    surrogate: str = "clip"
     """clip (L^CLIP) | kl_penalty (adaptive β, PPO paper §4)."""
     clip_eps: float = 0.2
     """ε of the clipped surrogate (§3): ratios outside [1 − ε, 1 + ε] earn nothing more."""
@@ -140,9 +140,9 @@ class PPOConfig(AlgoConfig):
     """Stop the epochs of an update once an epoch's mean approx_kl exceeds this (SB3's ``target_kl``;
     None: never)."""
     penalty_kl_target: float = 0.01
-    """objective=kl_penalty: d_targ, the KL(π_old‖π) per update the penalty coefficient steers towards (§4)."""
+    """surrogate=kl_penalty: d_targ, the KL(π_old‖π) per update the penalty coefficient steers towards (§4)."""
     penalty_coef_init: float = 1.0
-    """objective=kl_penalty: the initial β of the KL(π_old‖π) penalty, halved or doubled after each update."""
+    """surrogate=kl_penalty: the initial β of the KL(π_old‖π) penalty, halved or doubled after each update."""
 
 
 @dataclass
@@ -258,24 +258,31 @@ RENAMED_KEYS = {
     "algo.target_kl": "algo.early_stop_kl",
     "algo.kl_target": "algo.penalty_kl_target",
     "algo.kl_beta_init": "algo.penalty_coef_init",
+    "algo.objective": "algo.surrogate",
 }
 """Keys of ppo-core 0.1 and their names since 0.2: one name for the KL coefficient to the reference
 policy, one unmistakable name for each KL target, the objective's terms in the objective group."""
 REMOVED_KEYS = {"algo.advantage_level": ("decision", "GAE always runs over every decision (0.1's advantage_level=decision)")}
 """Keys 0.2 dropped: the one value that still describes what runs, and what does."""
 OLD_VALUES = {"agent.trim_padding": {"rollout": "minibatch", "true": "minibatch", "false": "none"}}
-"""Values of 0.1 checkpoints and what computes the same function now (rollout: to ~1e-6)."""
+"""Values of 0.1 checkpoints and what computes the same function now, to ~1e-6 (0.1 ran ``rollout``
+with ``algo.num_steps > 1`` as ``none``; the two agree to the same tolerance)."""
 
 
 def reject_old_keys(overrides: list[str]) -> None:
-    """A ConfigError naming the new key for an override of a renamed or removed one."""
+    """A ConfigError naming the new key (or value) for an override of a renamed or removed one."""
     for override in overrides:
-        key = override.split("=", 1)[0].lstrip("+~")
+        target, has_value, value = override.partition("=")
+        key = target.lstrip("+~")
+        prefix = target[: len(target) - len(key)]
         if key in RENAMED_KEYS:
-            raise ConfigError(f"{key} was renamed {RENAMED_KEYS[key]} in ppo-core 0.2; write "
-                              f"{RENAMED_KEYS[key]}={override.split('=', 1)[-1]}")
+            new = f"{prefix}{RENAMED_KEYS[key]}" + (f"={value}" if has_value else "")
+            raise ConfigError(f"{key} was renamed {RENAMED_KEYS[key]} in ppo-core 0.2; write {new}")
         if key in REMOVED_KEYS:
             raise ConfigError(f"{key} was removed in ppo-core 0.2: {REMOVED_KEYS[key][1]}")
+        if value.lower() in OLD_VALUES.get(key, {}):
+            raise ConfigError(f"{key}={value} was removed in ppo-core 0.2; {key}={OLD_VALUES[key][value.lower()]} "
+                              "computes the same function (to ~1e-6)")
 
 
 def migrate(values: dict[str, Any]) -> dict[str, Any]:
@@ -287,8 +294,9 @@ def migrate(values: dict[str, Any]) -> dict[str, Any]:
     values["objective"] = dict(values["objective"])
     for old, new in RENAMED_KEYS.items():
         (group, key), (new_group, new_key) = old.split("."), new.split(".")
-        if key in values[group] and new_key not in values[new_group]:
-            values[new_group][new_key] = values[group].pop(key)
+        if key in values[group]:
+            old_value = values[group].pop(key)
+            values[new_group].setdefault(new_key, old_value)
     for old, (kept, meaning) in REMOVED_KEYS.items():
         group, key = old.split(".")
         if key in values[group] and values[group].pop(key) != kept:
@@ -329,13 +337,20 @@ def compose_train_config(overrides: list[str]) -> TrainConfig:
     package) or outside one."""
     from hydra import compose, initialize_config_module
     from hydra.core.global_hydra import GlobalHydra
+    from hydra.errors import MissingConfigException
     from omegaconf import OmegaConf
 
     reject_old_keys(list(overrides))
     register_configs()
-    if GlobalHydra.instance().is_initialized():
-        cfg = compose(config_name="config", overrides=list(overrides))
-    else:
-        with initialize_config_module(config_module="conf", version_base="1.3"):
+    try:
+        if GlobalHydra.instance().is_initialized():
             cfg = compose(config_name="config", overrides=list(overrides))
+        else:
+            with initialize_config_module(config_module="conf", version_base="1.3"):
+                cfg = compose(config_name="config", overrides=list(overrides))
+    except MissingConfigException as error:
+        if "_schema" not in str(error):
+            raise
+        raise ConfigError(f"{str(error).splitlines()[0]}: no installed plugin registers that schema; plugins register "
+                          "through the package's metadata, so install the project (`pip install -e .`)") from None
     return OmegaConf.to_object(cfg)  # type: ignore[return-value]

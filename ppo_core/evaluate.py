@@ -41,15 +41,15 @@ def parse_cli(argv: list[str]) -> EvaluateConfig:
 
 
 def run(config: EvaluateConfig) -> EvalResult:
-    from ppo_core import api, checkpoint, config as schemas
+    from ppo_core import api
 
-    video_dir = Path(config.video_dir or Path(config.checkpoint).parent / "videos") if config.video else None
-    result = api.evaluate(config.checkpoint, config.episodes, config.seed, config.deterministic, config.device,
-                          video_dir)
-    env = schemas.config_from_dict(checkpoint.load(config.checkpoint)["config"]).env
-    name = getattr(env, "id", env.kind)
+    train_config = api.saved_config(config.checkpoint)
+    result = api.evaluate(config.checkpoint, config.episodes, config.seed, config.deterministic, config.device)
+    name = getattr(train_config.env, "id", train_config.env.kind)
     print(f"{name}: mean return {result.mean:.2f} ± {result.std:.2f} over {config.episodes} episodes")
-    if video_dir is not None:
+    if config.video:
+        video_dir = Path(config.video_dir or Path(config.checkpoint).parent / "videos")
+        api.record_video(config.checkpoint, video_dir, config.seed, config.deterministic, config.device)
         print(f"video written to {video_dir}")
     return result
 

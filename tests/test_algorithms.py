@@ -348,7 +348,7 @@ def measured_d(policy: MLPActorCritic, batch: RolloutBatch) -> float:
 
 def ppo_kl_update(kl_target: float, coef: float = 1.0) -> tuple[PPO, dict, float]:
     policy, batch = tiny_batch("discrete")
-    config = algo_config("algo.objective=kl_penalty", f"algo.penalty_kl_target={kl_target}", f"algo.penalty_coef_init={coef}",
+    config = algo_config("algo.surrogate=kl_penalty", f"algo.penalty_kl_target={kl_target}", f"algo.penalty_coef_init={coef}",
                          "algo.learning_rate=3e-3")
     algo = PPO(policy, config)
     torch.manual_seed(0)

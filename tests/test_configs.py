@@ -73,7 +73,7 @@ def test_mistyped_algorithm_settings_name_the_key(tmp_path, overrides, expected)
         (("algo.update_epochs=0",), r"algo.update_epochs=0 is invalid; expected >= 1"),
         (("algo.num_steps=0",), r"algo.num_steps=0 is invalid; expected >= 1"),
         (("env.num_envs=0",), r"env.num_envs=0 is invalid; expected >= 1"),
-        (("algo.objective=kl_penalty", "algo.penalty_kl_target=0"), r"algo.penalty_kl_target=0.0 is invalid; expected > 0"),
+        (("algo.surrogate=kl_penalty", "algo.penalty_kl_target=0"), r"algo.penalty_kl_target=0.0 is invalid; expected > 0"),
         (("agent.activation=sigmoid",), r"agent.activation='sigmoid' is unknown; expected one of"),
         (("env=pendulum", "agent.gsde=true", "agent.sde_sample_freq=0"), r"agent.sde_sample_freq=0 must be >= 1"),
     ],
@@ -111,7 +111,7 @@ def test_a_removed_key_says_what_runs_instead():
 
 def old_saved_config(**changes) -> dict:
     """The dict a 0.1 checkpoint holds for the text-bandit PPO config: 0.1's key names and values."""
-    saved = dataclasses.asdict(make_config("env=text_bandit", "agent=lm", "algo.objective=kl_penalty",
+    saved = dataclasses.asdict(make_config("env=text_bandit", "agent=lm", "algo.surrogate=kl_penalty",
                                            "objective.kl_coef=0.07", "objective.ptx_coef=2.0",
                                            "algo.early_stop_kl=0.03"))
     objective = saved.pop("objective")  # 0.1 kept the objective's terms in the env's settings
@@ -121,6 +121,7 @@ def old_saved_config(**changes) -> dict:
     saved["algo"]["target_kl"] = saved["algo"].pop("early_stop_kl")
     saved["algo"]["kl_target"] = saved["algo"].pop("penalty_kl_target")
     saved["algo"]["kl_beta_init"] = saved["algo"].pop("penalty_coef_init")
+    saved["algo"]["objective"] = saved["algo"].pop("surrogate")
     saved["algo"]["advantage_level"] = "decision"
     saved["agent"]["trim_padding"] = "rollout"
     for key, value in changes.items():
@@ -135,6 +136,7 @@ def test_a_config_saved_by_0_1_loads_with_its_values_under_the_new_names():
     assert config.objective.kl_coef_target is None and config.objective.ptx_coef == 2.0
     assert config.algo.early_stop_kl == 0.03 and config.algo.penalty_kl_target == 0.01
     assert config.algo.penalty_coef_init == 1.0 and not hasattr(config.algo, "advantage_level")
+    assert config.algo.surrogate == "kl_penalty"
     assert config.agent.trim_padding == "minibatch"  # rollout's function, to ~1e-6
     assert config_from_dict(old_saved_config(agent__trim_padding=False)).agent.trim_padding == "none"
 
@@ -199,3 +201,16 @@ def test_the_text_bandit_selects_instructgpts_objective_and_control_tasks_none()
 def test_an_objective_an_env_does_not_serve_is_a_config_error(tmp_path):
     with pytest.raises(ConfigError, match=r"objective=rlhf does not apply to env.kind='gym', which serves objective=none"):
         build_trainer(make_config("objective=rlhf", "eval_episodes=0"), tmp_path)
+
+
+@pytest.mark.parametrize("override, message", [
+    ("~env.beta", "write ~objective.kl_coef$"),
+    ("+algo.target_kl=0.1", r"write \+algo.early_stop_kl=0.1$"),
+    ("algo.objective=kl_penalty", "write algo.surrogate=kl_penalty$"),
+    ("agent.trim_padding=rollout", r"agent.trim_padding=rollout was removed in ppo-core 0\.2; agent.trim_padding=minibatch"),
+])
+def test_old_overrides_keep_their_prefix_and_removed_values_name_their_successor(override, message):
+    from ppo_core.config import reject_old_keys
+
+    with pytest.raises(ConfigError, match=message):
+        reject_old_keys([override])

@@ -3,8 +3,8 @@
 Supervised stages (a base causal LM pretrained on plain text, supervised fine-tuning on
 demonstrations, a reward model trained on rankings of sampled completions) and the RL stage, which
 trains the policy through the core's trainer on the text bandit. Run them with
-``python -m ppo_core.align stage=...``; ``plugin`` registers ``env=text_bandit`` and ``agent=lm``
-with the training app.
+``python -m ppo_core.align stage=...``; ``plugin`` registers ``env=text_bandit``, ``objective=rlhf``
+and ``agent=lm`` with the training app.
 
 Modules: `tokenizer` (byte-level BPE), `models` (GPT-2 presets, loading local HF checkpoints), `data`
 (packing, prompt/completion encoding), `generation` (batched sampling), `pretrain`, `sft`,

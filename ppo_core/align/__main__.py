@@ -12,6 +12,7 @@ from transformers.utils import logging as hf_logging  # noqa: E402
 from ppo_core.align.config import register_configs, to_align_config  # noqa: E402
 from ppo_core.align.errors import AlignError  # noqa: E402
 from ppo_core.align.stages import run_stage  # noqa: E402
+from ppo_core.errors import ConfigError, NonFiniteError  # noqa: E402
 
 register_configs()
 
@@ -22,7 +23,7 @@ def main(cfg: DictConfig) -> None:
     hf_logging.disable_progress_bar()
     try:
         run_stage(to_align_config(cfg))
-    except AlignError as e:
+    except (AlignError, ConfigError, NonFiniteError) as e:
         print(f"error: {e}", file=sys.stderr)
         sys.exit(2)
 

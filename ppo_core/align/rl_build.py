@@ -1,5 +1,6 @@
 """Wire the text bandit env, the LM policy and the text-only loss terms (KL in the loss, PPO-ptx):
-the builders ``ppo_core.align.plugin`` registers for ``env=text_bandit`` and ``agent=lm``."""
+the builders ``ppo_core.align.plugin`` registers for ``env=text_bandit``, ``agent=lm`` and
+``objective=rlhf``."""
 
 from __future__ import annotations
 

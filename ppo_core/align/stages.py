@@ -180,7 +180,7 @@ def run_rl(cfg: AlignConfig) -> dict[str, Any]:
 def run_eval(cfg: AlignConfig) -> dict[str, Any]:
     """The RL policy against SFT and base on held-out prompts: win rates, RM score, KL, pretraining loss."""
     from agents.lm import LMActorCritic
-    from ppo_core.align import artifacts as text_artifacts
+    from ppo_core.align import artifacts
     from ppo_core.align import evaluation
     from ppo_core.align.rl_build import make_text_env
     from ppo_core.errors import ConfigError
@@ -200,7 +200,7 @@ def run_eval(cfg: AlignConfig) -> dict[str, Any]:
     try:
         env = make_text_env(env_config, rl_config.objective, device, cfg.eval.split, "eval.split",
                             cfg.eval.batch_size, shuffle=False, gold=True, training=False)
-        world, settings = text_artifacts.sft_world(env_config, "eval.split", "the embedded world's prompts", "")
+        world, settings = artifacts.sft_world(env_config, "eval.split", "the embedded world's prompts", "")
     except ConfigError as error:
         raise AlignError(str(error)) from None
     prompts = world.splits[cfg.eval.split]
