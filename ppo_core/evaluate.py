@@ -22,9 +22,13 @@ class EvaluateConfig:
     checkpoint: str = "???"
     """Path of a checkpoint.pt written by training."""
     episodes: int = 10
+    """Evaluation episodes, one per env copy."""
     seed: int = 12345
+    """Seed of the episodes' start states."""
     deterministic: bool = True
+    """Act with the mode of the policy (greedy tokens for text) rather than sampling."""
     device: str = "cpu"
+    """auto | cpu | cuda | cuda:N."""
     video: bool = False
     """Record one episode as an mp4 (needs moviepy: pip install '.[video]')."""
     video_dir: Optional[str] = None

@@ -182,6 +182,16 @@ def test_every_schema_field_has_a_docstring():
     assert [field for schema in schemas for field in undocumented_fields(schema)] == []
 
 
+def test_every_field_of_the_align_and_evaluate_schemas_has_a_docstring():
+    import ppo_core.align.config as align_config
+    from ppo_core.evaluate import EvaluateConfig
+
+    schemas = [value for value in vars(align_config).values()
+               if dataclasses.is_dataclass(value) and value.__module__ == align_config.__name__]
+    assert len(schemas) >= 9
+    assert [field for schema in [*schemas, EvaluateConfig] for field in undocumented_fields(schema)] == []
+
+
 def test_the_docstring_check_sees_a_bare_field():
     @dataclasses.dataclass
     class Bare:

@@ -174,13 +174,21 @@ class AlignConfig:
     threads: int = 2
     """torch CPU threads."""
     model: ModelConfig = field(default_factory=ModelConfig)
+    """The base model: a GPT-2 preset to build, or a local checkpoint to start from."""
     world: WorldConfig = field(default_factory=WorldConfig)
+    """The embedded language world: its corpus, prompts, demonstrations and labeler."""
     pretrain: PretrainConfig = field(default_factory=PretrainConfig)
+    """Stage ``pretrain``: next-token training of the base model on the world's corpus."""
     sft: SFTConfig = field(default_factory=SFTConfig)
+    """Stage ``sft``: supervised fine-tuning on demonstrations."""
     rm: RewardConfig = field(default_factory=RewardConfig)
+    """Stage ``rm``: the reward model, trained on rankings of K completions per prompt."""
     rl: RLStageConfig = field(default_factory=RLStageConfig)
+    """Stage ``rl``: the training app on the text bandit over this pipeline's SFT and RM."""
     eval: EvalStageConfig = field(default_factory=EvalStageConfig)
+    """Stage ``eval``: the RL policy against SFT and base on held-out prompts."""
     paths: PathsConfig = field(default_factory=PathsConfig)
+    """Where each stage reads and writes its models."""
 
 
 def register_configs() -> None:
