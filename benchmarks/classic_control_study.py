@@ -31,7 +31,6 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from record import record as record_section
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
@@ -293,6 +292,9 @@ def versions() -> str:
 
 def record(report: str, figures: Path, results: Path) -> None:
     """Make the report the classic-control section of ``results``, the figures copied beside it."""
+    sys.path.insert(0, str(HERE))
+    from record import record as record_section
+
     stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
     target = results.parent / "figures" / f"classic_control_{stamp}"
     target.mkdir(parents=True, exist_ok=True)

@@ -23,7 +23,8 @@ def record(heading: str, report: str, results: Path = RESULTS) -> None:
     in ``history/<slug>.md``; a new one is appended."""
     body = report.strip().splitlines()
     if body and body[0].startswith("#"):
-        body = [f"Latest run: {body[0].lstrip('#').strip()}", "", *body[1:]]
+        rest = "\n".join(body[1:]).strip().splitlines()
+        body = [f"Latest run: {body[0].lstrip('#').strip()}", "", *rest]
     section = f"## {heading}\n\n" + "\n".join(body).strip() + "\n"
     text = results.read_text() if results.exists() else ""
     match = re.search(rf"^## {re.escape(heading)}\n.*?(?=^## |\Z)", text, flags=re.M | re.S)

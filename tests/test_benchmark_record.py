@@ -15,7 +15,8 @@ def test_a_rerun_replaces_its_section_and_keeps_the_old_one_in_history(tmp_path)
     results = tmp_path / "RESULTS.md"
     results.write_text(PAGE)
     record_module.record("Speed: ours vs peer", "## Speed run (2026-12-03)\n\nnew table 1.7x\n", results)
-    assert results.read_text() == "# Results\n\n## Speed: ours vs peer\n\nnew table 1.7x\n\n## Other\n\nkept\n"
+    assert results.read_text() == ("# Results\n\n## Speed: ours vs peer\n\nLatest run: Speed run (2026-12-03)\n\n"
+                                   "new table 1.7x\n\n## Other\n\nkept\n")  # the run's own heading kept as its date
     history = (tmp_path / "history" / "speed-ours-vs-peer.md").read_text()
     assert history.startswith("# Speed: ours vs peer: earlier runs, newest first\n") and "old table 1.5x" in history
     record_module.record("Speed: ours vs peer", "newest 1.8x", results)
