@@ -46,8 +46,9 @@ class EnvConfig(EnvSchema):
 
     kind: str = "gym"
     """Which environment family builds this config."""
-    id: str = "CartPole-v1"
-    """Any Gymnasium id, including a user's own ``package.module:MyEnv-v0``."""
+    id: str = MISSING
+    """Required: any Gymnasium id, including a user's own ``package.module:MyEnv-v0`` (the classic-control
+    groups, e.g. ``env=cartpole``, set it)."""
     num_envs: int = 8
     """Copies stepped in lockstep."""
     vectorization: str = "auto"
@@ -338,7 +339,6 @@ def compose_train_config(overrides: list[str]) -> TrainConfig:
     from hydra import compose, initialize_config_module
     from hydra.core.global_hydra import GlobalHydra
     from hydra.errors import MissingConfigException
-    from omegaconf import OmegaConf
 
     reject_old_keys(list(overrides))
     register_configs()
@@ -353,4 +353,16 @@ def compose_train_config(overrides: list[str]) -> TrainConfig:
             raise
         raise ConfigError(f"{str(error).splitlines()[0]}: no installed plugin registers that schema; plugins register "
                           "through the package's metadata, so install the project (`pip install -e .`)") from None
-    return OmegaConf.to_object(cfg)  # type: ignore[return-value]
+    return to_train_config(cfg)
+
+
+def to_train_config(cfg) -> TrainConfig:
+    """The composed DictConfig as a ``TrainConfig``; a required key left unset is a ConfigError naming it."""
+    from omegaconf import OmegaConf
+    from omegaconf.errors import MissingMandatoryValue
+
+    try:
+        return OmegaConf.to_object(cfg)  # type: ignore[return-value]
+    except MissingMandatoryValue as error:
+        key = getattr(error, "full_key", "") or str(error).rsplit(": ", 1)[-1]
+        raise ConfigError(f"{key} is required and has no value; set it, e.g. {key}=...") from None

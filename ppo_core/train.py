@@ -5,17 +5,19 @@ Returns the final evaluation's mean return, the objective hydra sweepers optimis
 
 from __future__ import annotations
 
+import logging
 import sys
 from pathlib import Path
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
-from ppo_core.config import TrainConfig, register_configs, reject_old_keys
+from ppo_core.config import TrainConfig, register_configs, reject_old_keys, to_train_config
 from ppo_core.errors import ConfigError, NonFiniteError
 
 register_configs()
+log = logging.getLogger(__name__)
 
 
 @hydra.main(config_path="pkg://conf", config_name="config", version_base="1.3")
@@ -23,13 +25,24 @@ def main(cfg: DictConfig) -> float | None:
     from ppo_core.build import run_training
     from agents.base import UnsupportedSpaceError
 
-    config: TrainConfig = OmegaConf.to_object(cfg)  # type: ignore[assignment]
     try:
+        config: TrainConfig = to_train_config(cfg)
         summary = run_training(config, Path(HydraConfig.get().runtime.output_dir))
     except (ConfigError, UnsupportedSpaceError, NonFiniteError) as error:
         print(f"error: {error}", file=sys.stderr)
         sys.exit(2)
+    log.info(summary_line(summary, Path(HydraConfig.get().runtime.output_dir)))  # console and train.log
     return summary["eval_mean_return"]
+
+
+def summary_line(summary: dict, run_dir: Path) -> str:
+    """One line at the end of a run: the final evaluation with its spread, env steps, training time, where."""
+    if summary["eval_mean_return"] is None:
+        result = "no evaluation (eval_episodes=0)"
+    else:
+        result = f"final evaluation {summary['eval_mean_return']:.2f} ± {summary['eval_std_return']:.2f}"
+    return (f"{result}; {summary['env_steps']} env steps in {summary['wall_seconds']:.1f} s of training; "
+            f"run saved in {run_dir}")
 
 
 def cli() -> None:

@@ -7,6 +7,7 @@ agents/base.py, ppo_core/algorithms.py); every kind of env goes through the same
 from __future__ import annotations
 
 import dataclasses
+import logging
 import math
 import time
 from pathlib import Path
@@ -25,6 +26,8 @@ from ppo_core.buffer import RolloutBatch, RolloutBuffer
 from ppo_core.config import TrainConfig
 from ppo_core.errors import NonFiniteError
 from ppo_core.logging import RunLogger
+
+log = logging.getLogger(__name__)
 
 Evaluator = Callable[[int], dict[str, float]]
 """Evaluation number (0, 1, ...) -> metrics, e.g. ``mean_reward``."""
@@ -51,6 +54,10 @@ class Trainer:
         algo = config.algo
         self.steps_per_iteration = algo.num_steps * env.num_envs
         self.num_iterations = max(1, config.total_timesteps // self.steps_per_iteration)
+        if self.num_iterations * self.steps_per_iteration != config.total_timesteps:
+            log.warning("total_timesteps=%d is not a multiple of algo.num_steps × env.num_envs = %d: training runs "
+                        "%d env steps (%d rollouts)", config.total_timesteps, self.steps_per_iteration,
+                        self.num_iterations * self.steps_per_iteration, self.num_iterations)
         self.buffer = RolloutBuffer(algo.num_steps, device)
         # V of the real final observation where an episode was truncated (same-step autoreset)
         self.final_values = torch.zeros(algo.num_steps, env.num_envs, device=device)
@@ -61,6 +68,7 @@ class Trainer:
         self.eval_history: list[dict[str, float]] = []
         self.obs: Observation = None
         self.checkpoint_path = self.run_dir / "checkpoint.pt"
+        self.checkpoint_step: int | None = None  # env step of the last checkpoint this run wrote or resumed from
 
     def start(self, seed: int) -> None:
         """Reset the env for a fresh run (a resumed run gets its observation from the checkpoint)."""
@@ -133,7 +141,8 @@ class Trainer:
                 scalars["charts/SPS"] = self.global_step / max(self.wall_seconds, 1e-9)
                 logger.log(scalars, self.global_step)
                 progress.update(self.steps_per_iteration)
-                progress.set_postfix(sps=f"{scalars['charts/SPS']:.0f}", ret=f"{logger.recent_return:.1f}")
+                progress.set_postfix(steps_per_s=f"{scalars['charts/SPS']:.0f}",
+                                     train_episode_return=f"{logger.recent_return:.1f}")
                 last = self.iteration == self.num_iterations
                 if self.evaluate is not None and (last or self.global_step >= next_eval):
                     self._run_evaluation(logger)
@@ -174,16 +183,22 @@ class Trainer:
         bad = [key for key, value in scalars.items()
                if key.startswith("losses/") and key != "losses/explained_variance" and not math.isfinite(value)]
         if bad:
-            raise NonFiniteError(
-                f"non-finite {', '.join(bad)} at env step {self.global_step}; training stopped and the last "
-                f"good checkpoint ({self.checkpoint_path}) was left untouched"
-            )
+            raise NonFiniteError(f"non-finite {', '.join(bad)} at env step {self.global_step}; training stopped: "
+                                 f"{self._checkpoint_state()}")
+
+    def _checkpoint_state(self) -> str:
+        """What a stopped run leaves on disk, said truly whether or not a checkpoint exists yet."""
+        if self.checkpoint_step is None:
+            return "no checkpoint had been written yet"
+        return f"the last good checkpoint ({self.checkpoint_path}, env step {self.checkpoint_step}) is untouched"
 
     def _run_evaluation(self, logger: RunLogger) -> None:
         result = self.evaluate(len(self.eval_history))
         result["env_steps"] = self.global_step
         result["wall_seconds"] = self.wall_seconds
         self.eval_history.append(result)
+        log.info("evaluation at env step %d: mean return %.2f ± %.2f over %d episodes", self.global_step,
+                 result["mean_reward"], result.get("std_reward", 0.0), self.config.eval_episodes)
         logger.log({f"eval/{key}": value for key, value in result.items() if key not in ("env_steps",)}, self.global_step)
 
     # ----------------------------------------------------------------------------- state
@@ -205,7 +220,7 @@ class Trainer:
         self.policy.load_state_dict(state["model"])
         self.algorithm.load_state_dict(state["algorithm"])
         self.iteration = state["iteration"]
-        self.global_step = state["global_step"]
+        self.global_step = self.checkpoint_step = state["global_step"]
         self.obs = state["obs"]
         if not self.env.load_state_dict(state["env"]):  # episodes not captured (async) or from another env kind
             self.obs = self.env.reset(seed=self.config.seed + self.global_step)
@@ -215,8 +230,10 @@ class Trainer:
 
     def save_checkpoint(self) -> None:
         if not all(torch.isfinite(p).all() for p in self.policy.parameters()):
-            raise NonFiniteError(f"non-finite parameters at env step {self.global_step}; checkpoint not written")
+            raise NonFiniteError(f"non-finite parameters at env step {self.global_step}; training stopped: "
+                                 f"{self._checkpoint_state()}")
         checkpoint.save_atomic(self.state_dict(), self.checkpoint_path)
+        self.checkpoint_step = self.global_step
 
     def summary(self) -> dict[str, Any]:
         last_eval = self.eval_history[-1] if self.eval_history else {}

@@ -24,6 +24,8 @@ def run(module, *args, cwd):
         ("env.id=NoSuchEnv-v0", "env.id='NoSuchEnv-v0' is not a registered Gymnasium environment"),
         ("env.id=FrozenLake-v1", "observation space Discrete(16) is not supported by agent=mlp"),
         ("env.id=CarRacing-v3", "env.id='CarRacing-v3' could not be built"),
+        ("env=gym", "env.id is required and has no value"),
+        ("algo.target_kl=0.05", "algo.target_kl was renamed algo.early_stop_kl in ppo-core 0.2"),
     ],
 )
 def test_bad_config_gives_one_clear_line(tmp_path, override, expected):
@@ -38,6 +40,9 @@ def test_train_then_evaluate_a_checkpoint(tmp_path):
     result = run("ppo_core.train", "total_timesteps=2048", "eval_episodes=2", "progress=false",
                  "hydra.run.dir=run", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
+    last = result.stdout.strip().splitlines()[-1]  # hydra's console log
+    assert "final evaluation" in last and "2048 env steps" in last and f"run saved in {tmp_path / 'run'}" in last
+    assert last.split(" - ", 1)[1] in (tmp_path / "run" / "train.log").read_text()  # the log is the run's
     ckpt = tmp_path / "run" / "checkpoint.pt"
     result = run("ppo_core.evaluate", f"checkpoint={ckpt}", "episodes=3", cwd=tmp_path)
     assert result.returncode == 0, result.stderr

@@ -125,7 +125,7 @@ def test_unknown_env_and_vectorization_are_named():
     with pytest.raises(ConfigError, match="NoSuchEnv-v0"):
         make_gym_env(EnvConfig(id="NoSuchEnv-v0"), CPU, 0.99)
     with pytest.raises(ConfigError, match="vectorization='threads'"):
-        make_gym_env(EnvConfig(vectorization="threads"), CPU, 0.99)
+        make_gym_env(EnvConfig(id="CartPole-v1", vectorization="threads"), CPU, 0.99)
     with pytest.raises(ConfigError, match="no vectorised implementation"):
         make_gym_env(EnvConfig(id="Pendulum-v1", vectorization="vector_entry_point"), CPU, 0.99)
 
