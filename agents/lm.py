@@ -26,6 +26,7 @@ batch carries columns that none of its rows uses. ``trim_padding`` says how forw
 from __future__ import annotations
 
 import copy
+import inspect
 from typing import NamedTuple
 
 import torch
@@ -178,6 +179,17 @@ def packed_sequence_distributions(
     log-probs (N, L, V), 0 where ``mask`` is False. For models that pass ``packed_logits_error``."""
     hidden = packed_completion_hidden(model.base_model, prompt_ids, prompt_mask, tokens, mask, fill_id)[mask]  # (n, H)
     return Categorical(at_decisions(projected_log_probs(model, hidden, temperature), mask))
+
+
+def kv_cache_argument(model: nn.Module) -> str:
+    """The keyword a model's forward takes its KV cache by: ``cache`` in recent transformers 5.x,
+    ``past_key_values`` (deprecated there, with a warning per call) before."""
+    return "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
+
+
+def kv_cache(output) -> object:
+    """The KV cache a forward returned, under either name."""
+    return output["cache"] if "cache" in output else output["past_key_values"]
 
 
 class LMActorCritic(nn.Module):
@@ -348,6 +360,7 @@ class LMActorCritic(nn.Module):
         done = torch.zeros(n, dtype=torch.bool, device=prompt_ids.device)
         out = self.model(input_ids=prompt_ids, attention_mask=prompt_mask, position_ids=positions,
                          use_cache=True, logits_to_keep=1)
+        cache_argument = kv_cache_argument(self.model)
         for l in range(length):
             dist = Categorical(token_log_probs(out.logits[:, -1], self.temperature))  # (N, V)
             token = torch.where(done, self.pad_token_id, dist.mode() if deterministic else dist.sample_wide())  # (N,)
@@ -357,7 +370,7 @@ class LMActorCritic(nn.Module):
             if l == length - 1 or ((l + 1) % self.exit_check_every == 0 and bool(done.all())):
                 break
             out = self.model(input_ids=token[:, None], attention_mask=attention[:, : p + l + 1],
-                             position_ids=next_position + l, past_key_values=out.past_key_values, use_cache=True)
+                             position_ids=next_position + l, use_cache=True, **{cache_argument: kv_cache(out)})
         return Completion(tokens, completion_mask(tokens, self.eos_token_id), log_prob)
 
     @torch.no_grad()

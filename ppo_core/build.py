@@ -230,6 +230,7 @@ def run_training(config: TrainConfig, run_dir: Path) -> dict[str, Any]:
         config, run_dir = resumed_config(config)
     trainer = build_trainer(config, run_dir)
     summary = trainer.train()
+    summary["run_dir"] = str(run_dir)  # a resumed run continues in its checkpoint's directory
     summary["config"] = dataclasses.asdict(config)
     checkpoint.write_text_atomic(json.dumps(summary, indent=2), Path(run_dir) / "summary.json")
     return summary

@@ -31,18 +31,18 @@ def main(cfg: DictConfig) -> float | None:
     except (ConfigError, UnsupportedSpaceError, NonFiniteError) as error:
         print(f"error: {error}", file=sys.stderr)
         sys.exit(2)
-    log.info(summary_line(summary, Path(HydraConfig.get().runtime.output_dir)))  # console and train.log
+    log.info(summary_line(summary))  # console and train.log
     return summary["eval_mean_return"]
 
 
-def summary_line(summary: dict, run_dir: Path) -> str:
+def summary_line(summary: dict) -> str:
     """One line at the end of a run: the final evaluation with its spread, env steps, training time, where."""
     if summary["eval_mean_return"] is None:
         result = "no evaluation (eval_episodes=0)"
     else:
         result = f"final evaluation {summary['eval_mean_return']:.2f} ± {summary['eval_std_return']:.2f}"
     return (f"{result}; {summary['env_steps']} env steps in {summary['wall_seconds']:.1f} s of training; "
-            f"run saved in {run_dir}")
+            f"run saved in {summary['run_dir']}")
 
 
 def cli() -> None:

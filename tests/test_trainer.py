@@ -126,7 +126,7 @@ def test_sigkilled_run_resumes_to_identical_parameters(tmp_path):
     assert ckpt.exists()
     killed_at = checkpoint.load(ckpt)["global_step"]
     assert killed_at < 40960, "the run finished before it could be killed"
-    subprocess.run([*args, f"resume={ckpt}"], check=True, env=env, capture_output=True)
+    subprocess.run([*args, f"resume={ckpt}"], check=True, env=env, capture_output=True, cwd=tmp_path)  # hydra's dir
     full, resumed = checkpoint.load(tmp_path / "full" / "checkpoint.pt"), checkpoint.load(ckpt)
     assert resumed["global_step"] == full["global_step"] == 40960
     assert_same_parameters(full["model"], resumed["model"])
