@@ -201,10 +201,6 @@ class PPO(Algorithm):
     config: PPOConfig
 
     def __init__(self, policy: ActorCritic, config: PPOConfig, auxiliary: Sequence[AuxiliaryLoss] = ()):
-        if config.surrogate not in ("clip", "kl_penalty"):
-            raise ConfigError(f"algo.surrogate={config.surrogate!r} is unknown; expected 'clip' or 'kl_penalty'")
-        require(config, "update_epochs", config.update_epochs >= 1, ">= 1")
-        require(config, "num_minibatches", config.num_minibatches >= 1, ">= 1")
         if config.surrogate == "kl_penalty":
             require(config, "penalty_kl_target", config.penalty_kl_target > 0, "> 0 with algo.surrogate=kl_penalty")
         super().__init__(policy, config, auxiliary)
@@ -296,14 +292,6 @@ class TRPO(Algorithm):
     second_order = True  # the Fisher-vector product is a Hessian-vector product of the KL
 
     def __init__(self, policy: ActorCritic, config: TRPOConfig, auxiliary: Sequence[AuxiliaryLoss] = ()):
-        require(config, "max_kl", config.max_kl > 0, "> 0")
-        require(config, "damping", config.damping >= 0, ">= 0")
-        require(config, "cg_iters", config.cg_iters >= 1, ">= 1")
-        require(config, "max_backtracks", config.max_backtracks >= 0, ">= 0")
-        require(config, "backtrack_ratio", 0 < config.backtrack_ratio < 1, "in (0, 1)")
-        require(config, "accept_ratio", config.accept_ratio >= 0, ">= 0")
-        require(config, "vf_iters", config.vf_iters >= 0, ">= 0")
-        require(config, "num_minibatches", config.num_minibatches >= 1, ">= 1")
         super().__init__(policy, config, auxiliary)
         self.actor_parameters = list(policy.actor_parameters())
         self.add_optimizer("critic", separate_critic_parameters(policy, "trpo"), config.learning_rate)
@@ -373,9 +361,6 @@ class Reinforce(Algorithm):
     config: ReinforceConfig
 
     def __init__(self, policy: ActorCritic, config: ReinforceConfig, auxiliary: Sequence[AuxiliaryLoss] = ()):
-        require(config, "update_epochs", config.update_epochs >= 1, ">= 1")
-        require(config, "vf_iters", config.vf_iters >= 0, ">= 0")
-        require(config, "num_minibatches", config.num_minibatches >= 1, ">= 1")
         super().__init__(policy, config, auxiliary)
         self.add_optimizer("actor", policy.actor_parameters(), config.learning_rate)
         self.add_optimizer("critic", separate_critic_parameters(policy, "reinforce"), config.vf_learning_rate)

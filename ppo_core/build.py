@@ -27,6 +27,7 @@ from ppo_core.evaluation import evaluate_policy
 from ppo_core.runtime import resolve_device, seed_everything
 from ppo_core.plugins import load_plugins
 from ppo_core.trainer import Trainer
+from ppo_core.validation import validate
 from ppo_core import checkpoint
 
 __all__ = ["EnvKind", "PolicyNeeds", "register_env_kind", "register_agent", "register_objective", "config_from_dict", "make_env",
@@ -183,13 +184,12 @@ EVAL_SEED_OFFSET = 1_000_000
 
 
 def build_trainer(config: TrainConfig, run_dir: Path) -> Trainer:
-    """A trainer ready to ``train()``: fresh, or restored from ``config.resume``."""
+    """A trainer ready to ``train()``: fresh, or restored from ``config.resume``. Every setting is
+    checked against its schema's declared values first (ppo_core/validation.py)."""
+    validate(config)
     if config.stop_at_return is not None and (config.stop_after_evals < 1 or config.eval_episodes < 1):
         raise ConfigError(f"stop_at_return={config.stop_at_return} needs stop_after_evals >= 1 and eval_episodes >= 1 "
                           f"(got {config.stop_after_evals} and {config.eval_episodes})")
-    for key, value in (("env.num_envs", config.env.num_envs), ("algo.num_steps", config.algo.num_steps)):
-        if value < 1:
-            raise ConfigError(f"{key}={value} is invalid; expected >= 1")
     torch.set_num_threads(config.torch_threads)
     device = resolve_device(config.device)
     seed_everything(config.seed)

@@ -12,6 +12,10 @@ from omegaconf import MISSING
 
 from ppo_core.errors import ConfigError
 from ppo_core.plugins import load_plugins
+from ppo_core.validation import setting
+
+ACTIVATIONS = ("tanh", "relu", "elu")
+"""agents/mlp.py's hidden-layer nonlinearities (a test keeps the two lists equal)."""
 
 
 @dataclass
@@ -20,7 +24,7 @@ class EnvSchema:
 
     kind: str = MISSING
     """Which environment family builds this config: a kind registered in ``ppo_core.build``."""
-    num_envs: int = 8
+    num_envs: int = setting(8, ge=1)
     """Copies stepped in lockstep (the text bandit: prompts answered per env step)."""
 
 
@@ -49,9 +53,9 @@ class EnvConfig(EnvSchema):
     id: str = MISSING
     """Required: any Gymnasium id, including a user's own ``package.module:MyEnv-v0`` (the classic-control
     groups, e.g. ``env=cartpole``, set it)."""
-    num_envs: int = 8
+    num_envs: int = setting(8, ge=1)
     """Copies stepped in lockstep."""
-    vectorization: str = "auto"
+    vectorization: str = setting("auto", choices=("auto", "sync", "async", "vector_entry_point", "batched"))
     """auto (the env's own vectorised implementation when it has one, else the batched NumPy envs of
     envs/classic_vector.py for Acrobot, MountainCar and Pendulum, else sync) | sync | async |
     vector_entry_point | batched."""
@@ -59,9 +63,9 @@ class EnvConfig(EnvSchema):
     """Running mean/std observation normalisation; its statistics are saved with the model."""
     normalize_reward: bool = False
     """Scale rewards by the running std of the discounted return."""
-    clip_obs: float = 10.0
+    clip_obs: float = setting(10.0, gt=0)
     """Normalised observations are clipped to ±clip_obs."""
-    clip_reward: float = 10.0
+    clip_reward: float = setting(10.0, gt=0)
     """Scaled rewards are clipped to ±clip_reward."""
     kwargs: dict[str, Any] = field(default_factory=dict)
     """Passed to ``gymnasium.make_vec`` (e.g. ``max_episode_steps``)."""
@@ -73,20 +77,20 @@ class AgentConfig(AgentSchema):
 
     name: str = "mlp"
     """Selects this schema (``agent=mlp``)."""
-    hidden_sizes: list[int] = field(default_factory=lambda: [64, 64])
+    hidden_sizes: list[int] = setting(factory=lambda: [64, 64], ge=1)
     """Widths of the hidden layers of each network (actor, critic, or the shared trunk)."""
-    activation: str = "tanh"
+    activation: str = setting("tanh", choices=ACTIVATIONS)
     """Hidden-layer nonlinearity: tanh | relu | elu (SB3's default for PPO: tanh)."""
     shared_trunk: bool = False
     """One trunk for actor and critic; the default keeps them separate."""
-    log_std_init: float = 0.0
+    log_std_init: float = setting(0.0)
     """Initial log-std of the Gaussian head (Box actions); with ``gsde``, of every σ_ij."""
     ortho_init: bool = True
     """Orthogonal initialisation, gain √2 in the trunk, 0.01 on the policy head, 1 on the value head (SB3, CleanRL)."""
     gsde: bool = False
     """Box actions: generalized state-dependent exploration (Raffin et al. 2022), noise φ(s)·W linear in
     the actor's last features, W redrawn every ``sde_sample_freq`` steps (SB3's use_sde)."""
-    sde_sample_freq: int = 4
+    sde_sample_freq: int = setting(4, ge=1)
     """Env steps between draws of gSDE's noise matrices (one per env)."""
 
 
@@ -96,23 +100,23 @@ class AlgoConfig:
 
     name: str = MISSING
     """Which update rule: ppo | trpo | reinforce (a key of ``ppo_core.algorithms.ALGORITHMS``)."""
-    num_steps: int = 128
+    num_steps: int = setting(128, ge=1)
     """Env steps per environment in one rollout."""
-    gamma: float = 0.99
+    gamma: float = setting(0.99, ge=0, le=1)
     """Discount factor γ of the return."""
-    gae_lambda: float = 0.95
+    gae_lambda: float = setting(0.95, ge=0, le=1)
     """λ of GAE (Schulman et al. 2016): 0 is the one-step TD error, 1 the Monte-Carlo return minus V."""
-    learning_rate: float = 3e-4
+    learning_rate: float = setting(3e-4, gt=0)
     """Adam step size (of the critic alone for TRPO, of the actor for REINFORCE)."""
     anneal_lr: bool = True
     """Decay the learning rate linearly to 0 over ``total_timesteps``."""
-    max_grad_norm: float = 0.5
+    max_grad_norm: float = setting(0.5)
     """Global gradient-norm clip; <= 0 turns it off."""
     normalize_advantages: bool = True
     """Whiten advantages (per minibatch in PPO, over the whole batch in TRPO and REINFORCE)."""
-    ent_coef: float = 0.0
+    ent_coef: float = setting(0.0, ge=0)
     """Entropy-bonus weight."""
-    adam_eps: float = 1e-5
+    adam_eps: float = setting(1e-5, gt=0)
     """Adam's ε (1e-5 as in CleanRL and SB3, not torch's 1e-8)."""
 
 
@@ -120,29 +124,29 @@ class AlgoConfig:
 class PPOConfig(AlgoConfig):
     name: str = "ppo"
     """Selects this schema (``algo=ppo``)."""
-    vf_coef: float = 0.5
+    vf_coef: float = setting(0.5, ge=0)
     """Value-loss weight in the joint loss."""
-    vf_learning_rate: Optional[float] = None
+    vf_learning_rate: Optional[float] = setting(None, gt=0)
     """The critic's own parameters (``critic_parameters()``: a value head, or a separate critic) get
     this Adam rate; None: ``learning_rate``. A fresh value head on a pretrained LM needs far more."""
-    update_epochs: int = 10
+    update_epochs: int = setting(10, ge=1)
     """Passes over each rollout batch."""
-    num_minibatches: int = 4
+    num_minibatches: int = setting(4, ge=1)
     """Minibatches per pass; each is one gradient step."""
-    surrogate: str = "clip"
+    surrogate: str = setting("clip", choices=("clip", "kl_penalty"))
     """clip (L^CLIP) | kl_penalty (adaptive β, PPO paper §4)."""
-    clip_eps: float = 0.2
+    clip_eps: float = setting(0.2, gt=0)
     """ε of the clipped surrogate (§3): ratios outside [1 − ε, 1 + ε] earn nothing more."""
     anneal_clip: bool = False
     """Decay clip_eps linearly to 0 with the learning rate (rl-zoo's ``lin_`` schedules)."""
     clip_value_loss: bool = False
     """Clip V's change to ±clip_eps around the rollout's value (CleanRL's clip_vloss)."""
-    early_stop_kl: Optional[float] = None
+    early_stop_kl: Optional[float] = setting(None, gt=0)
     """Stop the epochs of an update once an epoch's mean approx_kl exceeds this (SB3's ``target_kl``;
     None: never)."""
     penalty_kl_target: float = 0.01
     """surrogate=kl_penalty: d_targ, the KL(π_old‖π) per update the penalty coefficient steers towards (§4)."""
-    penalty_coef_init: float = 1.0
+    penalty_coef_init: float = setting(1.0, ge=0)
     """surrogate=kl_penalty: the initial β of the KL(π_old‖π) penalty, halved or doubled after each update."""
 
 
@@ -153,21 +157,21 @@ class TRPOConfig(AlgoConfig):
 
     name: str = "trpo"
     """Selects this schema (``algo=trpo``)."""
-    max_kl: float = 0.01
+    max_kl: float = setting(0.01, gt=0)
     """δ: bound on the mean KL(π_old‖π_θ) over the batch's decisions (§6)."""
-    damping: float = 0.1
+    damping: float = setting(0.1, ge=0)
     """Added to the Fisher-vector product, F + damping·I (App. C.1)."""
-    cg_iters: int = 10
+    cg_iters: int = setting(10, ge=1)
     """Conjugate-gradient iterations for F⁻¹g (App. C)."""
-    max_backtracks: int = 10
+    max_backtracks: int = setting(10, ge=0)
     """Line-search candidates tried; 0 never moves the actor."""
-    backtrack_ratio: float = 0.5
+    backtrack_ratio: float = setting(0.5, gt=0, lt=1)
     """Step shrink factor between line-search candidates."""
-    accept_ratio: float = 0.1
+    accept_ratio: float = setting(0.1, ge=0)
     """A candidate must gain this fraction of the first-order prediction (0: any gain)."""
-    vf_iters: int = 5
+    vf_iters: int = setting(5, ge=0)
     """Epochs of critic regression per rollout."""
-    num_minibatches: int = 4
+    num_minibatches: int = setting(4, ge=1)
     """Critic minibatches per epoch."""
 
 
@@ -179,13 +183,13 @@ class ReinforceConfig(AlgoConfig):
     """Selects this schema (``algo=reinforce``)."""
     baseline: bool = True
     """A = G − V(s); false: A = G (the critic is still fitted and bootstraps cut-off episodes)."""
-    update_epochs: int = 1
+    update_epochs: int = setting(1, ge=1)
     """Full-batch policy-gradient steps per rollout; > 1 reuses samples without importance weights."""
-    vf_learning_rate: float = 1e-3
+    vf_learning_rate: float = setting(1e-3, gt=0)
     """Adam step size of the critic."""
-    vf_iters: int = 5
+    vf_iters: int = setting(5, ge=0)
     """Epochs of critic regression per rollout."""
-    num_minibatches: int = 4
+    num_minibatches: int = setting(4, ge=1)
     """Critic minibatches per epoch."""
 
 
@@ -199,24 +203,24 @@ class TrainConfig:
     """The policy's settings (conf/agent/): AgentConfig or a registered agent's schema."""
     objective: ObjectiveSchema = MISSING
     """Loss and reward terms beside the algorithm's (conf/objective/): none, or a registered objective."""
-    seed: int = 0
+    seed: int = setting(0, ge=0)
     """Seeds torch, Python, NumPy and the environments."""
     device: str = "auto"
     """auto (CUDA when present) | cpu | cuda | cuda:N."""
-    total_timesteps: int = 100_000
+    total_timesteps: int = setting(100_000, ge=1)
     """Env steps over all copies; rounded down to whole rollouts of num_steps × num_envs (at least one)."""
-    torch_threads: int = 1
+    torch_threads: int = setting(1, ge=1)
     """Intra-op CPU threads; small MLPs run fastest on one."""
-    eval_every: int = 10_000
+    eval_every: int = setting(10_000, ge=0)
     """Env steps between deterministic evaluations (0: only at the end)."""
-    eval_episodes: int = 10
+    eval_episodes: int = setting(10, ge=0)
     """Episodes per evaluation, from new start states each time (0: no evaluation)."""
-    stop_at_return: Optional[float] = None
+    stop_at_return: Optional[float] = setting(None)
     """Stop once the deterministic evaluation mean has reached this ``stop_after_evals`` times in a row
     (None: always train for ``total_timesteps``)."""
-    stop_after_evals: int = 3
+    stop_after_evals: int = setting(3, ge=1)
     """Consecutive evaluations at or above ``stop_at_return`` that end a run; one lucky evaluation does not."""
-    checkpoint_every: int = 50_000
+    checkpoint_every: int = setting(50_000, ge=0)
     """Env steps between checkpoints (the final one is always written)."""
     resume: Optional[str] = None
     """Path of a checkpoint to continue from."""
@@ -338,7 +342,8 @@ def compose_train_config(overrides: list[str]) -> TrainConfig:
     package) or outside one."""
     from hydra import compose, initialize_config_module
     from hydra.core.global_hydra import GlobalHydra
-    from hydra.errors import MissingConfigException
+    from hydra.errors import HydraException
+    from omegaconf.errors import OmegaConfBaseException
 
     reject_old_keys(list(overrides))
     register_configs()
@@ -348,12 +353,25 @@ def compose_train_config(overrides: list[str]) -> TrainConfig:
         else:
             with initialize_config_module(config_module="conf", version_base="1.3"):
                 cfg = compose(config_name="config", overrides=list(overrides))
-    except MissingConfigException as error:
-        if "_schema" not in str(error):
-            raise
-        raise ConfigError(f"{str(error).splitlines()[0]}: no installed plugin registers that schema; plugins register "
-                          "through the package's metadata, so install the project (`pip install -e .`)") from None
+    except (HydraException, OmegaConfBaseException) as error:
+        raise ConfigError(composition_error(error)) from None
     return to_train_config(cfg)
+
+
+def composition_error(error: Exception) -> str:
+    """Hydra's composition error in one line: the override, and OmegaConf's reason where it has one."""
+    missing = getattr(error, "missing_cfg_file", None)
+    if missing is not None:
+        group, _, option = str(missing).rpartition("/")
+        if option.endswith("_schema"):
+            return (f"the schema {missing!r} is not registered: plugins register through the package's metadata, "
+                    "so install the project (`pip install -e .`)")
+        options = [o for o in getattr(error, "options", None) or [] if not o.endswith("_schema")]
+        return f"{group}={option} is unknown; expected one of {', '.join(options)}" if group else str(error).splitlines()[0]
+    cause = error.__cause__
+    reason = str(cause).splitlines()[0] if cause is not None else ""
+    head = str(error).splitlines()[0].rstrip(".")
+    return f"{head}: {reason}" if reason else head
 
 
 def to_train_config(cfg) -> TrainConfig:

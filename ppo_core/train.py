@@ -13,8 +13,9 @@ import hydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 
-from ppo_core.config import TrainConfig, register_configs, reject_old_keys, to_train_config
+from ppo_core.config import TrainConfig, compose_train_config, register_configs, to_train_config
 from ppo_core.errors import ConfigError, NonFiniteError
+from ppo_core.validation import validate
 
 register_configs()
 log = logging.getLogger(__name__)
@@ -46,12 +47,15 @@ def summary_line(summary: dict) -> str:
 
 
 def cli() -> None:
-    """``ppo-train``: renamed keys are refused before hydra composes (hydra would only say "not in struct")."""
-    try:
-        reject_old_keys([arg for arg in sys.argv[1:] if not arg.startswith("-")])
-    except ConfigError as error:
-        print(f"error: {error}", file=sys.stderr)
-        sys.exit(2)
+    """``ppo-train``. A single run's overrides are composed and checked first, so that a bad key, type
+    or value is one line on stderr and exit code 2 (hydra itself exits 1 with its own report)."""
+    overrides = [arg for arg in sys.argv[1:] if not arg.startswith("hydra.")]
+    if not any(arg.startswith("-") for arg in overrides):  # --multirun, --cfg, --help: hydra's own
+        try:
+            validate(compose_train_config(overrides))
+        except ConfigError as error:
+            print(f"error: {error}", file=sys.stderr)
+            sys.exit(2)
     main()
 
 

@@ -164,11 +164,12 @@ def test_dropping_a_full_mask_changes_no_update_by_a_bit(algo, monkeypatch):
 
 
 def test_trpo_rejects_bad_settings_and_shared_trunks():
-    policy, _ = tiny_batch("discrete")
+    from ppo_core.validation import validate
+
     with pytest.raises(ConfigError, match=r"algo.max_kl=0.0 is invalid; expected > 0"):
-        TRPO(policy, algo_config("algo=trpo", "algo.max_kl=0"))
-    with pytest.raises(ConfigError, match="backtrack_ratio"):
-        TRPO(policy, algo_config("algo=trpo", "algo.backtrack_ratio=1.5"))
+        validate(algo_config("algo=trpo", "algo.max_kl=0"), "algo.")  # the schema's rule, as build_trainer checks
+    with pytest.raises(ConfigError, match=r"algo.backtrack_ratio=1.5 is invalid; expected > 0 and < 1"):
+        validate(algo_config("algo=trpo", "algo.backtrack_ratio=1.5"), "algo.")
     shared = MLPActorCritic(OBS, SPACES["discrete"], shared_trunk=True)
     with pytest.raises(ConfigError, match="shared_trunk=false"):
         TRPO(shared, algo_config("algo=trpo"))

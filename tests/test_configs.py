@@ -68,14 +68,15 @@ def test_mistyped_algorithm_settings_name_the_key(tmp_path, overrides, expected)
         (("algo=trpo", "algo.max_kl=-1"), r"algo.max_kl=-1.0 is invalid; expected > 0"),
         (("algo=reinforce", "algo.num_minibatches=0"), r"algo.num_minibatches=0 is invalid; expected >= 1"),
         (("algo=reinforce", "agent.shared_trunk=true"), r"algo=reinforce fits the critic with its own optimiser"),
-        (("stop_at_return=475", "stop_after_evals=0"), r"stop_at_return=475.0 needs stop_after_evals >= 1"),
+        (("stop_at_return=475", "stop_after_evals=0"), r"stop_after_evals=0 is invalid; expected >= 1"),
+        (("stop_at_return=475",), r"stop_at_return=475.0 needs stop_after_evals >= 1 and eval_episodes >= 1"),
         (("algo.num_minibatches=0",), r"algo.num_minibatches=0 is invalid; expected >= 1"),
         (("algo.update_epochs=0",), r"algo.update_epochs=0 is invalid; expected >= 1"),
         (("algo.num_steps=0",), r"algo.num_steps=0 is invalid; expected >= 1"),
         (("env.num_envs=0",), r"env.num_envs=0 is invalid; expected >= 1"),
         (("algo.surrogate=kl_penalty", "algo.penalty_kl_target=0"), r"algo.penalty_kl_target=0.0 is invalid; expected > 0"),
-        (("agent.activation=sigmoid",), r"agent.activation='sigmoid' is unknown; expected one of"),
-        (("env=pendulum", "agent.gsde=true", "agent.sde_sample_freq=0"), r"agent.sde_sample_freq=0 must be >= 1"),
+        (("agent.activation=sigmoid",), r"agent.activation='sigmoid' is invalid; expected one of tanh, relu, elu"),
+        (("env=pendulum", "agent.gsde=true", "agent.sde_sample_freq=0"), r"agent.sde_sample_freq=0 is invalid; expected >= 1"),
     ],
 )
 def test_unusable_algorithm_settings_are_config_errors(tmp_path, overrides, expected):
@@ -224,3 +225,26 @@ def test_old_overrides_keep_their_prefix_and_removed_values_name_their_successor
 
     with pytest.raises(ConfigError, match=message):
         reject_old_keys([override])
+
+
+def test_declared_choices_are_the_ones_the_code_accepts():
+    from agents import lm, mlp
+    from ppo_core.align import rl_config
+    from ppo_core.config import ACTIVATIONS
+
+    assert ACTIVATIONS == tuple(mlp.ACTIVATIONS)
+    assert rl_config.CRITICS == lm.CRITICS and set(rl_config.TRIM_MODES) == set(lm.TRIM_MODES)
+
+
+def test_a_rule_refuses_nan_and_infinity_and_lets_none_through_where_allowed():
+    from ppo_core.config import PPOConfig
+    from ppo_core.validation import validate, violations
+
+    assert violations(PPOConfig()) == []  # early_stop_kl, vf_learning_rate: None
+    assert violations(PPOConfig(early_stop_kl=float("nan"), clip_eps=float("inf"), gamma=True)) == [
+        "gamma=True is invalid; expected >= 0 and <= 1",  # a bool is no number
+        "clip_eps=inf is invalid; expected > 0",
+        "early_stop_kl=nan is invalid; expected > 0",
+    ]
+    with pytest.raises(ConfigError, match=r"^algo.gamma=2 is invalid; expected >= 0 and <= 1$"):
+        validate(PPOConfig(gamma=2), "algo.")

@@ -273,7 +273,7 @@ def test_rollouts_of_several_steps_are_scored_and_updated_at_full_width(artifact
 
 
 def test_unknown_trim_padding_is_a_config_error(artifacts, tmp_path):
-    with pytest.raises(ConfigError, match=r"trim_padding='often' is unknown; expected one of \('pack'"):
+    with pytest.raises(ConfigError, match=r"agent.trim_padding='often' is invalid; expected one of pack, minibatch, none"):
         build_trainer(text_config(artifacts, "agent.trim_padding=often"), tmp_path / "run")
 
 

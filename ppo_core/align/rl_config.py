@@ -8,6 +8,13 @@ from dataclasses import dataclass
 from typing import Optional
 
 from ppo_core.config import AgentSchema, EnvSchema, ObjectiveSchema
+from ppo_core.kl import KL_DIRECTIONS, KL_ESTIMATORS, KL_PLACEMENTS
+from ppo_core.validation import setting
+
+CRITICS = ("head", "separate")
+TRIM_MODES = ("pack", "minibatch", "none")
+"""agents/lm.py's critics and padding modes, named here so registering the plugin never imports
+transformers (a test keeps the lists equal)."""
 
 
 @dataclass
@@ -34,24 +41,24 @@ class TextEnvConfig(EnvSchema):
     """Training prompts: an embedded-world split (train | validation | test) or a .jsonl of {"prompt": ...}."""
     eval_prompts: str = "validation"
     """Evaluation prompts, in order from the first; same forms as ``prompts``."""
-    num_envs: int = 32
+    num_envs: int = setting(32, ge=1)
     """Prompts answered per env step."""
-    max_new_tokens: int = 28
+    max_new_tokens: int = setting(28, ge=1)
     """L: tokens per completion (the action length), shared with the policy."""
-    temperature: float = 1.0
+    temperature: float = setting(1.0, gt=0)
     """Sampling temperature T of the policy; the KL compares π and π_SFT both at T."""
-    no_eos_penalty: float = 1.0
+    no_eos_penalty: float = setting(1.0, ge=0)
     """Subtracted from the score of a completion without EOS (TRL's missing_eos_penalty)."""
-    empty_penalty: float = 1.0
+    empty_penalty: float = setting(1.0, ge=0)
     """Subtracted from the score of an empty completion (EOS first)."""
-    nonfinite_penalty: float = 10.0
+    nonfinite_penalty: float = setting(10.0, ge=0)
     """A non-finite RM score is replaced by −nonfinite_penalty (and counted)."""
-    prompt_overflow: str = "error"
+    prompt_overflow: str = setting("error", choices=("error", "truncate"))
     """A prompt longer than the context minus max_new_tokens: error | truncate (from the left, logged)."""
     gold: bool = False
     """Also score training completions with the gold labeler (a decode on the host every step);
     evaluation always does when the prompts come from the embedded world."""
-    reward_source: str = "rm"
+    reward_source: str = setting("rm", choices=("rm", "gold"))
     """rm: the reward model scores completions | gold: the gold labeler does (an oracle upper bound,
     embedded-world prompts only; implies ``gold``)."""
 
@@ -64,14 +71,14 @@ class LMAgentConfig(AgentSchema):
     """Selects this schema (``agent=lm``)."""
     model_path: str = ""
     """Initial policy weights, a local Hugging Face causal-LM dir; "" = the env's SFT dir."""
-    critic: str = "head"
+    critic: str = setting("head", choices=CRITICS)
     """head: value head on the policy's trunk | separate: its own trunk and head."""
     value_init_path: str = ""
     """critic=separate: a reward-model dir to start the value function from (InstructGPT §3.5); "rm" =
     the env's reward model; "" = a copy of the policy's initial trunk with a zero head."""
-    exit_check_every: int = 4
+    exit_check_every: int = setting(4, ge=1)
     """Tokens between the sampling loop's checks that every completion has ended (one host sync each)."""
-    trim_padding: str = "pack"
+    trim_padding: str = setting("pack", choices=TRIM_MODES)
     """How scoring forwards skip padding (agents/lm.py): pack (no padding at all: each batch's sequences
     laid end to end, logits only where a token is predicted; the fastest, first PPO ratio 1 to ~1e-6;
     refused for a model whose packed forward is not its padded one) | minibatch (each forward cut to
@@ -93,23 +100,23 @@ class RLHFObjectiveConfig(ObjectiveSchema):
 
     name: str = "rlhf"
     """Selects this schema (``objective=rlhf``)."""
-    kl_coef: float = 0.05
+    kl_coef: float = setting(0.05, ge=0)
     """β: weight of the KL penalty (InstructGPT: 0.02, which over-optimises this world's reward model,
     benchmarks/RESULTS.md); the initial β when ``kl_coef_target`` is set."""
-    kl_placement: str = "reward"
+    kl_placement: str = setting("reward", choices=KL_PLACEMENTS)
     """reward: subtract β·Σ_l KL_l from the reward (InstructGPT) | loss: reward = RM score, and the
     algorithm adds β · (mean per-token KL) to its loss, outside the importance ratio."""
-    kl_estimator: str = "k1"
+    kl_estimator: str = setting("k1", choices=KL_ESTIMATORS)
     """Per-token KL: k1 (InstructGPT) | k2 | k3 | exact (over the vocabulary); see ppo_core/kl.py."""
-    kl_direction: str = "reverse"
+    kl_direction: str = setting("reverse", choices=KL_DIRECTIONS)
     """reverse: KL(π‖π_SFT) (InstructGPT, conservative) | forward: KL(π_SFT‖π) (PPO's, exploration-friendly)."""
-    kl_coef_target: Optional[float] = None
+    kl_coef_target: Optional[float] = setting(None, gt=0)
     """None: fixed β. Else adapt β after every step towards this KL per completion (Ziegler et al. 2019)."""
-    kl_horizon: float = 10000.0
+    kl_horizon: float = setting(10000.0, gt=0)
     """Completions over which the adaptive kl_coef corrects a KL error (Ziegler et al.'s horizon)."""
-    ptx_coef: float = 0.0
+    ptx_coef: float = setting(0.0, ge=0)
     """PPO-ptx γ: weight of the pretraining log-likelihood mixed into every update (InstructGPT: 27.8)."""
-    ptx_batch_size: int = 8
+    ptx_batch_size: int = setting(8, ge=1)
     """Pretraining blocks per gradient step of the ptx term."""
     ptx_data: str = "corpus"
     """Pretraining text for ptx: corpus (the embedded world's, as the base model saw it) | a .txt file
