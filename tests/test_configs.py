@@ -49,15 +49,15 @@ def run_train(*overrides: str, cwd: Path) -> subprocess.CompletedProcess:
 @pytest.mark.parametrize(
     "overrides, expected",
     [
-        (("algo=trpo", "algo.max_kl=abc"), "full_key: algo.max_kl"),
+        (("algo=trpo", "algo.max_kl=abc"), "override algo.max_kl=abc: Value 'abc' of type 'str' could not be converted to Float"),
         (("algo=trpo", "algo.clip_eps=0.1"), "Key 'clip_eps' not in 'TRPOConfig'"),
-        (("algo=reinforce", "algo.baseline=maybe"), "full_key: algo.baseline"),
+        (("algo=reinforce", "algo.baseline=maybe"), "override algo.baseline=maybe: Value 'maybe' is not a valid bool"),
         (("env=text_bandit", "agent=lm", "agent.top_k=5"), "Key 'top_k' not in 'LMAgentConfig'"),
     ],
 )
 def test_mistyped_algorithm_settings_name_the_key(tmp_path, overrides, expected):
     result = run_train(*overrides, cwd=tmp_path)
-    assert result.returncode != 0
+    assert result.returncode == 2
     assert "Traceback" not in result.stderr
     assert expected in result.stderr, result.stderr
 
