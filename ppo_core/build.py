@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import logging
 from dataclasses import dataclass
 from pathlib import Path
+from collections.abc import Sequence
 from typing import Any, Callable, Optional
 
 import torch
@@ -28,6 +30,8 @@ from ppo_core.runtime import resolve_device, seed_everything
 from ppo_core.plugins import load_plugins
 from ppo_core.trainer import Trainer
 from ppo_core.validation import validate
+
+log = logging.getLogger(__name__)
 from ppo_core import checkpoint
 
 __all__ = ["EnvKind", "PolicyNeeds", "register_env_kind", "register_agent", "register_objective", "config_from_dict", "make_env",
@@ -218,16 +222,42 @@ def build_trainer(config: TrainConfig, run_dir: Path) -> Trainer:
     return trainer
 
 
-def resumed_config(config: TrainConfig) -> tuple[TrainConfig, Path]:
-    """A resumed run continues with its own saved config, in its own directory."""
+RESUMABLE_KEYS = ("total_timesteps", "eval_every", "eval_episodes", "checkpoint_every", "stop_at_return",
+                  "stop_after_evals", "torch_threads", "device", "progress", "resume")
+"""Settings a resumed run may change (extend a run, evaluate or checkpoint it differently); every other
+one built the checkpoint's policy, optimiser or env and stays the run's own."""
+
+
+def setting_of(config: Any, key: str) -> Any:
+    """The value at a dotted ``key`` (``algo.learning_rate``; ``env`` for a whole group); None if absent."""
+    for part in key.split("."):
+        config = getattr(config, part, None)
+    return config
+
+
+def resumed_config(config: TrainConfig, overrides: Sequence[str] = ()) -> tuple[TrainConfig, Path]:
+    """A resumed run continues with its own saved config, in its own directory, changed by the
+    ``overrides`` (``key=value``) of ``RESUMABLE_KEYS``; an override of any other key is refused by name."""
     saved = config_from_dict(checkpoint.load(config.resume)["config"])
-    return dataclasses.replace(saved, resume=config.resume, progress=config.progress), Path(config.resume).parent
+    keys = [override.split("=", 1)[0].lstrip("+~") for override in overrides]
+    refused = [key for key in keys if key not in RESUMABLE_KEYS and not key.startswith("hydra")
+               and setting_of(config, key) != setting_of(saved, key)]  # repeating the run's own value is fine
+    if refused:
+        raise ConfigError(f"resume={config.resume} continues the run with its own settings; {', '.join(refused)} "
+                          f"cannot change on resume (only {', '.join(RESUMABLE_KEYS)} can)")
+    changes = {key: getattr(config, key) for key in keys if key in RESUMABLE_KEYS}
+    changes = {"progress": config.progress, **changes, "resume": config.resume}
+    for key, value in changes.items():
+        if getattr(saved, key) != value and key not in ("progress", "resume"):
+            log.info("resume: %s=%s (the run had %s)", key, value, getattr(saved, key))
+    return dataclasses.replace(saved, **changes), Path(config.resume).parent
 
 
-def run_training(config: TrainConfig, run_dir: Path) -> dict[str, Any]:
-    """Train, then write ``summary.json`` (read by sweeps and comparisons) into ``run_dir``."""
+def run_training(config: TrainConfig, run_dir: Path, overrides: Sequence[str] = ()) -> dict[str, Any]:
+    """Train, then write ``summary.json`` (read by sweeps and comparisons) into ``run_dir``. A resumed
+    run applies the ``overrides`` it may change (``resumed_config``)."""
     if config.resume:
-        config, run_dir = resumed_config(config)
+        config, run_dir = resumed_config(config, overrides)
     trainer = build_trainer(config, run_dir)
     summary = trainer.train()
     summary["run_dir"] = str(run_dir)  # a resumed run continues in its checkpoint's directory

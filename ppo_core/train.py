@@ -28,7 +28,7 @@ def main(cfg: DictConfig) -> float | None:
 
     try:
         config: TrainConfig = to_train_config(cfg)
-        summary = run_training(config, Path(HydraConfig.get().runtime.output_dir))
+        summary = run_training(config, Path(HydraConfig.get().runtime.output_dir), HydraConfig.get().overrides.task)
     except (ConfigError, UnsupportedSpaceError, NonFiniteError) as error:
         print(f"error: {error}", file=sys.stderr)
         sys.exit(2)

@@ -48,3 +48,14 @@ def test_make_config_applies_overrides_and_the_tuned_preset():
     assert config.total_timesteps == 200_000  # conf/tuned/trpo_pendulum.yaml, not the default 100,000
     with pytest.raises(ConfigError, match="algo.target_kl was renamed algo.early_stop_kl"):
         api.make_config("algo.target_kl=0.1")
+
+
+def test_resume_extends_a_finished_run_and_refuses_settings_it_was_built_with(tmp_path):
+    api.train(api.make_config(*SHORT), run_dir=tmp_path / "run")
+    path = tmp_path / "run" / "checkpoint.pt"
+    with pytest.raises(ConfigError, match=r"algo.learning_rate, env.num_envs cannot change on resume \(only "
+                                          r"total_timesteps, eval_every"):
+        api.resume(path, "algo.learning_rate=1e-3", "env.num_envs=8")
+    summary = api.resume(path, "total_timesteps=3072")
+    assert summary["env_steps"] == 3072 and summary["config"]["total_timesteps"] == 3072
+    assert summary["config"]["seed"] == 3 and summary["config"]["env"]["num_envs"] == 4  # the run's own

@@ -44,6 +44,12 @@ def test_train_then_evaluate_a_checkpoint(tmp_path):
     assert "final evaluation" in last and "2048 env steps" in last and f"run saved in {tmp_path / 'run'}" in last
     assert last.split(" - ", 1)[1] in (tmp_path / "run" / "train.log").read_text()  # the log is the run's
     ckpt = tmp_path / "run" / "checkpoint.pt"
+    result = run("ppo_core.train", f"resume={ckpt}", "algo.learning_rate=1e-3", cwd=tmp_path)
+    assert result.returncode == 2 and "algo.learning_rate cannot change on resume" in result.stderr
+    result = run("ppo_core.train", f"resume={ckpt}", "total_timesteps=3072", "progress=false", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "resume: total_timesteps=3072 (the run had 2048)" in result.stdout
+    assert "3072 env steps" in result.stdout.strip().splitlines()[-1]
     result = run("ppo_core.evaluate", f"checkpoint={ckpt}", "episodes=3", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     assert "CartPole-v1: mean return" in result.stdout and "over 3 episodes" in result.stdout
