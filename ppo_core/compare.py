@@ -92,16 +92,22 @@ def load_runs(directories: list[Path]) -> list[Run]:
     runs = []
     for directory in directories:
         for path in sorted(Path(directory).rglob("summary.json")):
-            summary = json.loads(path.read_text())
-            if summary.get("eval_mean_return") is None:
-                print(f"skipped {path}: no evaluation", file=sys.stderr)
-                continue
-            config = summary["config"]
-            if "id" not in config["env"]:  # e.g. the text bandit: no standard threshold to judge it by
-                print(f"skipped {path}: env kind {config['env'].get('kind')!r} has no Gymnasium id", file=sys.stderr)
-                continue
-            runs.append(Run(config["algo"]["name"], config["env"]["id"], int(config["seed"]),
-                            float(summary["eval_mean_return"]), list(summary.get("eval_history", [])), path))
+            try:
+                summary = json.loads(path.read_text())
+                if summary.get("eval_mean_return") is None:
+                    print(f"skipped {path}: no evaluation", file=sys.stderr)
+                    continue
+                config = summary["config"]
+                if "id" not in config["env"]:  # e.g. the text bandit: no standard threshold to judge it by
+                    print(f"skipped {path}: env kind {config['env'].get('kind')!r} has no Gymnasium id",
+                          file=sys.stderr)
+                    continue
+                runs.append(Run(config["algo"]["name"], config["env"]["id"], int(config["seed"]),
+                                float(summary["eval_mean_return"]), list(summary.get("eval_history", [])), path))
+            except (OSError, ValueError, KeyError, TypeError, AttributeError) as error:  # json errors are ValueErrors
+                reason = f"missing field {error}" if isinstance(error, KeyError) else str(error).splitlines()[0]
+                print(f"skipped {path}: not a readable run summary ({type(error).__name__}: {reason})",
+                      file=sys.stderr)
     return runs
 
 

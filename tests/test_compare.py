@@ -128,3 +128,22 @@ def test_runs_that_stopped_early_hold_their_last_evaluation_on_the_curve_grid(tm
     np.testing.assert_array_equal(curves, [[100.0, 500.0, 500.0, 500.0], [50.0, 150.0, 250.0, 350.0]])
     row = compare.summarise("CartPole-v1", "ppo", [stopped, full])
     assert (row.successes, row.reached, row.median_steps_to_threshold) == (1, 1, 2000)
+
+
+@pytest.mark.parametrize("content, reason", [
+    ('{"eval_mean_return": 500.0, "config": {"algo"', "JSONDecodeError"),
+    ("", "JSONDecodeError"),
+    ('{"eval_mean_return": 500.0}', "missing field 'config'"),
+    ('[1, 2, 3]', "AttributeError"),
+])
+def test_an_unreadable_summary_is_skipped_and_named(tmp_path, capsys, content, reason):
+    from ppo_core.compare import load_runs
+
+    write_runs(tmp_path / "multirun", "ppo", "CartPole-v1", CARTPOLE_PPO)
+    bad = tmp_path / "multirun" / "broken" / "summary.json"
+    bad.parent.mkdir(parents=True)
+    bad.write_text(content)
+    runs = load_runs([tmp_path / "multirun"])
+    assert len(runs) == len(CARTPOLE_PPO)
+    err = capsys.readouterr().err
+    assert f"skipped {bad}: not a readable run summary" in err and reason in err

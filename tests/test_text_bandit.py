@@ -310,3 +310,24 @@ def test_train_cli_runs_end_to_end(artifacts, tmp_path):
     result = subprocess.run(args, cwd=tmp_path, env=env, capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
     assert (tmp_path / "run" / "checkpoint.pt").exists() and (tmp_path / "run" / "summary.json").exists()
+
+
+@pytest.mark.parametrize("lines, expected", [
+    (['{"prompt": "w5 w6"}', '{"prompt": "w7"', ""], r"line 2 is not JSON \(Expecting ',' delimiter"),
+    (['{"prompt": "w5 w6"}', "", '["w7"]'], r"line 3 is a JSON list, expected an object"),
+    (['{"prompt": "w5"}', '{"text": "w7"}'], r"line 2 has no string field \"prompt\" \(keys: 'text'\)"),
+    (['{"prompt": 7}'], r"line 1 has no string field \"prompt\""),
+    (["", "  "], r"holds no prompts"),
+])
+def test_a_bad_prompts_file_names_the_file_and_line(artifacts, tmp_path, lines, expected):
+    path = tmp_path / "prompts.jsonl"
+    path.write_text("\n".join(lines) + "\n")
+    with pytest.raises(ConfigError, match=rf"env.prompts='{path}'.*{expected}"):
+        build_trainer(text_config(artifacts, f"env.prompts={path}"), tmp_path / "run")
+
+
+def test_a_prompts_file_that_is_not_text_is_named(artifacts, tmp_path):
+    path = tmp_path / "prompts.jsonl"
+    path.write_bytes(b'{"prompt": "w5"}\n\xff\xfe\x00binary')
+    with pytest.raises(ConfigError, match=rf"env.prompts='{path}' is not UTF-8 text"):
+        build_trainer(text_config(artifacts, f"env.prompts={path}"), tmp_path / "run")

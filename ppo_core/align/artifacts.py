@@ -87,19 +87,44 @@ def check_same_vocabulary(tokenizer: PreTrainedTokenizerBase, path: str, key: st
                           "reference and the reward model must share one vocabulary")
 
 
+def read_jsonl(path: str, key: str) -> list[tuple[int, dict]]:
+    """(line number, object) of every non-blank line of a .jsonl file; a line that is not a JSON object
+    is a ConfigError naming the file, the line and what is wrong."""
+    if not os.path.isfile(path):
+        raise ConfigError(f"{key}={path!r} does not exist")
+    rows = []
+    with open(path, encoding="utf-8", errors="strict") as f:
+        try:
+            for number, line in enumerate(f, 1):
+                if not line.strip():
+                    continue
+                try:
+                    row = json.loads(line)
+                except json.JSONDecodeError as error:
+                    raise ConfigError(f"{key}={path!r}: line {number} is not JSON ({error.msg} at column {error.colno})"
+                                      ) from None
+                if not isinstance(row, dict):
+                    raise ConfigError(f"{key}={path!r}: line {number} is a JSON {type(row).__name__}, expected an "
+                                      "object such as {\"prompt\": \"...\"}")
+                rows.append((number, row))
+        except UnicodeDecodeError as error:
+            raise ConfigError(f"{key}={path!r} is not UTF-8 text ({error.reason} after line {len(rows)})") from None
+    return rows
+
+
 def load_prompts(config: TextEnvConfig, source: str, key: str) -> Prompts:
     """A world split (with the gold labeler) or the "prompt" field of each line of a .jsonl file."""
     if source in WORLD_SPLITS:
         return world_prompts(config, source, key)
     if source.endswith(".jsonl"):
-        if not os.path.isfile(source):
-            raise ConfigError(f"{key}={source!r} does not exist")
-        with open(source) as f:
-            rows = [json.loads(line) for line in f if line.strip()]
-        missing = [i for i, row in enumerate(rows) if not isinstance(row.get("prompt"), str)]
-        if missing:
-            raise ConfigError(f"{key}={source!r}: line {missing[0] + 1} has no string field \"prompt\"")
-        return Prompts([row["prompt"] for row in rows], None)
+        rows = read_jsonl(source, key)
+        for line, row in rows:
+            if not isinstance(row.get("prompt"), str):
+                raise ConfigError(f"{key}={source!r}: line {line} has no string field \"prompt\" (keys: "
+                                  f"{', '.join(map(repr, row)) or 'none'})")
+        if not rows:
+            raise ConfigError(f"{key}={source!r} holds no prompts")
+        return Prompts([row["prompt"] for _, row in rows], None)
     raise ConfigError(f"{key}={source!r} is neither a world split {WORLD_SPLITS} nor a .jsonl file")
 
 
