@@ -1,6 +1,7 @@
 """The `python -m ppo_core.align` front door: typed config, and one clear line on bad input."""
 
 import os
+import re
 import subprocess
 import sys
 
@@ -75,3 +76,9 @@ def test_cli_default_runs_every_stage_and_prints_the_evaluation(tmp_path):
         assert os.path.isfile(os.path.join(tmp_path, "art", stage, "stage_summary.json" if stage != "rl/policy"
                                            else "config.json"))
     assert "| all |" in result.stdout and "win_vs_sft" in result.stdout
+    for stage, out in (("pretrain", "base"), ("sft", "sft"), ("rm", "rm"), ("rl", "rl"), ("eval", "eval")):
+        assert f"stage {stage}: writing {tmp_path}/art/{out}" in result.stdout  # hydra's console log
+        assert re.search(rf"stage {stage} done in \d+ s: {tmp_path}/art/{out}", result.stdout)
+    assert "  win_vs_sft: share of prompts where the RL policy's greedy answer" in result.stdout
+    assert "size=tiny is a smoke run" in result.stdout
+    assert "evaluation at env step" in result.stdout  # the RL stage reports its evaluations

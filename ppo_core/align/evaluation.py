@@ -144,6 +144,31 @@ COLUMNS = ("kind", "n", "win_vs_sft", "best_win_vs_sft", "win_vs_base", "sft_win
            "gold_policy_sampled", "gold_sft_sampled", "kl")
 
 
+COLUMN_MEANINGS = {
+    "kind": "task kind of the held-out prompts (all: every prompt)",
+    "n": "prompts of that kind",
+    "win_vs_sft": "share of prompts where the RL policy's greedy answer has a higher gold score than SFT's (ties count half)",
+    "best_win_vs_sft": "the same for the labeler's ideal answers: the ceiling of win_vs_sft",
+    "win_vs_base": "the RL policy against the pretrained base model",
+    "sft_win_vs_base": "SFT against the base model",
+    "gold_policy": "mean gold score (the world's true quality) of the policy's answers; gold_sft, gold_base likewise",
+    "rm_score": "mean reward-model score of the policy's answers; rm_score_sft of SFT's",
+    "win_vs_sft_sampled": "*_sampled: the same comparisons on answers sampled at the training temperature",
+    "kl": "mean KL(π‖π_SFT) per answer, summed over its tokens",
+}
+"""What each column of the comparison table means, printed under it."""
+
+
+def legend(rows: list[dict], smoke: bool = False) -> str:
+    """The meaning of the table's columns and, for a smoke run, why its numbers say little."""
+    present = [c for c in COLUMN_MEANINGS if c in rows[0]]
+    lines = ["", "Columns:", *(f"  {c}: {COLUMN_MEANINGS[c]}" for c in present)]
+    if smoke:
+        lines += ["", "size=tiny is a smoke run: a ~50k-parameter model trained for seconds, so win rates near "
+                  "0.500 and flat gold scores only say that every stage ran. size=small (the default) is the demo."]
+    return "\n".join(lines)
+
+
 def markdown_table(rows: list[dict], extra: dict[str, float] | None = None) -> str:
     """The comparison as a markdown table, with ``extra`` (e.g. pretraining losses) below it."""
     columns = [c for c in COLUMNS if c in rows[0]]

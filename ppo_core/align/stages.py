@@ -37,12 +37,29 @@ STAGES: dict[str, StageFn] = {}
 SUMMARY_FILE = "stage_summary.json"
 
 
+OUTPUT_PATHS = {"pretrain": "base", "sft": "sft", "rm": "rm", "rl": "rl", "eval": "eval"}
+"""The ``paths`` entry each stage writes."""
+
+
 def register_stage(name: str) -> Callable[[StageFn], StageFn]:
-    """Decorator adding a stage to `STAGES` under `name`."""
+    """Decorator adding a stage to `STAGES` under `name`; a stage that writes a directory says which,
+    when it starts and when it is done."""
 
     def add(fn: StageFn) -> StageFn:
-        STAGES[name] = fn
-        return fn
+        if name not in OUTPUT_PATHS:
+            STAGES[name] = fn
+            return fn
+
+        @functools.wraps(fn)
+        def announced(cfg: AlignConfig) -> dict[str, Any]:
+            out, started = cfg.paths.resolve(OUTPUT_PATHS[name]), time.time()
+            log.info("stage %s: writing %s", name, out)
+            summary = fn(cfg)
+            log.info("stage %s done in %.0f s: %s", name, time.time() - started, out)
+            return summary
+
+        STAGES[name] = announced
+        return announced
 
     return add
 
@@ -230,6 +247,7 @@ def run_eval(cfg: AlignConfig) -> dict[str, Any]:
     writer.add_text("eval/samples", samples)
     writer.close()
     print(table, flush=True)
+    print(evaluation.legend(rows, smoke=cfg.model.preset == "tiny"), flush=True)
     overall = rows[-1]
     return write_summary(out, "eval", cfg, {**overall, **tax, "seconds": time.time() - start})
 
