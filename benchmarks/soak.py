@@ -75,29 +75,31 @@ def run_cartpole() -> dict:
                 "CartPole-v1 PPO, 2,000,000 env steps (tuned preset)")
 
 
-def run_text() -> dict:
+def run_text(iterations: int = 500) -> dict:
     if not (TINY / "rm" / "config.json").exists():
         subprocess.run([sys.executable, "-m", "ppo_core.align", "size=tiny", "stage=all_supervised"], cwd=ROOT,
                        check=True, capture_output=True)
     return soak(["env=text_bandit", "agent=lm", "algo=ppo", f"env.artifacts={TINY}", "env.num_envs=8",
-                 "total_timesteps=4000", "checkpoint_every=1000"],
-                "text bandit PPO on the tiny models, 500 iterations of 8 prompts")
+                 f"total_timesteps={8 * iterations}", "checkpoint_every=1000"],
+                f"text bandit PPO on the tiny models, {iterations} iterations of 8 prompts")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--runs", nargs="+", choices=("cartpole", "text"), default=["cartpole", "text"])
+    parser.add_argument("--text-iterations", type=int, default=500, help="iterations of the text run")
     parser.add_argument("--no-record", action="store_true", help="print only; leave RESULTS.md alone")
     args = parser.parse_args()
     os.chdir(ROOT)
     rows = []
     for name in args.runs:
         # each run in its own process, so the first one's memory does not show in the second's
-        out = subprocess.run([sys.executable, __file__, "--worker", name], capture_output=True, text=True, check=True)
+        out = subprocess.run([sys.executable, __file__, "--worker", name, str(args.text_iterations)],
+                             capture_output=True, text=True, check=True)
         rows.append(json.loads(out.stdout.strip().splitlines()[-1]))
     stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     lines = [f"## Soak: memory over long runs ({stamp})", "",
-             f"Command: `python benchmarks/soak.py --runs {' '.join(args.runs)}`  ",
+             f"Command: `python benchmarks/soak.py --runs {' '.join(args.runs)} --text-iterations {args.text_iterations}`  ",
              f"Machine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}; one torch "
              "thread; each run in its own process; RSS sampled once a second.", "",
              "| run | seconds | RSS at start MiB | RSS after 5% MiB | RSS at end MiB | max MiB | end − after 5% |",
@@ -112,10 +114,11 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    if len(sys.argv) == 3 and sys.argv[1] == "--worker":
+    if len(sys.argv) == 4 and sys.argv[1] == "--worker":
         import torch
 
         torch.set_num_threads(1)
-        print(json.dumps({"cartpole": run_cartpole, "text": run_text}[sys.argv[2]]()))
+        result = run_cartpole() if sys.argv[2] == "cartpole" else run_text(int(sys.argv[3]))
+        print(json.dumps(result))
     else:
         main()

@@ -15,13 +15,14 @@ from omegaconf.errors import OmegaConfBaseException
 
 from ppo_core.errors import ConfigError
 from ppo_core.evaluation import EvalResult
+from ppo_core.validation import setting, validate
 
 
 @dataclass
 class EvaluateConfig:
     checkpoint: str = "???"
     """Path of a checkpoint.pt written by training."""
-    episodes: int = 10
+    episodes: int = setting(10, ge=1)
     """Evaluation episodes, one per env copy."""
     seed: int = 12345
     """Seed of the episodes' start states."""
@@ -37,8 +38,9 @@ class EvaluateConfig:
 
 def parse_cli(argv: list[str]) -> EvaluateConfig:
     try:
-        config = OmegaConf.merge(OmegaConf.structured(EvaluateConfig), OmegaConf.from_dotlist(argv))
-        return OmegaConf.to_object(config)  # type: ignore[return-value]
+        config = OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(EvaluateConfig), OmegaConf.from_dotlist(argv)))
+        validate(config)
+        return config  # type: ignore[return-value]
     except OmegaConfBaseException as error:
         key = getattr(error, "full_key", None)
         raise ConfigError(f"{key}: {str(error).splitlines()[0]}" if key else str(error).splitlines()[0]) from None

@@ -10,6 +10,8 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 
+from ppo_core.validation import setting, validate
+
 
 @dataclass
 class ModelConfig:
@@ -17,23 +19,23 @@ class ModelConfig:
     """Key of `models.MODEL_PRESETS` used when the base model is built from scratch."""
     init: str = ""
     """Local Hugging Face causal-LM directory to continue pretraining from; "" builds from scratch."""
-    vocab_size: int = 2048
+    vocab_size: int = setting(2048, ge=1)
     """Vocabulary size of the tokenizer trained here (ignored when `init` brings its own)."""
 
 
 @dataclass
 class WorldConfig:
-    seed: int = 0
+    seed: int = setting(0, ge=0)
     """Seed of the generated language world, its corpus, prompts, splits and labeler."""
     size: str = "small"
     """Size preset of `envs.language_world.build_world` ("tiny" or "small")."""
-    n_prompts: int = 3000
+    n_prompts: int = setting(3000, ge=1)
     """Instruction prompts generated (then split by user id); 0 uses the world size's default."""
-    corpus_chars: int = 0
+    corpus_chars: int = setting(0, ge=0)
     """Characters of pretraining text; 0 uses the world size's default."""
-    split: list[float] = field(default_factory=lambda: [0.7, 0.15, 0.15])
+    split: list[float] = setting(factory=lambda: [0.7, 0.15, 0.15], ge=0, le=1)
     """Fractions of users in train / validation / test."""
-    disagreement: float = 0.164
+    disagreement: float = setting(0.164, ge=0, le=1)
     """Gold labeler's per-pair flip rate p against the gold order; (1-p)^2 + p^2 = 0.726 is InstructGPT's
     inter-labeler agreement (Sec. 3.4), see envs/language_world/labeler.py."""
     demo_slips: dict[str, float] = field(default_factory=dict)
@@ -43,49 +45,49 @@ class WorldConfig:
 
 @dataclass
 class PretrainConfig:
-    steps: int = 700
+    steps: int = setting(700, ge=0)
     """Optimizer steps."""
-    batch_size: int = 16
+    batch_size: int = setting(16, ge=1)
     """Blocks per step."""
-    block_size: int = 128
+    block_size: int = setting(128, ge=2)
     """Tokens per packed block (at most the model context)."""
-    lr: float = 2.0e-3
+    lr: float = setting(2.0e-3, gt=0)
     """Peak AdamW learning rate."""
-    warmup_steps: int = 50
+    warmup_steps: int = setting(50, ge=0)
     """Linear warm-up steps before the cosine decay."""
-    min_lr_ratio: float = 0.1
+    min_lr_ratio: float = setting(0.1, ge=0, le=1)
     """Final learning rate as a fraction of `lr`."""
-    weight_decay: float = 0.1
+    weight_decay: float = setting(0.1, ge=0)
     """AdamW weight decay on matrices (not on biases, norms or embeddings of positions)."""
     grad_clip: float = 1.0
     """Global gradient-norm clip; 0 disables."""
-    val_fraction: float = 0.05
+    val_fraction: float = setting(0.05, gt=0, lt=1)
     """Fraction of corpus documents held out for validation loss."""
-    eval_every: int = 100
+    eval_every: int = setting(100, ge=1)
     """Steps between validation evaluations."""
 
 
 @dataclass
 class SFTConfig:
-    epochs: int = 12
+    epochs: int = setting(12, ge=1)
     """Passes over the train-split demonstrations (InstructGPT Appendix C.1: 16)."""
-    batch_size: int = 32
+    batch_size: int = setting(32, ge=1)
     """Demonstrations per step."""
-    lr: float = 1.0e-3
+    lr: float = setting(1.0e-3, gt=0)
     """Initial AdamW learning rate (no warm-up)."""
-    min_lr_ratio: float = 0.1
+    min_lr_ratio: float = setting(0.1, ge=0, le=1)
     """Cosine decay to this fraction of `lr` (InstructGPT Appendix C.1)."""
-    resid_pdrop: float = 0.2
+    resid_pdrop: float = setting(0.2, ge=0, lt=1)
     """Residual dropout during SFT (InstructGPT Appendix C.1)."""
-    weight_decay: float = 0.0
+    weight_decay: float = setting(0.0, ge=0)
     """AdamW weight decay."""
     grad_clip: float = 1.0
     """Global gradient-norm clip; 0 disables."""
-    eval_every: int = 100
+    eval_every: int = setting(100, ge=1)
     """Steps between validation evaluations (also at the end of each epoch)."""
-    max_prompt_tokens: int = 96
+    max_prompt_tokens: int = setting(96, ge=1)
     """Longer prompts are truncated from the left (logged)."""
-    max_completion_tokens: int = 40
+    max_completion_tokens: int = setting(40, ge=1)
     """Longer demonstrations are truncated from the right and lose their EOS (logged)."""
 
 
@@ -95,27 +97,27 @@ class RewardConfig:
     """Completions sampled and ranked per prompt (InstructGPT used K = 4..9, Sec. 3.5)."""
     ties: bool = True
     """The labeler marks equally good completions as tied, and tied pairs leave the loss."""
-    epochs: int = 1
+    epochs: int = setting(1, ge=1)
     """Passes over the ranked prompts (InstructGPT trains one epoch to avoid overfitting, Sec. 3.5)."""
-    batch_size: int = 16
+    batch_size: int = setting(16, ge=1)
     """Prompts per step; each carries all K completions and C(K,2) comparisons."""
-    lr: float = 1.0e-4
+    lr: float = setting(1.0e-4, gt=0)
     """Initial AdamW learning rate."""
-    min_lr_ratio: float = 0.1
+    min_lr_ratio: float = setting(0.1, ge=0, le=1)
     """Cosine decay to this fraction of `lr` (InstructGPT Appendix C.2)."""
-    weight_decay: float = 0.0
+    weight_decay: float = setting(0.0, ge=0)
     """AdamW weight decay."""
     grad_clip: float = 1.0
     """Global gradient-norm clip; 0 disables."""
-    max_new_tokens: int = 24
+    max_new_tokens: int = setting(24, ge=1)
     """Tokens sampled per completion."""
-    temperature: float = 1.0
+    temperature: float = setting(1.0, gt=0)
     """Sampling temperature of the SFT policy when collecting comparisons."""
-    gen_batch_size: int = 128
+    gen_batch_size: int = setting(128, ge=1)
     """Sequences per `generate` call."""
-    max_prompt_tokens: int = 96
+    max_prompt_tokens: int = setting(96, ge=1)
     """Longer prompts are truncated from the left (logged)."""
-    n_val_prompts: int = 300
+    n_val_prompts: int = setting(300, ge=0)
     """Validation prompts ranked for accuracy; 0 uses the whole validation split."""
 
 
@@ -143,7 +145,7 @@ class PathsConfig:
 class RLStageConfig:
     """InstructGPT's step 3 through the training app: `python -m ppo_core.train env=text_bandit agent=lm`."""
 
-    algo: str = "ppo"
+    algo: str = setting("ppo", choices=("ppo", "trpo", "reinforce"))
     """ppo | trpo | reinforce."""
     overrides: list[str] = field(default_factory=list)
     """More training-app overrides, e.g. ["objective.ptx_coef=1.0", "total_timesteps=4096"]."""
@@ -155,11 +157,11 @@ class EvalStageConfig:
 
     split: str = "test"
     """World split of the evaluation prompts: train | validation | test."""
-    max_prompts: int = 0
+    max_prompts: int = setting(0, ge=0)
     """Evaluate the first this many prompts of the split; 0 = all."""
-    batch_size: int = 64
+    batch_size: int = setting(64, ge=1)
     """Prompts answered per batch."""
-    samples_per_kind: int = 2
+    samples_per_kind: int = setting(2, ge=0)
     """Completions shown per task kind in the sample table."""
 
 
@@ -167,11 +169,11 @@ class EvalStageConfig:
 class AlignConfig:
     stage: str = "all"
     """Stage to run: see `ppo_core.align.stages.STAGES`."""
-    seed: int = 0
+    seed: int = setting(0, ge=0)
     """Seed of model initialisation, batching and sampling."""
     device: str = "cpu"
     """torch device; "auto" picks cuda when available."""
-    threads: int = 2
+    threads: int = setting(2, ge=1)
     """torch CPU threads."""
     model: ModelConfig = field(default_factory=ModelConfig)
     """The base model: a GPT-2 preset to build, or a local checkpoint to start from."""
@@ -199,10 +201,13 @@ def register_configs() -> None:
 
 
 def to_align_config(cfg) -> AlignConfig:
-    """The typed `AlignConfig` of a composed hydra DictConfig (the only place a DictConfig is read)."""
+    """The typed `AlignConfig` of a composed hydra DictConfig (the only place a DictConfig is read),
+    every setting checked against its declared valid values (a ConfigError naming the key)."""
     from omegaconf import OmegaConf
 
-    return OmegaConf.to_object(cfg)
+    config = OmegaConf.to_object(cfg)
+    validate(config)
+    return config
 
 
 def compose_align_config(overrides: list[str] | None = None) -> AlignConfig:
