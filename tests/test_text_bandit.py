@@ -364,3 +364,20 @@ def test_a_sigkilled_text_run_resumes_to_identical_parameters(artifacts, tmp_pat
     assert resumed["global_step"] == full["global_step"] == total
     assert_same_parameters(full["model"], resumed["model"])
     assert full["env"]["kl_controller"] == resumed["env"]["kl_controller"] != {"coef": 0.05}  # β adapted, alike
+
+
+@pytest.mark.parametrize("damaged, expected", [
+    ("sft/model.safetensors", r"env.sft_path: cannot load a causal LM from .*/sft.: Error while deserializing header"),
+    ("rm/reward_head.safetensors", r"env.rm_path=.* is not a loadable reward model: Error while deserializing header"),
+])
+def test_a_truncated_model_file_is_one_line_naming_the_directory(artifacts, tmp_path, damaged, expected):
+    import shutil
+
+    copy = tmp_path / "artifacts"
+    shutil.copytree(artifacts, copy)
+    data = (copy / damaged).read_bytes()
+    (copy / damaged).write_bytes(data[: len(data) // 2])
+    with pytest.raises(ConfigError, match=expected) as error:
+        build_trainer(text_config(copy, f"env.prompts={copy / 'prompts.jsonl'}",
+                                  f"env.eval_prompts={copy / 'prompts.jsonl'}"), tmp_path / "run")
+    assert "\n" not in str(error.value)

@@ -14,6 +14,7 @@ from collections.abc import Callable
 from typing import NamedTuple
 
 import torch
+from safetensors import SafetensorError
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from agents.reward_model import CONFIG_FILE, RewardModel
@@ -70,7 +71,10 @@ def frozen_reference(path: str, device: str) -> tuple[PreTrainedModel, PreTraine
 
 def load_reward_model(path: str, device: torch.device, key: str) -> RewardModel:
     require_dir(path, key, "rm", CONFIG_FILE)
-    return RewardModel.from_pretrained(path, device=device)
+    try:
+        return RewardModel.from_pretrained(path, device=device)
+    except (OSError, ValueError, KeyError, SafetensorError) as error:  # json, safetensors and config damage
+        raise ConfigError(f"{key}={path!r} is not a loadable reward model: {str(error).splitlines()[0]}") from None
 
 
 @functools.lru_cache(maxsize=4)

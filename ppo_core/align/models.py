@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import os
 
+from safetensors import SafetensorError
 import torch
 from transformers import (
     AutoConfig,
@@ -121,7 +122,7 @@ def load_causal_lm(
         model = AutoModelForCausalLM.from_pretrained(
             name_or_path, config=config, local_files_only=True, trust_remote_code=False, dtype=torch.float32
         )
-    except (OSError, ValueError) as e:
+    except (OSError, ValueError, SafetensorError) as e:  # SafetensorError: a truncated or damaged weights file
         raise AlignError(f"cannot load a causal LM from {name_or_path!r}: {str(e).splitlines()[0]}") from e
     if len(tokenizer) > model.get_input_embeddings().num_embeddings:
         model.resize_token_embeddings(len(tokenizer), mean_resizing=False)
