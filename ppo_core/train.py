@@ -46,13 +46,31 @@ def summary_line(summary: dict) -> str:
             f"run saved in {summary['run_dir']}")
 
 
+def single_runs(overrides: list[str]) -> list[list[str]]:
+    """The overrides of a run, or of a sweep one list per swept value (each value checked once, not the
+    product); interval sweeps (optuna's) are left to the sweeper."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from hydra.errors import HydraException
+
+    try:
+        parsed = OverridesParser.create().parse_overrides(overrides)
+    except HydraException as error:
+        raise ConfigError(f"cannot parse the overrides {' '.join(overrides)}: {str(error).splitlines()[0]}") from None
+    fixed = [o.input_line for o in parsed if not o.is_sweep_override()]
+    sweeps = [o for o in parsed if o.is_sweep_override() and not o.is_interval_sweep()]
+    return [fixed, *([*fixed, f"{o.get_key_element()}={value}"] for o in sweeps for value in o.sweep_string_iterator())]
+
+
 def cli() -> None:
-    """``ppo-train``. A single run's overrides are composed and checked first, so that a bad key, type
-    or value is one line on stderr and exit code 2 (hydra itself exits 1 with its own report)."""
-    overrides = [arg for arg in sys.argv[1:] if not arg.startswith("hydra.")]
-    if not any(arg.startswith("-") for arg in overrides):  # --multirun, --cfg, --help: hydra's own
+    """``ppo-train``. The overrides of a run, or of every value of a multirun sweep, are composed and
+    checked first, so that a bad key, type or value is one line on stderr and exit code 2 (hydra
+    itself exits 1 with a multi-line report). ``--help``, ``--cfg`` and the like go to hydra as they are."""
+    args = sys.argv[1:]
+    if not any(arg.startswith("-") and arg not in ("-m", "--multirun") for arg in args):
+        overrides = [arg for arg in args if arg not in ("-m", "--multirun") and not arg.startswith("hydra")]
         try:
-            validate(compose_train_config(overrides))
+            for run in single_runs(overrides):
+                validate(compose_train_config(run))
         except ConfigError as error:
             print(f"error: {error}", file=sys.stderr)
             sys.exit(2)

@@ -59,6 +59,11 @@ CASES = [
     (("algo.clip_epz=0.1",), "Key 'clip_epz' not in 'PPOConfig'"),
     (("seed=abc",), "Value 'abc' of type 'str' could not be converted to Integer"),
     (("algo.gamma=[1,2]",), "could not be converted to Float"),
+    (("algo.gamma=[1,",), "cannot parse the overrides algo.gamma=[1,"),
+    # a multirun sweep: every swept value is checked before the first run starts
+    (("-m", "algo.learning_rate=1e-3,-1"), "algo.learning_rate=-1.0 is invalid; expected > 0"),
+    (("--multirun", "algo=ppo,sac"), "algo=sac is unknown; expected one of ppo, reinforce, trpo"),
+    (("-m", "seed=range(-2,1)"), "seed=-2 is invalid; expected >= 0"),
     (("env=gym",), "env.id is required and has no value"),
     # renamed and removed settings
     (("algo.target_kl=0.1",), "algo.target_kl was renamed algo.early_stop_kl in ppo-core 0.2"),
