@@ -223,6 +223,12 @@ def test_kl_in_the_loss_and_ptx_train_through_the_control_trainer(artifacts, tmp
     assert {"losses/ref_kl", "losses/ptx_loss", "objective/kl_exact", "objective/kl_k1", "objective/beta"} <= scalars
     with pytest.raises(ConfigError, match="objective.ptx_data='missing.txt' does not exist"):
         build_trainer(text_config(artifacts, "objective.ptx_coef=1.0", "objective.ptx_data=missing.txt"), tmp_path / "r2")
+    (tmp_path / "binary.txt").write_bytes(b"\xff\xfe\x00 not text")
+    (tmp_path / "blank.txt").write_text("\n  \n")
+    for name, message in (("binary.txt", "is not UTF-8 text"), ("blank.txt", "holds no documents")):
+        with pytest.raises(ConfigError, match=f"objective.ptx_data='{tmp_path / name}' {message}"):
+            build_trainer(text_config(artifacts, "objective.ptx_coef=1.0", f"objective.ptx_data={tmp_path / name}"),
+                          tmp_path / "r3")
 
 
 def trainer_scalars(run_dir):

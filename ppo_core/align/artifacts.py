@@ -177,8 +177,13 @@ def load_pretraining_blocks(config: TextEnvConfig, source: str, tokenizer: PreTr
     elif source.endswith(".txt"):
         if not os.path.isfile(source):
             raise ConfigError(f"objective.ptx_data={source!r} does not exist")
-        with open(source) as f:
-            texts = [line.strip() for line in f if line.strip()]
+        try:
+            with open(source, encoding="utf-8") as f:
+                texts = [line.strip() for line in f if line.strip()]
+        except UnicodeDecodeError as error:
+            raise ConfigError(f"objective.ptx_data={source!r} is not UTF-8 text ({error.reason})") from None
+        if not texts:
+            raise ConfigError(f"objective.ptx_data={source!r} holds no documents (one per line expected)")
         block_size = PTX_BLOCK_SIZE
     else:
         raise ConfigError(f"objective.ptx_data={source!r} is neither 'corpus' nor a .txt file")
