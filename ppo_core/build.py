@@ -216,7 +216,7 @@ def build_trainer(config: TrainConfig, run_dir: Path) -> Trainer:
 
     trainer = Trainer(config, env, policy, algorithm, run_dir, evaluate if eval_env else None, device)
     if config.resume:
-        trainer.load_state_dict(checkpoint.load(config.resume, map_location=device))
+        trainer.load_state_dict(checkpoint.load(config.resume))  # on the CPU: RNG states must be; the rest moves
     else:
         trainer.start(config.seed)
     return trainer
@@ -228,10 +228,21 @@ RESUMABLE_KEYS = ("total_timesteps", "eval_every", "eval_episodes", "checkpoint_
 one built the checkpoint's policy, optimiser or env and stays the run's own."""
 
 
+ABSENT = object()
+GROUP_IDENTITY = {"algo": ("name",), "env": ("kind", "id"), "agent": ("name",), "objective": ("name",)}
+"""What a group override (``env=cartpole``) selects: its option, not every value the option presets."""
+
+
 def setting_of(config: Any, key: str) -> Any:
-    """The value at a dotted ``key`` (``algo.learning_rate``; ``env`` for a whole group); None if absent."""
+    """The value at a dotted ``key`` (``algo.learning_rate``, ``env.kwargs.max_episode_steps``), through
+    schemas and dicts; a group's identity for a bare group key; ``ABSENT`` where there is none."""
+    if key in GROUP_IDENTITY:
+        group = getattr(config, key)
+        return tuple(getattr(group, field, None) for field in GROUP_IDENTITY[key])
     for part in key.split("."):
-        config = getattr(config, part, None)
+        config = config.get(part, ABSENT) if isinstance(config, dict) else getattr(config, part, ABSENT)
+        if config is ABSENT:
+            return ABSENT
     return config
 
 

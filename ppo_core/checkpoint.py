@@ -37,7 +37,10 @@ def _replace_atomically(path: str | os.PathLike, write: Callable[[BinaryIO], obj
         f.flush()
         os.fsync(f.fileno())
     os.replace(tmp, path)
-    directory = os.open(path.parent, os.O_RDONLY)  # the rename itself reaches the disk
+    try:  # the rename itself reaches the disk (POSIX; Windows cannot open a directory)
+        directory = os.open(path.parent, os.O_RDONLY)
+    except OSError:
+        return
     try:
         os.fsync(directory)
     finally:
@@ -52,7 +55,7 @@ def checksum(state: Any) -> str:
         if isinstance(value, torch.Tensor):
             tensor = value.detach().cpu().contiguous()
             digest.update(f"T{tensor.dtype}{tuple(tensor.shape)}".encode())
-            digest.update(tensor.reshape(-1).view(torch.uint8).numpy().tobytes())
+            digest.update(memoryview(tensor.reshape(-1).view(torch.uint8).numpy()))  # no copy
         elif isinstance(value, dict):
             digest.update(b"{")
             for key in sorted(value, key=repr):
@@ -85,6 +88,9 @@ def load(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> d
     """A training checkpoint's state, checked; every way a file can fail is a one-line ConfigError."""
     path = Path(path)
     name = repr(str(path))
+    if path.is_dir():
+        raise ConfigError(f"checkpoint {name} is a directory; expected the checkpoint.pt a run writes, e.g. "
+                          f"{str(path / 'checkpoint.pt')!r}")
     if not path.is_file():
         raise ConfigError(f"checkpoint {name} does not exist; expected a file written by training (checkpoint.pt)")
     with open(path, "rb") as f:

@@ -46,19 +46,31 @@ def summary_line(summary: dict) -> str:
             f"run saved in {summary['run_dir']}")
 
 
-def single_runs(overrides: list[str]) -> list[list[str]]:
-    """The overrides of a run, or of a sweep one list per swept value (each value checked once, not the
-    product); interval sweeps (optuna's) are left to the sweeper."""
+def single_runs(overrides: list[str]) -> list[list[str]] | None:
+    """The compositions to check before a run or sweep starts: the fixed overrides alone (as hydra
+    composes them first) and, for a sweep, each swept value with the first value of every other sweep
+    (each value once, not the product). None where hydra must expand the sweep itself (glob sweeps,
+    interval sweeps of an optimising sweeper)."""
     from hydra.core.override_parser.overrides_parser import OverridesParser
+    from hydra.core.override_parser.types import ValueType
     from hydra.errors import HydraException
 
     try:
         parsed = OverridesParser.create().parse_overrides(overrides)
     except HydraException as error:
         raise ConfigError(f"cannot parse the overrides {' '.join(overrides)}: {str(error).splitlines()[0]}") from None
+    sweeps = [o for o in parsed if o.is_sweep_override()]
+    if any(o.is_interval_sweep() or o.value_type == ValueType.GLOB_CHOICE_SWEEP for o in sweeps):
+        return None
     fixed = [o.input_line for o in parsed if not o.is_sweep_override()]
-    sweeps = [o for o in parsed if o.is_sweep_override() and not o.is_interval_sweep()]
-    return [fixed, *([*fixed, f"{o.get_key_element()}={value}"] for o in sweeps for value in o.sweep_string_iterator())]
+    try:
+        values = [[f"{o.get_key_element()}={value}" for value in o.sweep_string_iterator()] for o in sweeps]
+    except HydraException:
+        return None
+    firsts = [choices[0] for choices in values]
+    # hydra composes the fixed overrides alone first (its sweep config), so they must hold on the defaults
+    return [fixed, *([*fixed, *firsts[:i], value, *firsts[i + 1:]] for i, choices in enumerate(values)
+                     for value in choices)]
 
 
 def cli() -> None:
@@ -66,10 +78,11 @@ def cli() -> None:
     checked first, so that a bad key, type or value is one line on stderr and exit code 2 (hydra
     itself exits 1 with a multi-line report). ``--help``, ``--cfg`` and the like go to hydra as they are."""
     args = sys.argv[1:]
-    if not any(arg.startswith("-") and arg not in ("-m", "--multirun") for arg in args):
+    own_flags = any(arg.startswith("-") and arg not in ("-m", "--multirun") for arg in args)
+    if not own_flags and not any(arg.startswith("hydra.searchpath") for arg in args):  # else hydra's to check
         overrides = [arg for arg in args if arg not in ("-m", "--multirun") and not arg.startswith("hydra")]
         try:
-            for run in single_runs(overrides):
+            for run in single_runs(overrides) or []:
                 validate(compose_train_config(run))
         except ConfigError as error:
             print(f"error: {error}", file=sys.stderr)

@@ -22,7 +22,7 @@ from envs.base import Observation, VecEnv
 from ppo_core import checkpoint
 from ppo_core.advantages import gae, place_at_last_decision
 from ppo_core.algorithms import Algorithm
-from ppo_core.buffer import RolloutBatch, RolloutBuffer
+from ppo_core.buffer import RolloutBatch, RolloutBuffer, tree_map
 from ppo_core.config import TrainConfig
 from ppo_core.errors import NonFiniteError
 from ppo_core.logging import RunLogger
@@ -55,7 +55,7 @@ class Trainer:
         self.steps_per_iteration = algo.num_steps * env.num_envs
         self.num_iterations = max(1, config.total_timesteps // self.steps_per_iteration)
         if self.num_iterations * self.steps_per_iteration != config.total_timesteps:
-            log.warning("total_timesteps=%d is not a multiple of algo.num_steps × env.num_envs = %d: training runs "
+            log.info("total_timesteps=%d is not a multiple of algo.num_steps × env.num_envs = %d: training runs "
                         "%d env steps (%d rollouts)", config.total_timesteps, self.steps_per_iteration,
                         self.num_iterations * self.steps_per_iteration, self.num_iterations)
         self.buffer = RolloutBuffer(algo.num_steps, device)
@@ -131,7 +131,10 @@ class Trainer:
             while self.iteration < self.num_iterations:
                 started = time.perf_counter()
                 self.algorithm.set_progress(1.0 - self.iteration / self.num_iterations)
-                next_value = self.collect_rollout()
+                try:
+                    next_value = self.collect_rollout()
+                except NonFiniteError as error:  # the env's own, named where it entered
+                    raise NonFiniteError(f"{error}; training stopped: {self._checkpoint_state()}") from None
                 stats = self.algorithm.update(self.compute_batch(next_value))
                 self.iteration += 1
                 self.global_step += self.steps_per_iteration
@@ -221,7 +224,7 @@ class Trainer:
         self.algorithm.load_state_dict(state["algorithm"])
         self.iteration = state["iteration"]
         self.global_step = self.checkpoint_step = state["global_step"]
-        self.obs = state["obs"]
+        self.obs = tree_map(lambda x: x.to(self.device), state["obs"])
         if not self.env.load_state_dict(state["env"]):  # episodes not captured (async) or from another env kind
             self.obs = self.env.reset(seed=self.config.seed + self.global_step)
         self.wall_seconds = state["wall_seconds"]

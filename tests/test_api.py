@@ -56,6 +56,10 @@ def test_resume_extends_a_finished_run_and_refuses_settings_it_was_built_with(tm
     with pytest.raises(ConfigError, match=r"algo.learning_rate, env.num_envs cannot change on resume \(only "
                                           r"total_timesteps, eval_every"):
         api.resume(path, "algo.learning_rate=1e-3", "env.num_envs=8")
-    summary = api.resume(path, "total_timesteps=3072")
+    with pytest.raises(ConfigError, match=r"env.kwargs.max_episode_steps cannot change on resume"):
+        api.resume(path, "+env.kwargs.max_episode_steps=50")
+    with pytest.raises(ConfigError, match=r"env cannot change on resume"):
+        api.resume(path, "env=acrobot")
+    summary = api.resume(path, "total_timesteps=3072", "env=cartpole", "algo=ppo")  # the run's own options
     assert summary["env_steps"] == 3072 and summary["config"]["total_timesteps"] == 3072
     assert summary["config"]["seed"] == 3 and summary["config"]["env"]["num_envs"] == 4  # the run's own

@@ -85,6 +85,12 @@ def test_resume_and_evaluate_refuse_a_bad_file_in_one_line(tmp_path, good, kind)
     assert result.stderr.startswith(f"error: checkpoint {str(path)!r}"), result.stderr
 
 
+def test_a_directory_given_as_a_checkpoint_names_the_file_inside(tmp_path):
+    with pytest.raises(ConfigError, match=rf"checkpoint {str(tmp_path)!r} is a directory; expected the checkpoint.pt a "
+                                          rf"run writes, e.g. {str(tmp_path / 'checkpoint.pt')!r}"):
+        checkpoint.load(tmp_path)
+
+
 def test_a_0_1_checkpoint_without_checksum_still_loads(tmp_path, good):
     state = torch.load(good, weights_only=True)
     assert state["format"] == checkpoint.FORMAT and state["checksum"] == checkpoint.checksum(

@@ -248,3 +248,15 @@ def test_a_rule_refuses_nan_and_infinity_and_lets_none_through_where_allowed():
     ]
     with pytest.raises(ConfigError, match=r"^algo.gamma=2 is invalid; expected >= 0 and <= 1$"):
         validate(PPOConfig(gamma=2), "algo.")
+
+
+def test_align_settings_keep_their_documented_zeros_and_the_rl_stage_validates_its_overrides():
+    from ppo_core.align.config import compose_align_config
+    from ppo_core.align.errors import AlignError
+    from ppo_core.align.stages import rl_train_config
+
+    assert compose_align_config(["world.n_prompts=0"]).world.n_prompts == 0  # 0: the world size's default
+    with pytest.raises(ConfigError, match=r"world.split=\[0.7, 1.5\] is invalid; expected >= 0 and <= 1"):
+        compose_align_config(["world.split=[0.7,1.5]"])
+    with pytest.raises(AlignError, match=r"env.temperature=0.0 is invalid; expected > 0"):
+        rl_train_config(compose_align_config(["size=tiny", "rl.overrides=['env.temperature=0']"]))

@@ -29,7 +29,7 @@ class WorldConfig:
     """Seed of the generated language world, its corpus, prompts, splits and labeler."""
     size: str = "small"
     """Size preset of `envs.language_world.build_world` ("tiny" or "small")."""
-    n_prompts: int = setting(3000, ge=1)
+    n_prompts: int = setting(3000, ge=0)
     """Instruction prompts generated (then split by user id); 0 uses the world size's default."""
     corpus_chars: int = setting(0, ge=0)
     """Characters of pretraining text; 0 uses the world size's default."""

@@ -166,8 +166,12 @@ def rl_train_config(cfg: AlignConfig):
     overrides = ["env=text_bandit", "agent=lm", f"algo={cfg.rl.algo}", f"env.artifacts={paths.root}",
                  f"env.sft_path={paths.resolve('sft')}", f"env.rm_path={paths.resolve('rm')}", f"seed={cfg.seed}",
                  f"device={cfg.device}", f"torch_threads={cfg.threads}", "progress=false", *cfg.rl.overrides]
+    from ppo_core.validation import validate
+
     try:
-        return compose_train_config(overrides)
+        config = compose_train_config(overrides)
+        validate(config)
+        return config
     except Exception as error:  # hydra's override and validation errors name the bad key
         raise AlignError(f"rl.algo={cfg.rl.algo!r} / rl.overrides={cfg.rl.overrides}: {error}") from None
 
