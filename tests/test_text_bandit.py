@@ -336,31 +336,17 @@ def test_a_prompts_file_that_is_not_text_is_named(artifacts, tmp_path):
 def test_a_sigkilled_text_run_resumes_to_identical_parameters(artifacts, tmp_path):
     """Killed with SIGKILL after its first checkpoint, resumed in a new process: the same policy, value
     head and KL controller as a run never interrupted (prompt stream, RNGs and β restored)."""
-    import signal
-    import time
-
     from ppo_core import checkpoint
-    from tests.test_trainer import assert_same_parameters
+    from tests.test_trainer import assert_same_parameters, full_killed_and_resumed
 
     total = 8 * 24
     args = [sys.executable, "-m", "ppo_core.train", "env=text_bandit", "agent=lm", "device=cpu", "progress=false",
             f"env.artifacts={artifacts}", f"env.prompts={artifacts / 'prompts.jsonl'}", "env.num_envs=8",
             f"env.max_new_tokens={L}", "objective.kl_coef_target=1.0", f"total_timesteps={total}",
             "checkpoint_every=64", "eval_every=0", "eval_episodes=0"]
-    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
-    subprocess.run([*args, f"hydra.run.dir={tmp_path / 'full'}"], check=True, env=env, capture_output=True)
-    victim = subprocess.Popen([*args, f"hydra.run.dir={tmp_path / 'killed'}"], env=env,
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    ckpt = tmp_path / "killed" / "checkpoint.pt"
-    deadline = time.time() + 120
-    while not ckpt.exists() and time.time() < deadline:
-        time.sleep(0.02)
-    victim.send_signal(signal.SIGKILL)
-    victim.wait()
-    killed_at = checkpoint.load(ckpt)["global_step"]
+    full_path, ckpt, killed_at = full_killed_and_resumed(args, tmp_path)
     assert killed_at < total, "the run finished before it could be killed"
-    subprocess.run([*args, f"resume={ckpt}"], check=True, env=env, capture_output=True, cwd=tmp_path)
-    full, resumed = checkpoint.load(tmp_path / "full" / "checkpoint.pt"), checkpoint.load(ckpt)
+    full, resumed = checkpoint.load(full_path), checkpoint.load(ckpt)
     assert resumed["global_step"] == full["global_step"] == total
     assert_same_parameters(full["model"], resumed["model"])
     assert full["env"]["kl_controller"] == resumed["env"]["kl_controller"] != {"coef": 0.05}  # β adapted, alike

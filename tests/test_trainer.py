@@ -110,9 +110,10 @@ def test_async_run_resumes_with_new_episodes(tmp_path):
     resumed.env.close()
 
 
-def test_sigkilled_run_resumes_to_identical_parameters(tmp_path):
-    args = [sys.executable, "-m", "ppo_core.train", "progress=false", "total_timesteps=40960", "algo.num_steps=128",
-            "checkpoint_every=4096", "eval_episodes=2", "eval_every=0", "env.normalize_obs=true"]
+def full_killed_and_resumed(args: list[str], tmp_path: Path) -> tuple[Path, Path, int]:
+    """Run the training CLI ``args`` uninterrupted into ``full/``; again into ``killed/``, SIGKILLed as
+    soon as its first checkpoint exists; then resume that one in a fresh process. Returns both
+    checkpoints and the env step the killed run had reached."""
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
     subprocess.run([*args, f"hydra.run.dir={tmp_path / 'full'}"], check=True, env=env, capture_output=True)
     victim = subprocess.Popen([*args, f"hydra.run.dir={tmp_path / 'killed'}"], env=env,
@@ -120,14 +121,20 @@ def test_sigkilled_run_resumes_to_identical_parameters(tmp_path):
     ckpt = tmp_path / "killed" / "checkpoint.pt"
     deadline = time.time() + 120
     while not ckpt.exists() and time.time() < deadline:
-        time.sleep(0.05)
+        time.sleep(0.02)
     victim.send_signal(signal.SIGKILL)
     victim.wait()
-    assert ckpt.exists()
     killed_at = checkpoint.load(ckpt)["global_step"]
-    assert killed_at < 40960, "the run finished before it could be killed"
     subprocess.run([*args, f"resume={ckpt}"], check=True, env=env, capture_output=True, cwd=tmp_path)  # hydra's dir
-    full, resumed = checkpoint.load(tmp_path / "full" / "checkpoint.pt"), checkpoint.load(ckpt)
+    return tmp_path / "full" / "checkpoint.pt", ckpt, killed_at
+
+
+def test_sigkilled_run_resumes_to_identical_parameters(tmp_path):
+    args = [sys.executable, "-m", "ppo_core.train", "progress=false", "total_timesteps=40960", "algo.num_steps=128",
+            "checkpoint_every=4096", "eval_episodes=2", "eval_every=0", "env.normalize_obs=true"]
+    full_path, ckpt, killed_at = full_killed_and_resumed(args, tmp_path)
+    assert killed_at < 40960, "the run finished before it could be killed"
+    full, resumed = checkpoint.load(full_path), checkpoint.load(ckpt)
     assert resumed["global_step"] == full["global_step"] == 40960
     assert_same_parameters(full["model"], resumed["model"])
     assert json.loads((tmp_path / "killed" / "summary.json").read_text())["env_steps"] == 40960
