@@ -237,6 +237,7 @@ class LMActorCritic(nn.Module):
             raise ValueError(f"need temperature > 0 (got {temperature}), max_new_tokens >= 1 (got {max_new_tokens}), "
                              f"exit_check_every >= 1 (got {exit_check_every})")
         self.model = model
+        self.cache_argument = kv_cache_argument(model)  # read once: the sampling loop passes it every token
         self.pad_token_id, self.eos_token_id = int(pad_token_id), int(eos_token_id)
         self.max_new_tokens, self.temperature = int(max_new_tokens), float(temperature)
         self.exit_check_every = int(exit_check_every)
@@ -360,7 +361,6 @@ class LMActorCritic(nn.Module):
         done = torch.zeros(n, dtype=torch.bool, device=prompt_ids.device)
         out = self.model(input_ids=prompt_ids, attention_mask=prompt_mask, position_ids=positions,
                          use_cache=True, logits_to_keep=1)
-        cache_argument = kv_cache_argument(self.model)
         for l in range(length):
             dist = Categorical(token_log_probs(out.logits[:, -1], self.temperature))  # (N, V)
             token = torch.where(done, self.pad_token_id, dist.mode() if deterministic else dist.sample_wide())  # (N,)
@@ -370,7 +370,7 @@ class LMActorCritic(nn.Module):
             if l == length - 1 or ((l + 1) % self.exit_check_every == 0 and bool(done.all())):
                 break
             out = self.model(input_ids=token[:, None], attention_mask=attention[:, : p + l + 1],
-                             position_ids=next_position + l, use_cache=True, **{cache_argument: kv_cache(out)})
+                             position_ids=next_position + l, use_cache=True, **{self.cache_argument: kv_cache(out)})
         return Completion(tokens, completion_mask(tokens, self.eos_token_id), log_prob)
 
     @torch.no_grad()

@@ -9,7 +9,6 @@ resume or evaluate, each returning what the CLI reports.
 
 from __future__ import annotations
 
-import dataclasses
 import time
 from pathlib import Path
 from typing import Any
@@ -55,12 +54,10 @@ def train(config: TrainConfig, run_dir: str | Path | None = None) -> dict[str, A
 
 def resume(checkpoint_path: str | Path, *overrides: str, progress: bool = False) -> dict[str, Any]:
     """Continue a run from its ``checkpoint.pt`` with its own saved config, in its own directory;
-    ``overrides`` may change what ``build.RESUMABLE_KEYS`` lists, e.g. ``"total_timesteps=200000"``
+    ``overrides`` may change what ``resume.RESUMABLE_KEYS`` lists, e.g. ``"total_timesteps=200000"``
     to extend it."""
-    saved = dataclasses.replace(saved_config(checkpoint_path), resume=str(checkpoint_path), progress=progress)
-    config = compose_train_config([f"resume={checkpoint_path}", f"progress={progress}", *overrides]) if overrides else saved
-    return build.run_training(dataclasses.replace(config, resume=str(checkpoint_path)), Path(checkpoint_path).parent,
-                              overrides)
+    config = compose_train_config([f"resume={checkpoint_path}", f"progress={progress}", *overrides])
+    return build.run_training(config, Path(checkpoint_path).parent, overrides)
 
 
 def saved_config(checkpoint_path: str | Path) -> TrainConfig:

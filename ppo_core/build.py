@@ -1,18 +1,18 @@
 """Wire a ``TrainConfig`` into envs, a policy, an algorithm and a trainer.
 
-Which environment family and policy to build is looked up by ``env.kind`` and ``agent.name`` in two
-tables: the core fills them for Gymnasium envs and MLP policies, plugins (ppo_core/plugins.py) add
-theirs, so neither this module nor the trainer learns which world it is in.
+Which environment family, policy and objective terms to build is looked up by ``env.kind``,
+``agent.name`` and ``objective.name`` in three tables: the core fills them for Gymnasium envs, MLP
+policies and ``objective=none``, plugins (ppo_core/plugins.py) add theirs, so neither this module nor
+the trainer learns which world it is in.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import json
-import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from collections.abc import Sequence
 from typing import Any, Callable, Optional
 
 import torch
@@ -26,16 +26,15 @@ from ppo_core.auxiliary import AuxiliaryLoss
 from ppo_core.config import AlgoConfig, TrainConfig, config_from_dict
 from ppo_core.errors import ConfigError
 from ppo_core.evaluation import evaluate_policy
-from ppo_core.runtime import resolve_device, seed_everything
+from ppo_core import checkpoint
 from ppo_core.plugins import load_plugins
+from ppo_core.resume import resumed_config
+from ppo_core.runtime import resolve_device, seed_everything
 from ppo_core.trainer import Trainer
 from ppo_core.validation import validate
 
-log = logging.getLogger(__name__)
-from ppo_core import checkpoint
-
-__all__ = ["EnvKind", "PolicyNeeds", "register_env_kind", "register_agent", "register_objective", "config_from_dict", "make_env",
-           "make_eval_env", "make_policy", "build_trainer", "run_training"]
+__all__ = ["EnvKind", "PolicyNeeds", "register_env_kind", "register_agent", "register_objective", "config_from_dict",
+           "make_env", "make_eval_env", "make_policy", "build_trainer", "run_training"]
 
 
 @dataclass(frozen=True)
@@ -71,8 +70,6 @@ AgentBuilder = Callable[[TrainConfig, VecEnv, torch.device, PolicyNeeds], ActorC
 """(config, env, device, needs) -> the policy, on ``device``."""
 ObjectiveBuilder = Callable[[TrainConfig, ActorCritic], list[AuxiliaryLoss]]
 """(config, policy) -> the loss terms beside the algorithm's surrogate (ppo_core/auxiliary.py)."""
-
-
 
 
 def gym_train_env(config: TrainConfig, device: torch.device) -> VecEnv:
@@ -191,9 +188,9 @@ def build_trainer(config: TrainConfig, run_dir: Path) -> Trainer:
     """A trainer ready to ``train()``: fresh, or restored from ``config.resume``. Every setting is
     checked against its schema's declared values first (ppo_core/validation.py)."""
     validate(config)
-    if config.stop_at_return is not None and (config.stop_after_evals < 1 or config.eval_episodes < 1):
-        raise ConfigError(f"stop_at_return={config.stop_at_return} needs stop_after_evals >= 1 and eval_episodes >= 1 "
-                          f"(got {config.stop_after_evals} and {config.eval_episodes})")
+    if config.stop_at_return is not None and config.eval_episodes < 1:
+        raise ConfigError(f"stop_at_return={config.stop_at_return} needs evaluations: eval_episodes >= 1 "
+                          f"(got {config.eval_episodes})")
     torch.set_num_threads(config.torch_threads)
     device = resolve_device(config.device)
     seed_everything(config.seed)
@@ -220,48 +217,6 @@ def build_trainer(config: TrainConfig, run_dir: Path) -> Trainer:
     else:
         trainer.start(config.seed)
     return trainer
-
-
-RESUMABLE_KEYS = ("total_timesteps", "eval_every", "eval_episodes", "checkpoint_every", "stop_at_return",
-                  "stop_after_evals", "torch_threads", "device", "progress", "resume")
-"""Settings a resumed run may change (extend a run, evaluate or checkpoint it differently); every other
-one built the checkpoint's policy, optimiser or env and stays the run's own."""
-
-
-ABSENT = object()
-GROUP_IDENTITY = {"algo": ("name",), "env": ("kind", "id"), "agent": ("name",), "objective": ("name",)}
-"""What a group override (``env=cartpole``) selects: its option, not every value the option presets."""
-
-
-def setting_of(config: Any, key: str) -> Any:
-    """The value at a dotted ``key`` (``algo.learning_rate``, ``env.kwargs.max_episode_steps``), through
-    schemas and dicts; a group's identity for a bare group key; ``ABSENT`` where there is none."""
-    if key in GROUP_IDENTITY:
-        group = getattr(config, key)
-        return tuple(getattr(group, field, None) for field in GROUP_IDENTITY[key])
-    for part in key.split("."):
-        config = config.get(part, ABSENT) if isinstance(config, dict) else getattr(config, part, ABSENT)
-        if config is ABSENT:
-            return ABSENT
-    return config
-
-
-def resumed_config(config: TrainConfig, overrides: Sequence[str] = ()) -> tuple[TrainConfig, Path]:
-    """A resumed run continues with its own saved config, in its own directory, changed by the
-    ``overrides`` (``key=value``) of ``RESUMABLE_KEYS``; an override of any other key is refused by name."""
-    saved = config_from_dict(checkpoint.load(config.resume)["config"])
-    keys = [override.split("=", 1)[0].lstrip("+~") for override in overrides]
-    refused = [key for key in keys if key not in RESUMABLE_KEYS and not key.startswith("hydra")
-               and setting_of(config, key) != setting_of(saved, key)]  # repeating the run's own value is fine
-    if refused:
-        raise ConfigError(f"resume={config.resume} continues the run with its own settings; {', '.join(refused)} "
-                          f"cannot change on resume (only {', '.join(RESUMABLE_KEYS)} can)")
-    changes = {key: getattr(config, key) for key in keys if key in RESUMABLE_KEYS}
-    changes = {"progress": config.progress, **changes, "resume": config.resume}
-    for key, value in changes.items():
-        if getattr(saved, key) != value and key not in ("progress", "resume"):
-            log.info("resume: %s=%s (the run had %s)", key, value, getattr(saved, key))
-    return dataclasses.replace(saved, **changes), Path(config.resume).parent
 
 
 def run_training(config: TrainConfig, run_dir: Path, overrides: Sequence[str] = ()) -> dict[str, Any]:

@@ -56,8 +56,8 @@ class Trainer:
         self.num_iterations = max(1, config.total_timesteps // self.steps_per_iteration)
         if self.num_iterations * self.steps_per_iteration != config.total_timesteps:
             log.info("total_timesteps=%d is not a multiple of algo.num_steps × env.num_envs = %d: training runs "
-                        "%d env steps (%d rollouts)", config.total_timesteps, self.steps_per_iteration,
-                        self.num_iterations * self.steps_per_iteration, self.num_iterations)
+                     "%d env steps (%d rollouts)", config.total_timesteps, self.steps_per_iteration,
+                     self.num_iterations * self.steps_per_iteration, self.num_iterations)
         self.buffer = RolloutBuffer(algo.num_steps, device)
         # V of the real final observation where an episode was truncated (same-step autoreset)
         self.final_values = torch.zeros(algo.num_steps, env.num_envs, device=device)

@@ -69,7 +69,7 @@ def test_mistyped_algorithm_settings_name_the_key(tmp_path, overrides, expected)
         (("algo=reinforce", "algo.num_minibatches=0"), r"algo.num_minibatches=0 is invalid; expected >= 1"),
         (("algo=reinforce", "agent.shared_trunk=true"), r"algo=reinforce fits the critic with its own optimiser"),
         (("stop_at_return=475", "stop_after_evals=0"), r"stop_after_evals=0 is invalid; expected >= 1"),
-        (("stop_at_return=475",), r"stop_at_return=475.0 needs stop_after_evals >= 1 and eval_episodes >= 1"),
+        (("stop_at_return=475",), r"stop_at_return=475.0 needs evaluations: eval_episodes >= 1 \(got 0\)"),
         (("algo.num_minibatches=0",), r"algo.num_minibatches=0 is invalid; expected >= 1"),
         (("algo.update_epochs=0",), r"algo.update_epochs=0 is invalid; expected >= 1"),
         (("algo.num_steps=0",), r"algo.num_steps=0 is invalid; expected >= 1"),
