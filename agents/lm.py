@@ -25,8 +25,10 @@ batch carries columns that none of its rows uses. ``trim_padding`` says how forw
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import inspect
+from collections.abc import Iterator
 from typing import NamedTuple
 
 import torch
@@ -181,6 +183,30 @@ def packed_sequence_distributions(
     return Categorical(at_decisions(projected_log_probs(model, hidden, temperature), mask))
 
 
+def adapter_layers(model: nn.Module) -> list[nn.Module]:
+    """The LoRA (peft) layers injected into ``model``: modules that can switch their adapters off."""
+    return [m for m in model.modules() if hasattr(m, "adapter_layer_names") and callable(getattr(m, "enable_adapters", None))]
+
+
+@contextlib.contextmanager
+def adapters_disabled(layers: list[nn.Module]) -> Iterator[None]:
+    """Run the model of ``layers`` (``adapter_layers``) as its base weights: a LoRA policy's frozen
+    reference π_SFT is the same model with its adapters off, so one copy of it is in memory."""
+    for layer in layers:
+        layer.enable_adapters(False)
+    try:
+        yield
+    finally:
+        for layer in layers:
+            layer.enable_adapters(True)
+
+
+def checkpointed_layers(model: nn.Module) -> list[nn.Module]:
+    """The transformer blocks that recompute their activations in the backward pass once
+    ``gradient_checkpointing_enable`` was called (transformers' ``GradientCheckpointingLayer``)."""
+    return [m for m in model.modules() if getattr(m, "gradient_checkpointing", False)]
+
+
 def kv_cache_argument(model: nn.Module) -> str:
     """The keyword a model's forward takes its KV cache by: ``cache`` in recent transformers 5.x,
     ``past_key_values`` (deprecated there, with a warning per call) before."""
@@ -219,6 +245,8 @@ class LMActorCritic(nn.Module):
         value_init: RewardModel | None = None,
         exit_check_every: int = 4,
         trim_padding: str = "pack",
+        autocast_dtype: torch.dtype | None = None,
+        gradient_checkpointing: bool = False,
     ):
         super().__init__()
         if pad_token_id is None or eos_token_id is None or pad_token_id == eos_token_id:
@@ -243,6 +271,13 @@ class LMActorCritic(nn.Module):
         self.exit_check_every = int(exit_check_every)
         self.critic = critic
         self.trim_padding = trim_padding
+        self.autocast_dtype = autocast_dtype
+        self.checkpointed: list[nn.Module] = []
+        if gradient_checkpointing:
+            model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+            self.checkpointed = checkpointed_layers(model)
+            if not self.checkpointed:
+                raise ValueError(f"{type(model).__name__} has no layers that support gradient checkpointing")
         self.value_trunk: nn.Module | None = None
         if critic == "separate":
             self.value_trunk = value_init.trunk if value_init is not None else copy.deepcopy(model.base_model)
@@ -253,7 +288,8 @@ class LMActorCritic(nn.Module):
         if value_init is not None:
             with torch.no_grad():
                 self.value_head.weight.copy_(value_init.head.weight)
-                self.value_head.bias.copy_(value_init.head.bias + value_init.offset)
+                bias = value_init.head.bias if value_init.head.bias is not None else 0.0
+                self.value_head.bias.copy_(bias + value_init.offset)
         self.train(False)
         if trim_padding == "pack":
             self._check_packing()
@@ -274,6 +310,26 @@ class LMActorCritic(nn.Module):
         """Always eval mode, so dropout never makes the rollout and the update score different functions."""
         return super().train(False)
 
+    def autocast(self) -> contextlib.AbstractContextManager:
+        """bf16 (or the configured dtype) autocast for the LM forwards on CUDA; nothing otherwise."""
+        if self.autocast_dtype is None:
+            return contextlib.nullcontext()
+        return torch.autocast(device_type="cuda", dtype=self.autocast_dtype)
+
+    @contextlib.contextmanager
+    def recomputed_blocks(self) -> Iterator[None]:
+        """With gradient checkpointing, a forward that builds a graph flags the transformer blocks alone
+        (not their children: dropout stays off) as training, the condition under which transformers
+        recomputes a block in the backward pass; sampling never sees the flag, so it keeps its KV cache."""
+        flag = bool(self.checkpointed) and torch.is_grad_enabled()
+        for layer in self.checkpointed if flag else ():
+            layer.training = True
+        try:
+            yield
+        finally:
+            for layer in self.checkpointed if flag else ():
+                layer.training = False
+
     # ----------------------------------------------------------------------------- scoring
     def _forward(self, obs: Observation, tokens: Tensor, mask: Tensor, trim: bool) -> tuple[Categorical, Tensor]:
         """Token distributions (N, L, V) at temperature T and values V before each decision (N, L).
@@ -281,6 +337,11 @@ class LMActorCritic(nn.Module):
         With ``trim`` the forward sees only the columns this batch uses; the cut completion columns
         (after every row's EOS) come back as zeros, outside the mask.
         """
+        with self.autocast(), self.recomputed_blocks():
+            return self._scores(obs, tokens, mask, trim)
+
+    def _scores(self, obs: Observation, tokens: Tensor, mask: Tensor, trim: bool
+                                               ) -> tuple[Categorical, Tensor]:
         prompt_ids, prompt_mask = obs["input_ids"], obs["attention_mask"]
         if self.trim_padding == "pack":
             return self._packed_forward(prompt_ids, prompt_mask, tokens, mask)
@@ -350,6 +411,10 @@ class LMActorCritic(nn.Module):
         The only host sync is the early exit: every ``exit_check_every`` tokens, stop once all rows
         have emitted EOS (the rest of the completion stays pad).
         """
+        with self.autocast():
+            return self._sample(obs, deterministic)
+
+    def _sample(self, obs: Observation, deterministic: bool) -> Completion:
         prompt_ids, prompt_mask = obs["input_ids"], obs["attention_mask"]  # (N, P)
         n, p = prompt_ids.shape
         length = self.max_new_tokens
@@ -392,7 +457,8 @@ class LMActorCritic(nn.Module):
 
     # ----------------------------------------------------------------------------- parameters
     def actor_parameters(self) -> list[nn.Parameter]:
-        return list(self.model.parameters())
+        """The policy's trainable parameters: all of them, or a LoRA policy's adapters."""
+        return [p for p in self.model.parameters() if p.requires_grad]
 
     def critic_parameters(self) -> list[nn.Parameter]:
         """critic="head": the value head alone (PPO's joint loss still trains the shared trunk through

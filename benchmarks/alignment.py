@@ -106,7 +106,7 @@ def plot_curves(curves: dict[str, list[list[tuple[float, float, float]]]], path:
 VARIANTS = {
     "ppo": [],
     "ppo_ptx": ["objective.ptx_coef={ptx}"],
-    "ppo_gold_reward": ["env.reward_source=gold"],  # oracle: the gold labeler as the reward
+    "ppo_gold_reward": ["env.reward=gold"],  # oracle: the gold labeler as the reward
 }
 
 

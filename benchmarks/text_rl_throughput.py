@@ -59,7 +59,16 @@ VARIANTS = {
     "ours_separate_minibatch": ("ours", "separate+minibatch"),
     "ours_head_minibatch": ("ours", "head+minibatch"),
     "trl_setpad": ("trl", "set"),
+    # other rewards and policies (the default pack): a transformers classifier with a vocabulary of its own
+    # (completions decoded and re-tokenised for it), a Python reward function, a LoRA policy (rank 8)
+    "ours_head_hf_other_vocab": ("ours", "head+pack+hf_other_vocab"),
+    "ours_head_function": ("ours", "head+pack+function"),
+    "ours_head_lora": ("ours", "head+pack+lora"),
+    "ours_head_function_only": ("ours", "head+pack+function_only"),
 }
+OTHER_VOCAB_RM = "bench_rm_other_vocab"
+"""A one-label Llama classifier of our reward model's size with its own 3,000-token tokenizer, built
+(random weights: only its cost matters here) under the artifacts root."""
 
 
 class PhaseClock:
@@ -107,7 +116,14 @@ def worker_ours(option: str, prompts: int, iterations: int, threads: int, seed: 
     from envs import text_bandit
     from ppo_core.api import build_trainer, make_config
 
-    critic, _, trim = option.partition("+")
+    critic, trim, extra = (option.split("+") + ["", ""])[:3]
+    from ppo_core.align.rl_config import TextEnvConfig
+
+    artifacts_root = TextEnvConfig().artifacts
+    extras = {"": [], "lora": ["agent.lora_r=8", "agent.lora_alpha=16"],
+              "hf_other_vocab": [f"env.reward=[rm,{Path(artifacts_root) / OTHER_VOCAB_RM}]"],
+              "function": ["env.reward=[rm,reward_functions:format_reward]"],
+              "function_only": ["env.reward=reward_functions:format_reward"]}[extra]
 
     overrides = ["env=text_bandit", "agent=lm", "algo=ppo", f"env.num_envs={prompts}",
                  f"env.max_new_tokens={MAX_NEW_TOKENS}", "env.temperature=1.0", f"objective.kl_coef={BETA}",
@@ -116,7 +132,7 @@ def worker_ours(option: str, prompts: int, iterations: int, threads: int, seed: 
                  "algo.clip_value_loss=true", f"algo.vf_coef={VF_COEF}", "algo.ent_coef=0.0",
                  f"algo.gamma={GAMMA}", f"algo.gae_lambda={LAM}", "algo.max_grad_norm=0",
                  f"agent.critic={critic}", *(["agent.value_init_path=rm"] if critic == "separate" else []),
-                 f"agent.trim_padding={trim or 'pack'}",
+                 f"agent.trim_padding={trim or 'pack'}", *extras,
                  "eval_episodes=0", "eval_every=0", "checkpoint_every=0", "device=cpu", f"seed={seed}",
                  f"torch_threads={threads}", f"total_timesteps={prompts * (iterations + WARMUP + 1)}"]
     config = make_config(*overrides, "progress=false")
@@ -128,7 +144,8 @@ def worker_ours(option: str, prompts: int, iterations: int, threads: int, seed: 
         policy.sample = clock.wrap("generate", policy.sample)
         for name in ("sequence_distributions", "packed_sequence_distributions"):  # the env's π_SFT pass, either way
             setattr(text_bandit, name, clock.wrap("reference", getattr(text_bandit, name)))
-        reward.reward_model = clock.wrap("reward_model", reward.reward_model)
+        for name, (source, weight) in reward.rewards.sources.items():
+            reward.rewards.sources[name] = (clock.wrap("reward_model", source), weight)
         env.step = clock.wrap("env_step", env.step)
         trainer.compute_batch = clock.wrap("gae", trainer.compute_batch)
         algorithm.update = clock.wrap("update", algorithm.update)
@@ -162,7 +179,37 @@ def worker_ours(option: str, prompts: int, iterations: int, threads: int, seed: 
         phase["rollout_policy_value"] = phase.get("rollout_policy_value", 0)
         phase["rollout"] -= phase["generate"] + phase["rollout_policy_value"]
         phase["update_forward_loss"] = phase.pop("update") - phase["update_backward_step"]
-    return {**result, "threads": threads_seen, "prompt_width": int(env.prompts.input_ids.shape[1])}
+    return {**result, "threads": threads_seen, "prompt_width": int(env.prompts.input_ids.shape[1]),
+            "peak_rss_mb": peak_rss_mb()}
+
+
+def peak_rss_mb() -> float:
+    """This process's peak resident memory (Linux reports KiB)."""
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def build_other_vocab_rm(root: Path) -> Path:
+    """``OTHER_VOCAB_RM``: a Llama classifier (4 layers, width 160, like our GPT-2 RM) with a tokenizer
+    trained on the SFT demonstrations at 3,000 tokens (ours has 2,048), saved as TRL saves one."""
+    import torch
+    from transformers import AutoModelForSequenceClassification, LlamaConfig
+
+    from ppo_core.align.tokenizer import train_tokenizer
+
+    path = root / OTHER_VOCAB_RM
+    if (path / "config.json").is_file():
+        return path
+    rows = [json.loads(line) for line in (root / "sft" / "data" / "demonstrations_train.jsonl").read_text().splitlines()]
+    tokenizer = train_tokenizer([r["prompt"] + r["completion"] for r in rows], 3000)
+    torch.manual_seed(0)
+    config = LlamaConfig(hidden_size=160, intermediate_size=640, num_hidden_layers=4, num_attention_heads=4,
+                         num_key_value_heads=4, vocab_size=len(tokenizer), max_position_embeddings=256,
+                         pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.eos_token_id, num_labels=1)
+    AutoModelForSequenceClassification.from_config(config).save_pretrained(path)
+    tokenizer.save_pretrained(path)
+    return path
 
 
 class ScoreModel:
@@ -267,7 +314,8 @@ def worker_trl(padding: str, prompts: int, iterations: int, threads: int, seed: 
     result = steady_state(marks, phases, tokens, prompts, iterations)
     for phase in result["phases"]:
         phase["update_backward_step"] = phase.pop("update_backward", 0) + phase.pop("update_step", 0)
-    return {**result, "threads": threads_seen, "optimizer": optimizer, "response_columns": columns}
+    return {**result, "threads": threads_seen, "optimizer": optimizer, "response_columns": columns,
+            "peak_rss_mb": peak_rss_mb()}
 
 
 # --------------------------------------------------------------------------------------- driver
@@ -304,7 +352,8 @@ def summarise(variant: str, runs: list[dict]) -> dict:
             "tokens_per_s": statistics.median(tokens) / iteration, "mean_completion_tokens": sum(tokens) / len(tokens) / prompts,
             "prompts_per_s_by_repeat": per_repeat, "prompts_per_cpu_s_by_repeat": per_repeat_cpu,
             "cpu_iteration_s": statistics.median(s for run in runs for s in run["cpu_seconds"]), "phases": phases, "threads": runs[0]["threads"],
-            "iterations": len(seconds), **({"optimizer": runs[0]["optimizer"]} if "optimizer" in runs[0] else {})}
+            "iterations": len(seconds), "peak_rss_mb": statistics.median(run["peak_rss_mb"] for run in runs),
+            **({"optimizer": runs[0]["optimizer"]} if "optimizer" in runs[0] else {})}
 
 
 def tables(rows: dict[str, dict], reference: str) -> list[str]:
@@ -315,13 +364,14 @@ def tables(rows: dict[str, dict], reference: str) -> list[str]:
         return f"**{statistics.median(ratios):.2f}x** ({min(ratios):.2f}-{max(ratios):.2f})"
 
     lines = [f"| variant | wall s / iteration | prompts/s | generated tokens/s | tokens / completion | prompts/s per "
-             f"repeat | ratio vs {reference}: wall (range) | CPU s / iteration | ratio vs {reference}: CPU time (range) |",
-             "|---|---|---|---|---|---|---|---|---|"]
+             f"repeat | ratio vs {reference}: wall (range) | CPU s / iteration | ratio vs {reference}: CPU time (range) "
+             "| peak RSS MiB |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
     for name, r in rows.items():
         lines.append(f"| {name} | {r['iteration_s']:.3f} | {r['prompts_per_s']:.1f} | {r['tokens_per_s']:.0f} | "
                      f"{r['mean_completion_tokens']:.1f} | {', '.join(f'{x:.1f}' for x in r['prompts_per_s_by_repeat'])} | "
                      f"{ratio(r, 'prompts_per_s_by_repeat')} | {r['cpu_iteration_s']:.3f} | "
-                     f"{ratio(r, 'prompts_per_cpu_s_by_repeat')} |")
+                     f"{ratio(r, 'prompts_per_cpu_s_by_repeat')} | {r['peak_rss_mb']:.0f} |")
     lines += ["", "Median seconds per iteration in each phase (exclusive; `rollout` is what is left of the "
               "rollout, `env_other` of our env step):", "",
               "| phase | " + " | ".join(rows) + " |", "|---|" + "---|" * len(rows)]
@@ -367,6 +417,10 @@ def main() -> None:
     parser.add_argument("--no-record", action="store_true", help="print only; leave benchmarks/RESULTS.md alone")
     args = parser.parse_args()
     started, load_start = time.time(), load()
+    if any(VARIANTS[v][1].endswith("hf_other_vocab") for v in args.variants):
+        from ppo_core.align.rl_config import TextEnvConfig
+
+        build_other_vocab_rm(ROOT / TextEnvConfig().artifacts)
     runs: dict[str, list[dict]] = {v: [] for v in args.variants}
     loads = []
     for repeat in range(args.repeats):

@@ -5,7 +5,8 @@ The reward of completion y to prompt x is
 
     r(x, y) = RM(x, y) − penalties − β · Σ_l KL_l,
 
-KL_l the per-token KL to the frozen SFT policy at the completion's valid tokens. With the defaults
+RM(x, y) the weighted sum of the configured reward sources (``envs/text_rewards.py``: reward models
+over the policy's tokens or their own, Python functions, the gold labeler), KL_l the per-token KL to the frozen SFT policy at the completion's valid tokens. With the defaults
 (estimator k1, direction reverse) KL_l = log π(y_l | x, y_<l) − log π_SFT(y_l | x, y_<l) and this is
 InstructGPT's eq. 2 without the pretraining term. Both log-probs are at the sampling temperature T,
 so at T = 1 this is exactly InstructGPT's penalty. With ``kl_placement="loss"`` the reward is the RM
@@ -15,8 +16,8 @@ of the loss (``ppo_core.align.objective_terms.ReferenceKLLoss``).
 Penalties (subtracted from the RM score; TRL's ``missing_eos_penalty`` is the first):
 - ``no_eos_penalty``: the completion has no EOS within ``max_new_tokens`` (cut off, not finished).
 - ``empty_penalty``: the completion is EOS alone.
-- ``nonfinite_penalty``: the RM returned NaN or ±inf; the score is replaced by −nonfinite_penalty
-  and counted in ``info["nonfinite"]``, so a bad score never stops training.
+- ``nonfinite_penalty``: the score is NaN or ±inf (a reward model's or a function's); it is replaced
+  by −nonfinite_penalty and counted in ``info["nonfinite"]``, so a bad score never stops training.
 
 Prompts longer than the context minus ``max_new_tokens`` are an error naming the prompt and both
 lengths (``prompt_overflow="error"``, the default), or are cut from the left with one logged warning
@@ -26,7 +27,7 @@ lengths (``prompt_overflow="error"``, the default), or are cut from the left wit
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any, NamedTuple
 
 import gymnasium as gym
@@ -37,23 +38,23 @@ from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from agents.distributions import Categorical
 from agents.lm import (
+    adapter_layers,
+    adapters_disabled,
     packed_logits_error,
     packed_sequence_distributions,
     pad_completion_columns,
     sequence_distributions,
-    trim_padding,
 )
 from agents.packing import PACKING_TOLERANCE
 from envs.base import EpisodeStats, StepResult
 from envs.text_encoding import encode_prompt, pad_sequences
+from envs.text_rewards import Completions, GoldFn, GoldReward, RewardFn, RewardSet
 from ppo_core.errors import ConfigError
 from ppo_core.kl import ESTIMATORS, check_kl_treatment, kl_estimate, token_kl
 from ppo_core.kl_control import AdaptiveKLController, FixedKLController
 
 log = logging.getLogger(__name__)
 
-RewardFn = Callable[[Tensor, Tensor], Tensor]  # (input_ids (N, T), attention_mask (N, T)) -> scores (N,)
-GoldFn = Callable[[int, str], float]  # (prompt index, completion text) -> gold score
 OVERFLOW = ("error", "truncate")
 
 
@@ -96,7 +97,7 @@ def tokenize_prompts(
 
 class RewardParts(NamedTuple):
     reward: Tensor  # (N,) what the agent is trained on
-    scores: Tensor  # (N,) RM(x, y), non-finite ones replaced
+    scores: Tensor  # (N,) RM(x, y), the sources' weighted sum, non-finite ones replaced
     penalty: Tensor  # (N,) subtracted from the score
     kl: Tensor  # (N,) Σ_l per_token_kl: the KL the penalty is made of
     per_token_kl: Tensor  # (N, L) the configured per-token KL on valid tokens, 0 elsewhere
@@ -105,6 +106,7 @@ class RewardParts(NamedTuple):
     no_eos: Tensor  # (N,) bool
     empty: Tensor  # (N,) bool
     kl_estimates: dict[str, Tensor]  # name -> (N,) every estimator summed over the completion, for the logs
+    source_scores: dict[str, Tensor]  # name -> (N,) each reward source's own score, non-finite ones replaced
 
 
 def instructgpt_reward(scores: Tensor, penalty: Tensor, per_token_kl: Tensor, kl_coef: float) -> Tensor:
@@ -116,8 +118,9 @@ def instructgpt_reward(scores: Tensor, penalty: Tensor, per_token_kl: Tensor, kl
 class TextReward(nn.Module):
     """RM score minus penalties minus β times the KL to the frozen reference, for a batch of completions.
 
-    Holds the reference policy π_SFT (frozen, eval mode, never trained) and the reward model, and
-    scores a batch with one forward of each on packed sequences (``agents/packing.py``, no padding),
+    Holds the reference policy π_SFT (frozen, eval mode, never trained) and the reward sources
+    (a ``RewardSet``, or one reward model over the policy's token ids), and scores a batch with one
+    forward of each model on packed sequences (``agents/packing.py``, no padding),
     or, for a model that cannot be packed, cut to the columns the batch uses (``agents.lm.trim_padding``).
     The KL treatment (``ppo_core.kl``): ``estimator`` k1 (InstructGPT), k2, k3 or exact; ``direction``
     reverse, KL(π‖π_SFT), or forward, KL(π_SFT‖π); ``placement`` reward (subtract β·Σ_l KL_l here) or
@@ -131,7 +134,7 @@ class TextReward(nn.Module):
     def __init__(
         self,
         reference: PreTrainedModel,
-        reward_model: RewardFn,
+        rewards: RewardSet | RewardFn,
         eos_token_id: int,
         temperature: float = 1.0,
         kl_coef: float = 0.05,
@@ -148,9 +151,8 @@ class TextReward(nn.Module):
         check_kl_treatment(estimator, direction, placement)
         self.reference = reference.eval().requires_grad_(False)
         self.packed_reference = packed_logits_error(self.reference, eos_token_id) <= PACKING_TOLERANCE
-        if isinstance(reward_model, nn.Module):
-            reward_model.eval().requires_grad_(False)
-        self.reward_model = reward_model
+        self.rewards = rewards if isinstance(rewards, RewardSet) else RewardSet.of_model(rewards)
+        self.reference_adapters: list[nn.Module] | None = None  # LoRA layers a policy put in the reference, if any
         self.eos_token_id = int(eos_token_id)
         self.temperature = float(temperature)
         self.estimator, self.direction, self.placement = estimator, direction, placement
@@ -163,35 +165,29 @@ class TextReward(nn.Module):
     def kl_coef(self) -> float:
         return self.controller.coef
 
+    def _reference_log_probs(self, batch: Completions) -> Tensor:
+        """π_SFT's log-probs (N, L, V) before each completion token, at temperature T."""
+        if self.packed_reference:
+            return packed_sequence_distributions(self.reference, batch.prompt_ids, batch.prompt_mask, batch.tokens,
+                                                 batch.mask, self.temperature, self.eos_token_id).log_probs
+        distributions = sequence_distributions(self.reference, *batch.trimmed, self.temperature)
+        return pad_completion_columns(distributions.log_probs, batch.tokens.shape[1])
+
     def train(self, mode: bool = True) -> "TextReward":
         return super().train(False)
 
     @torch.no_grad()
     def forward(
-        self,
-        prompt_ids: Tensor,
-        prompt_mask: Tensor,
-        tokens: Tensor,
-        mask: Tensor,
-        log_prob: Tensor,
-        log_probs: Tensor | None = None,
-        scores: Tensor | None = None,
+        self, batch: Completions, log_prob: Tensor, log_probs: Tensor | None = None, scores: Tensor | None = None,
     ) -> tuple[RewardParts, Tensor]:
-        """Score completions ``tokens`` (N, L) with ``mask`` (N, L) and the policy's ``log_prob`` (N, L)
-        (and full ``log_probs`` (N, L, V), needed by the exact KL) of prompts ``prompt_ids`` /
-        ``prompt_mask`` (N, P). Returns the parts and π_SFT's full log-probs (N, L, V). Given
-        ``scores`` (N,) (e.g. the gold labeler's), they replace the reward model's. A completion is the
-        tokens before the first False of its ``mask`` (the policy's masks are such prefixes already)."""
-        mask = mask.bool().cumprod(-1).bool()  # (N, L): nothing after a hole counts
-        length = tokens.shape[1]
-        kept = trim_padding(prompt_ids, prompt_mask, tokens, mask)  # only the columns some row uses
-        if self.packed_reference:
-            ref_log_probs = packed_sequence_distributions(self.reference, prompt_ids, prompt_mask, tokens, mask,
-                                                          self.temperature, self.eos_token_id).log_probs  # (N, L, V)
-        else:
-            ref_log_probs = pad_completion_columns(
-                sequence_distributions(self.reference, *kept, self.temperature).log_probs, length)  # (N, L, V)
-        reference = Categorical(ref_log_probs)
+        """Score the completions of ``batch`` given the policy's ``log_prob`` (N, L) (and full ``log_probs``
+        (N, L, V), needed by the exact KL). Returns the parts and π_SFT's full log-probs (N, L, V).
+        Given ``scores`` (N,), they replace the reward sources'."""
+        tokens, mask = batch.tokens, batch.mask
+        if self.reference_adapters is None:  # read at the first step, once the policy is built
+            self.reference_adapters = adapter_layers(self.reference)
+        with adapters_disabled(self.reference_adapters):
+            reference = Categorical(self._reference_log_probs(batch))  # (N, L, V)
         ref_log_prob = torch.where(mask, reference.log_prob(tokens), 0.0)  # (N, L)
         if log_probs is None and (self.estimator == "exact" or self.direction == "forward"):
             raise ValueError(f"objective.kl_estimator={self.estimator} with objective.kl_direction={self.direction} needs the "
@@ -200,19 +196,19 @@ class TextReward(nn.Module):
         per_token = {name: kl_estimate(log_prob, ref_log_prob, name) for name in ESTIMATORS}  # (N, L) each
         if log_probs is not None:  # over the vocabulary at valid tokens only: (n_valid, V), not (N, L, V)
             sampled = log_prob[mask], ref_log_prob[mask]  # (n_valid,)
-            distributions = log_probs[mask], ref_log_probs[mask]  # (n_valid, V)
+            distributions = log_probs[mask], reference.log_probs[mask]  # (n_valid, V)
             for name, direction in (("exact", "reverse"), ("exact_forward", "forward")):
                 per_token[name] = ref_log_prob.new_zeros(ref_log_prob.shape).masked_scatter(
                     mask, token_kl(*sampled, "exact", direction, *distributions))
         per_token = {name: torch.where(mask, kl, 0.0) for name, kl in per_token.items()}
         chosen = per_token[self.estimator if self.direction == "reverse" else "exact_forward"]  # (N, L)
+        named = {}
         if scores is None:
-            kept_prompt_ids, kept_prompt_mask, kept_tokens, kept_mask = kept
-            scores = self.reward_model(torch.cat([kept_prompt_ids, kept_tokens], 1),
-                                       torch.cat([kept_prompt_mask.long(), kept_mask.long()], 1))
+            scores, named = self.rewards(batch)
         raw = scores.float()
         nonfinite = ~torch.isfinite(raw)
         scores = torch.where(nonfinite, -self.nonfinite_penalty, raw)
+        named = {name: torch.where(torch.isfinite(value), value, -self.nonfinite_penalty) for name, value in named.items()}
         is_eos = (tokens == self.eos_token_id) & mask
         no_eos = ~is_eos.any(-1)
         empty = is_eos[:, 0]
@@ -222,7 +218,8 @@ class TextReward(nn.Module):
         else:  # the KL goes to the loss (ReferenceKLLoss) through extras
             reward = scores - penalty
         estimates = {f"kl_{name}": value.sum(-1) for name, value in per_token.items()}
-        parts = RewardParts(reward, scores, penalty, chosen.sum(-1), chosen, ref_log_prob, nonfinite, no_eos, empty, estimates)
+        parts = RewardParts(reward, scores, penalty, chosen.sum(-1), chosen, ref_log_prob, nonfinite, no_eos, empty,
+                            estimates, named)
         return parts, reference.log_probs
 
 
@@ -244,23 +241,15 @@ def completion_space(max_new_tokens: int, vocab_size: int) -> gym.spaces.Dict:
     })
 
 
-def gold_scores(gold: GoldFn, tokenizer: PreTrainedTokenizerBase, index: Tensor, tokens: Tensor, mask: Tensor) -> Tensor:
-    """Gold scores (N,) of decoded completions: a host round trip, taken only when a gold scorer is set."""
-    rows = [row[keep] for row, keep in zip(tokens.cpu(), mask.cpu())]
-    texts = tokenizer.batch_decode(rows, skip_special_tokens=True)
-    values = [gold(int(i), text) for i, text in zip(index.tolist(), texts)]
-    return torch.tensor(values, dtype=torch.float32, device=tokens.device)
-
-
 class TextBanditVecEnv:
     """N prompts per step, torch-native (``envs.base.VecEnv``): every step ends N episodes.
 
     Prompts are drawn without replacement from a shuffled order that is renewed once used up (in order
     when ``shuffle`` is false, which evaluation uses), with the env's own ``torch.Generator``.
     ``step`` takes ``{"tokens", "mask", "log_prob"}`` (N, L) and returns the reward (N,), the reward's
-    parts in ``info`` and ``extras["ref_log_prob"]`` (N, L) for the buffer. With ``gold_reward`` the
-    gold labeler's score replaces the reward model's: an oracle run that shows what the RL step can do
-    when the reward is right, apart from the reward model's errors.
+    parts in ``info`` and ``extras["ref_log_prob"]`` (N, L) for the buffer. With ``gold`` (the embedded
+    world's labeler) every completion is also gold-scored for the logs; as a reward source it is part
+    of ``reward.rewards`` instead.
     """
 
     def __init__(
@@ -274,17 +263,14 @@ class TextBanditVecEnv:
         shuffle: bool = True,
         gold: GoldFn | None = None,
         adapt_kl_coef: bool = True,
-        gold_reward: bool = False,
     ):
         self.prompts = PromptSet(prompts.texts, prompts.input_ids.to(device), prompts.attention_mask.to(device))
         self.reward = reward
         self.tokenizer = tokenizer
         self.num_envs, self.max_new_tokens = int(num_envs), int(max_new_tokens)
-        self.device, self.shuffle, self.gold = device, shuffle, gold
+        self.device, self.shuffle = device, shuffle
+        self.gold = None if gold is None else GoldReward(gold)
         self.adapt_kl_coef = adapt_kl_coef and isinstance(reward.controller, AdaptiveKLController)
-        if gold_reward and gold is None:
-            raise ConfigError("a gold reward needs prompts with a gold labeler (the embedded world's splits)")
-        self.gold_reward = gold_reward
         self.single_observation_space = prompt_space(prompts, len(tokenizer))
         self.single_action_space = completion_space(max_new_tokens, len(tokenizer))
         self.generator = torch.Generator()  # on the CPU: its state is saved with checkpoints
@@ -329,15 +315,17 @@ class TextBanditVecEnv:
     # ----------------------------------------------------------------------------- step
     def step(self, action: dict[str, Tensor]) -> StepResult:
         obs = self._observe()
-        tokens, mask = action["tokens"], action["mask"].bool()
-        gold = None if self.gold is None else gold_scores(self.gold, self.tokenizer, obs["prompt_index"], tokens, mask)
-        parts, ref_log_probs = self.reward(obs["input_ids"], obs["attention_mask"], tokens, mask, action["log_prob"],
-                                           action.get("log_probs"), gold if self.gold_reward else None)
+        tokens, mask = action["tokens"], action["mask"]
+        batch = Completions(obs["input_ids"], obs["attention_mask"], tokens, mask, obs["prompt_index"],
+                            self.prompts.texts, self.tokenizer)
+        gold = None if self.gold is None else self.gold(batch)
+        parts, ref_log_probs = self.reward(batch, action["log_prob"], action.get("log_probs"))
         info: dict[str, Any] = parts._asdict()
         kl_coef = self.reward.kl_coef  # the β this step's rewards were penalised with
         metrics = {"rlhf_reward": parts.reward, "scores": parts.scores, "kl": parts.kl, **parts.kl_estimates,
                    "nonfinite": parts.nonfinite, "no_eos": parts.no_eos, "empty": parts.empty,
-                   "completion_length": mask.sum(-1)}
+                   "completion_length": batch.mask.sum(-1),
+                   **{f"reward/{name}": value for name, value in parts.source_scores.items()}}
         if gold is not None:
             metrics["gold"] = info["gold"] = gold
         self._record(metrics)
@@ -453,6 +441,7 @@ class TextBanditEnv(gym.Env):
                    for key, value in action.items() if key in dtypes}
         result = self.vec.step(batched)
         info = {key: value[0].cpu().numpy() for key, value in result.info.items()
-                if key not in ("reward", "kl_estimates")}
+                if key not in ("reward", "kl_estimates", "source_scores")}
         info.update({key: float(value[0]) for key, value in result.info["kl_estimates"].items()})
+        info.update({f"reward/{key}": float(value[0]) for key, value in result.info["source_scores"].items()})
         return self._observe(), float(result.reward[0]), True, False, info

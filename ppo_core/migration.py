@@ -17,9 +17,13 @@ RENAMED_KEYS = {
     "algo.kl_target": "algo.penalty_kl_target",
     "algo.kl_beta_init": "algo.penalty_coef_init",
     "algo.objective": "algo.surrogate",
+    "env.reward_source": "env.reward",
 }
-"""Keys of ppo-core 0.1 and their names since 0.2: one name for the KL coefficient to the reference
-policy, one unmistakable name for each KL target, the objective's terms in the objective group."""
+"""Keys of ppo-core 0.1 and 0.2 and their names since: one name for the KL coefficient to the reference
+policy, one unmistakable name for each KL target, the objective's terms in the objective group (0.2);
+every reward source under ``env.reward`` (0.3)."""
+RENAMED_IN = {"env.reward_source": "0.3"}
+"""The version of renames after 0.2."""
 REMOVED_KEYS = {"algo.advantage_level": ("decision", "GAE always runs over every decision (0.1's advantage_level=decision)")}
 """Keys 0.2 dropped: the one value that still describes what runs, and what does."""
 OLD_VALUES = {"agent.trim_padding": {"rollout": "minibatch", "true": "minibatch", "false": "none"}}
@@ -35,7 +39,8 @@ def reject_old_keys(overrides: list[str]) -> None:
         prefix = target[: len(target) - len(key)]
         if key in RENAMED_KEYS:
             new = f"{prefix}{RENAMED_KEYS[key]}" + (f"={value}" if has_value else "")
-            raise ConfigError(f"{key} was renamed {RENAMED_KEYS[key]} in ppo-core 0.2; write {new}")
+            raise ConfigError(f"{key} was renamed {RENAMED_KEYS[key]} in ppo-core {RENAMED_IN.get(key, '0.2')}; "
+                              f"write {new}")
         if key in REMOVED_KEYS:
             raise ConfigError(f"{key} was removed in ppo-core 0.2: {REMOVED_KEYS[key][1]}")
         if value.lower() in OLD_VALUES.get(key, {}):

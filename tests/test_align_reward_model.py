@@ -5,7 +5,9 @@ import os
 
 import pytest
 import torch
-from transformers import GPT2Config, GPT2LMHeadModel, LlamaConfig, LlamaForCausalLM
+from safetensors.torch import save_file
+from transformers import (AutoModelForSequenceClassification, GPT2Config, GPT2LMHeadModel, LlamaConfig,
+                          LlamaForCausalLM)
 
 from agents.reward_model import CONFIG_FILE, RewardModel, last_token_index
 from ppo_core.align.data import pad_sequences
@@ -61,5 +63,62 @@ def test_save_and_load_round_trip(tmp_path):
 
 def test_load_rejects_a_plain_model_dir(tmp_path):
     tiny_lms()["gpt2"].save_pretrained(str(tmp_path))
-    with pytest.raises(FileNotFoundError, match="reward_head"):
+    with pytest.raises(ValueError, match="holds a GPT2LMHeadModel model, not a reward model"):
         RewardModel.from_pretrained(str(tmp_path))
+
+
+def test_load_rejects_a_classifier_with_two_labels(tmp_path):
+    config = tiny_lms()["gpt2"].config
+    config.num_labels = 2
+    AutoModelForSequenceClassification.from_config(config).save_pretrained(str(tmp_path))
+    with pytest.raises(ValueError, match="num_labels=2; a reward model has one"):
+        RewardModel.from_pretrained(str(tmp_path))
+
+
+@pytest.mark.parametrize("arch", ["gpt2", "llama"])
+def test_saved_reward_model_is_a_transformers_classifier_with_equal_scores(arch, tmp_path):
+    """What TRL and OpenRLHF load: plain transformers reads the directory, and its .logits on a
+    right-padded batch of mixed lengths are our rewards."""
+    rm = RewardModel.from_causal_lm(tiny_lms()[arch]).eval()
+    rm.offset = 0.7
+    rm.save_pretrained(str(tmp_path))
+    plain = AutoModelForSequenceClassification.from_pretrained(str(tmp_path)).eval()
+    assert type(plain).__name__.endswith("ForSequenceClassification") and plain.config.num_labels == 1
+    ids, mask = pad_sequences(SEQUENCES, PAD, "right")
+    left_ids, left_mask = pad_sequences(SEQUENCES, PAD, "left")
+    with torch.no_grad():
+        logits = plain(input_ids=ids, attention_mask=mask).logits.squeeze(-1)  # (B,)
+        torch.testing.assert_close(rm(ids, mask), logits, atol=1e-5, rtol=1e-5)
+        torch.testing.assert_close(rm(left_ids, left_mask), logits, atol=1e-5, rtol=1e-5)  # our read ignores the side
+        loaded = RewardModel.from_pretrained(str(tmp_path))
+        torch.testing.assert_close(loaded.score(ids, mask), logits + 0.7, atol=1e-5, rtol=1e-5)
+
+
+def test_a_classifier_without_our_config_loads_with_offset_zero(tmp_path):
+    config = tiny_lms()["llama"].config
+    config.num_labels = 1
+    torch.manual_seed(3)
+    AutoModelForSequenceClassification.from_config(config).save_pretrained(str(tmp_path))
+    plain = AutoModelForSequenceClassification.from_pretrained(str(tmp_path)).eval()
+    loaded = RewardModel.from_pretrained(str(tmp_path))
+    ids, mask = pad_sequences(SEQUENCES, PAD, "right")
+    with torch.no_grad():
+        torch.testing.assert_close(loaded.score(ids, mask), plain(input_ids=ids, attention_mask=mask).logits[:, 0],
+                                   atol=1e-5, rtol=1e-5)
+
+
+def test_the_earlier_layout_still_loads_with_the_same_scores(tmp_path):
+    """A trunk saved as a base model beside reward_head.safetensors (weight and bias): r = w·h + b + offset."""
+    lm = tiny_lms()["gpt2"].eval()
+    lm.base_model.save_pretrained(str(tmp_path))
+    torch.manual_seed(1)
+    weight, bias = torch.randn(1, 16), torch.tensor([0.3])
+    save_file({"weight": weight, "bias": bias}, os.path.join(tmp_path, "reward_head.safetensors"))
+    json.dump({"offset": -0.1}, open(os.path.join(tmp_path, CONFIG_FILE), "w"))
+    loaded = RewardModel.from_pretrained(str(tmp_path))
+    ids, mask = pad_sequences(SEQUENCES, PAD, "right")
+    with torch.no_grad():
+        hidden = lm.base_model(input_ids=ids, attention_mask=mask).last_hidden_state  # (B, T, H)
+        last = torch.tensor([len(s) - 1 for s in SEQUENCES])
+        expected = hidden[torch.arange(3), last] @ weight[0] + 0.3 - 0.1
+        torch.testing.assert_close(loaded.score(ids, mask), expected, atol=1e-5, rtol=1e-5)

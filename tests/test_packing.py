@@ -3,7 +3,7 @@ gives each sequence what a forward over that sequence alone, unpadded, gives."""
 
 import pytest
 import torch
-from transformers import BloomConfig, BloomModel, masking_utils
+from transformers import BloomConfig, BloomForSequenceClassification, BloomModel, masking_utils
 
 from agents.lm import LMActorCritic, packed_completion_hidden
 from agents.packing import first_fit_decreasing, pack, packing_error
@@ -96,7 +96,8 @@ def test_a_trunk_that_lets_packed_sequences_see_each_other_is_caught(monkeypatch
 
 
 def test_a_value_trunk_that_cannot_be_packed_is_refused():
-    bloom = RewardModel(BloomModel(BloomConfig(vocab_size=100, hidden_size=32, n_layer=2, n_head=2, pad_token_id=PAD)))
+    bloom = RewardModel(BloomForSequenceClassification(
+        BloomConfig(vocab_size=100, hidden_size=32, n_layer=2, n_head=2, pad_token_id=PAD, num_labels=1)))
     assert not bloom.packed  # its attention ignores packed position ids
     with pytest.raises(ValueError, match=r"trim_padding='pack': the value trunk's packed forward differs"):
         LMActorCritic(make_lm(0), PAD, EOS, max_new_tokens=4, critic="separate", value_init=bloom, trim_padding="pack")

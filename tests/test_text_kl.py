@@ -14,6 +14,7 @@ from ppo_core.config import PPOConfig
 from ppo_core.errors import ConfigError
 from ppo_core.kl import check_kl_treatment
 from envs.text_bandit import TextBanditVecEnv, tokenize_prompts
+from envs.text_rewards import GoldReward, RewardSet
 from tests.lm_fixtures import CONTEXT, EOS, PAD, make_lm
 from tests.test_text_bandit import BETA, L, TEXTS, artifacts, parts, text_config, vec_env  # noqa: F401  (fixture)
 
@@ -244,13 +245,12 @@ def test_gold_reward_replaces_the_reward_model():
     def unused_rm(ids, mask):
         raise AssertionError("the reward model must not be called when the gold labeler scores")
 
-    tokenizer, _, _, reward = parts(unused_rm, temperature=T)
-
     def gold(index, text):
         return 0.1 * index + 0.01 * len(text.split())
 
-    env = TextBanditVecEnv(tokenize_prompts(TEXTS, tokenizer, CONTEXT - L), reward, tokenizer, 4, L, gold=gold,
-                           gold_reward=True)
+    tokenizer, _, _, reward = parts(unused_rm, temperature=T)
+    reward.rewards = RewardSet({"gold": (GoldReward(gold), 1.0)})
+    env = TextBanditVecEnv(tokenize_prompts(TEXTS, tokenizer, CONTEXT - L), reward, tokenizer, 4, L, gold=gold)
     policy = LMActorCritic(make_lm(2), PAD, EOS, max_new_tokens=L, temperature=T)
     obs, step, result = rollout_step(env, policy)
     for i in range(env.num_envs):
@@ -258,5 +258,6 @@ def test_gold_reward_replaces_the_reward_model():
         text = tokenizer.decode(completion, skip_special_tokens=True)
         expected = gold(int(obs["prompt_index"][i]), text) - result.info["penalty"][i] - BETA * result.info["kl"][i]
         torch.testing.assert_close(result.reward[i], expected)
-    with pytest.raises(ConfigError, match="a gold reward needs prompts with a gold labeler"):
-        TextBanditVecEnv(tokenize_prompts(TEXTS, tokenizer, CONTEXT - L), reward, tokenizer, 4, L, gold_reward=True)
+        torch.testing.assert_close(result.info["source_scores"]["gold"][i], result.info["gold"][i])
+
+

@@ -17,12 +17,13 @@ import torch
 from safetensors import SafetensorError
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
-from agents.reward_model import CONFIG_FILE, RewardModel
+from agents.reward_model import RewardModel
 from envs.language_world import clean_completion
+from ppo_core.align import user_data
 from ppo_core.align.config import WorldConfig
 from ppo_core.align.data import pack_blocks
 from ppo_core.align.errors import AlignError
-from ppo_core.align.models import load_causal_lm, load_tokenizer
+from ppo_core.align.models import load_causal_lm
 from ppo_core.align.pretrain import split_documents
 from ppo_core.align.world import load_world
 from ppo_core.align.rl_config import TextEnvConfig
@@ -35,6 +36,7 @@ STAGE_SUMMARY = "stage_summary.json"
 class Prompts(NamedTuple):
     texts: list[str]
     gold: Callable[[int, str], float] | None  # (prompt index, completion text) -> gold total
+    columns: dict[str, list] = {}  # the prompt rows' other fields, one value per prompt, for reward functions
 
 
 def sft_dir(config: TextEnvConfig) -> str:
@@ -70,7 +72,8 @@ def frozen_reference(path: str, device: str) -> tuple[PreTrainedModel, PreTraine
 
 
 def load_reward_model(path: str, device: torch.device, key: str) -> RewardModel:
-    require_dir(path, key, "rm", CONFIG_FILE)
+    """A one-label sequence classifier (ours or any transformers one) or the earlier trunk + head layout."""
+    require_dir(path, key, "rm")
     try:
         return RewardModel.from_pretrained(path, device=device)
     except (OSError, ValueError, KeyError, SafetensorError) as error:  # json, safetensors and config damage
@@ -78,58 +81,20 @@ def load_reward_model(path: str, device: torch.device, key: str) -> RewardModel:
 
 
 @functools.lru_cache(maxsize=4)
-def frozen_reward_model(path: str, device: str) -> RewardModel:
-    return load_reward_model(path, torch.device(device), "env.rm_path").requires_grad_(False)
+def frozen_reward_model(path: str, device: str, key: str = "env.rm_path") -> RewardModel:
+    return load_reward_model(path, torch.device(device), key).requires_grad_(False)
 
 
-def check_same_vocabulary(tokenizer: PreTrainedTokenizerBase, path: str, key: str) -> None:
-    """Token ids mean the same thing to the policy, the reference and the reward model."""
-    if not any(os.path.isfile(os.path.join(path, name)) for name in ("tokenizer.json", "tokenizer_config.json")):
-        return
-    if load_tokenizer(path).get_vocab() != tokenizer.get_vocab():
-        raise ConfigError(f"{key}={path!r} has a different tokenizer from env.sft_path; the policy, the "
-                          "reference and the reward model must share one vocabulary")
-
-
-def read_jsonl(path: str, key: str) -> list[tuple[int, dict]]:
-    """(line number, object) of every non-blank line of a .jsonl file; a line that is not a JSON object
-    is a ConfigError naming the file, the line and what is wrong."""
-    if not os.path.isfile(path):
-        raise ConfigError(f"{key}={path!r} does not exist")
-    rows = []
-    with open(path, encoding="utf-8", errors="strict") as f:
-        try:
-            for number, line in enumerate(f, 1):
-                if not line.strip():
-                    continue
-                try:
-                    row = json.loads(line)
-                except json.JSONDecodeError as error:
-                    raise ConfigError(f"{key}={path!r}: line {number} is not JSON ({error.msg} at column {error.colno})"
-                                      ) from None
-                if not isinstance(row, dict):
-                    raise ConfigError(f"{key}={path!r}: line {number} is a JSON {type(row).__name__}, expected an "
-                                      "object such as {\"prompt\": \"...\"}")
-                rows.append((number, row))
-        except UnicodeDecodeError as error:
-            raise ConfigError(f"{key}={path!r} is not UTF-8 text ({error.reason} after line {len(rows)})") from None
-    return rows
-
-
-def load_prompts(config: TextEnvConfig, source: str, key: str) -> Prompts:
-    """A world split (with the gold labeler) or the "prompt" field of each line of a .jsonl file."""
+def load_prompts(config: TextEnvConfig, source: str, key: str, tokenizer: PreTrainedTokenizerBase) -> Prompts:
+    """A world split (with the gold labeler), or the prompts of a data file (``user_data.prompt_rows``:
+    a ``prompt`` or ``messages`` column, the other columns kept for reward functions)."""
     if source in WORLD_SPLITS:
         return world_prompts(config, source, key)
-    if source.endswith(".jsonl"):
-        rows = read_jsonl(source, key)
-        for line, row in rows:
-            if not isinstance(row.get("prompt"), str):
-                raise ConfigError(f"{key}={source!r}: line {line} has no string field \"prompt\" (keys: "
-                                  f"{', '.join(map(repr, row)) or 'none'})")
-        if not rows:
-            raise ConfigError(f"{key}={source!r} holds no prompts")
-        return Prompts([row["prompt"] for _, row in rows], None)
-    raise ConfigError(f"{key}={source!r} is neither a world split {WORLD_SPLITS} nor a .jsonl file")
+    if user_data.is_data_file(source):
+        texts, columns = user_data.prompt_rows(source, key, tokenizer)
+        return Prompts(texts, None, columns)
+    raise ConfigError(f"{key}={source!r} is neither a world split {WORLD_SPLITS} nor a data file "
+                      f"({', '.join(user_data.DATA_FORMATS)})")
 
 
 def sft_settings(config: TextEnvConfig, key: str, what: str, alternative: str) -> dict:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
+from typing import Any
 
 from ppo_core.validation import setting, validate
 
@@ -89,6 +90,14 @@ class SFTConfig:
     """Longer prompts are truncated from the left (logged)."""
     max_completion_tokens: int = setting(40, ge=1)
     """Longer demonstrations are truncated from the right and lose their EOS (logged)."""
+    data: str = ""
+    """Demonstrations: "" = the embedded world's; else a .jsonl, .json, .parquet or .csv file of
+    ``prompt``/``completion`` rows or chat ``messages`` rows (ppo_core/align/user_data.py)."""
+    val_fraction: float = setting(0.1, gt=0, lt=1)
+    """Share of the rows of ``data`` held out for the validation loss that picks the kept checkpoint."""
+    overflow: str = setting("truncate", choices=("truncate", "error"))
+    """A row of ``data`` longer than max_prompt_tokens / max_completion_tokens: truncate (counted and
+    logged) | error (naming the file, row and column)."""
 
 
 @dataclass
@@ -119,6 +128,15 @@ class RewardConfig:
     """Longer prompts are truncated from the left (logged)."""
     n_val_prompts: int = setting(300, ge=0)
     """Validation prompts ranked for accuracy; 0 uses the whole validation split."""
+    data: str = ""
+    """Comparisons: "" = K samples per world prompt from the SFT policy, ranked by the world's labeler;
+    else a .jsonl, .json, .parquet or .csv file of pairwise ``prompt``/``chosen``/``rejected`` rows or
+    K-wise ``prompt``/``completions``/``ranking`` rows (ppo_core/align/user_data.py)."""
+    val_fraction: float = setting(0.1, gt=0, lt=1)
+    """Share of the rows of ``data`` held out for the validation accuracy."""
+    overflow: str = setting("truncate", choices=("truncate", "error"))
+    """A row of ``data`` longer than the model's context: truncate (the prompt from the left to
+    max_prompt_tokens, the completion from the right; counted and logged) | error (naming the row)."""
 
 
 @dataclass
@@ -147,6 +165,10 @@ class RLStageConfig:
 
     algo: str = setting("ppo", choices=("ppo", "trpo", "reinforce"))
     """ppo | trpo | reinforce."""
+    prompts: str = ""
+    """Training prompts (``env.prompts``): "" = the embedded world's train split; else a data file."""
+    reward: Any = ""
+    """``env.reward``: "" = the reward model the rm stage wrote; else a source or a list of them."""
     overrides: list[str] = field(default_factory=list)
     """More training-app overrides, e.g. ["objective.ptx_coef=1.0", "total_timesteps=4096"]."""
 

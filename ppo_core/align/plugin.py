@@ -22,7 +22,8 @@ def make_env(config: TrainConfig, device: torch.device):
 
     env = config.env
     return make_text_env(env, config.objective, device, env.prompts, "env.prompts", env.num_envs, shuffle=True,
-                         gold=env.gold or env.reward_source == "gold", training=True)
+                         gold=env.gold or "gold" in ([env.reward] if isinstance(env.reward, str) else env.reward),
+                         training=True)
 
 
 def make_eval_env(config: TrainConfig, device: torch.device, episodes: int, video_dir: Path | None = None):

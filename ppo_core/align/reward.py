@@ -26,7 +26,7 @@ from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from agents.reward_model import RewardModel
 from ppo_core.align.config import RewardConfig
-from ppo_core.align.data import encode_prompt, pad_sequences
+from ppo_core.align.data import encode_completion, encode_prompt, pad_sequences
 from ppo_core.align.errors import AlignError
 from ppo_core.align.generation import generate_completions
 from ppo_core.align.models import context_length
@@ -47,7 +47,8 @@ class RankedPrompt:
 
     prompt_ids: list[int]
     completions: list[list[int]]
-    gold: list[float]
+    gold: list[float] | None
+    """Noiseless scores of the completions (the embedded world's); None for rankings from a file."""
     tiers: list[int] | None = None
     """Tier of each completion (0 = best), equal for completions the labeler marked as tied; None: no ties."""
     group: str = ""
@@ -123,6 +124,36 @@ def collect_rankings(
     return ranked
 
 
+def encode_rankings(rankings: Sequence, tokenizer: PreTrainedTokenizerBase, max_prompt_tokens: int, context: int,
+                    overflow: str, where: str) -> list[RankedPrompt]:
+    """Text rankings (``user_data.Ranking``: a prompt, completions best first) as token ids: the prompt
+    as the policy is prompted (``encode_prompt``, cut from the left to ``max_prompt_tokens``), each
+    completion followed by EOS as the policy ends one, cut from the right to fit ``context``.
+    ``overflow="error"`` refuses a row that needs a cut, naming it; "truncate" counts and logs the cuts."""
+    ranked, cut_prompts, cut_completions = [], 0, 0
+    max_prompt_tokens = min(max_prompt_tokens, context - 1)  # a completion needs one token at least
+    for number, ranking in enumerate(rankings, 1):
+        prompt_ids, cut = encode_prompt(tokenizer, ranking.prompt, max_prompt_tokens)
+        if cut and overflow == "error":
+            raise AlignError(f"{where}: row {number} column 'prompt' is longer than rm.max_prompt_tokens="
+                             f"{max_prompt_tokens}; shorten it, raise the limit, or set rm.overflow=truncate")
+        room = context - len(prompt_ids)
+        completions = []
+        for j, text in enumerate(ranking.completions):
+            ids, cut_c = encode_completion(tokenizer, text, room)
+            if cut_c and overflow == "error":
+                raise AlignError(f"{where}: row {number} completion {j} does not fit the model's context of {context} "
+                                 f"tokens after its {len(prompt_ids)}-token prompt; shorten it or set rm.overflow=truncate")
+            cut_completions += cut_c
+            completions.append(ids)
+        cut_prompts += cut
+        ranked.append(RankedPrompt(prompt_ids, completions, None))
+    if cut_prompts or cut_completions:
+        log.warning("%s: truncated %d prompts (left, to %d tokens) and %d completions (right, to the context of %d)",
+                    where, cut_prompts, max_prompt_tokens, cut_completions, context)
+    return ranked
+
+
 def ranked_length(ranked: RankedPrompt) -> int:
     """Tokens of a ranked prompt's longest sequence, the length its batch is padded to."""
     return len(ranked.prompt_ids) + max(len(c) for c in ranked.completions)
@@ -161,19 +192,20 @@ def batch_rewards(rm: RewardModel, batch: Sequence[RankedPrompt], pad_id: int) -
     return rewards.view(len(batch), -1), valid.to(device)
 
 
-def pair_agreement(rewards: Sequence[float], gold: Sequence[float], tol: float = 1e-9) -> dict[str, float]:
+def pair_agreement(rewards: Sequence[float], gold: Sequence[float] | None, tol: float = 1e-9) -> dict[str, float]:
     """Pair counts for one prompt whose completions are in the labeler's order (best first).
 
     `hits` / `pairs`: reward order agrees with the label (ties count half). On the `distinct` pairs,
     those with different gold scores, also: `distinct_hits` (reward vs label), `gold_hits` (reward vs
     the noiseless gold order) and `oracle_hits` (gold vs label, what a perfect reward model scores).
+    Without gold scores there are no distinct pairs.
     """
     counts = dict.fromkeys(("hits", "pairs", "distinct_hits", "distinct", "gold_hits", "oracle_hits"), 0.0)
     for i, j in itertools.combinations(range(len(rewards)), 2):
         hit = 1.0 if rewards[i] > rewards[j] else 0.5 if rewards[i] == rewards[j] else 0.0
         counts["hits"] += hit
         counts["pairs"] += 1
-        if abs(gold[i] - gold[j]) > tol:
+        if gold is not None and abs(gold[i] - gold[j]) > tol:
             counts["distinct_hits"] += hit
             counts["distinct"] += 1
             counts["gold_hits"] += hit if gold[i] > gold[j] else 1.0 - hit
@@ -253,7 +285,9 @@ def train_reward_model(
     optimizer, schedule = make_optimizer(rm, cfg.lr, cfg.weight_decay, total_steps, 0, cfg.min_lr_ratio)
     writer = tensorboard_writer(out_dir)
     rng = random.Random(seed)
-    log.info("reward model: %d train / %d val prompts, K=%d, %d steps", len(train), len(val), cfg.k, total_steps)
+    ks = sorted({len(r.completions) for r in train})
+    log.info("reward model: %d train / %d val prompts, K=%s, %d steps", len(train), len(val),
+             ks[0] if len(ks) == 1 else f"{ks[0]}..{ks[-1]}", total_steps)
     start, step, train_loss = time.time(), 0, math.nan
     rm.train()
     for _ in range(cfg.epochs):
@@ -274,11 +308,15 @@ def train_reward_model(
     for k, v in val_stats.items():
         writer.add_scalar(f"val/{k}", v, step)
     writer.close()
-    log.info(
-        "reward model: val accuracy %.3f on all pairs, %.3f on pairs of distinct gold score (oracle %.3f),"
-        " %.3f against gold; offset %.3f", val_stats["accuracy"], val_stats["distinct_accuracy"],
-        val_stats["oracle_accuracy"], val_stats["gold_accuracy"], rm.offset,
-    )
+    if val[0].gold is None:
+        log.info("reward model: val accuracy %.3f on %d held-out rankings; offset %.3f", val_stats["accuracy"],
+                 len(val), rm.offset)
+    else:
+        log.info(
+            "reward model: val accuracy %.3f on all pairs, %.3f on pairs of distinct gold score (oracle %.3f),"
+            " %.3f against gold; offset %.3f", val_stats["accuracy"], val_stats["distinct_accuracy"],
+            val_stats["oracle_accuracy"], val_stats["gold_accuracy"], rm.offset,
+        )
     rm.eval()
     rm.save_pretrained(out_dir, tokenizer, k=cfg.k, val=val_stats, reward_std=train_stats["std"], **(metadata or {}))
     return RewardResult(out_dir, step, train_loss, val_stats, rm.offset, train_stats["std"], time.time() - start)

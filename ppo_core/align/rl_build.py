@@ -4,15 +4,19 @@ the builders ``ppo_core.align.plugin`` registers for ``env=text_bandit``, ``agen
 
 from __future__ import annotations
 
+import logging
+import os
 
 import torch
 
 from agents.base import ActorCritic
-from agents.lm import LMActorCritic
+from agents.lm import LMActorCritic, adapter_layers
 from envs.text_bandit import TextBanditVecEnv, TextReward, tokenize_prompts
 from ppo_core.align import artifacts
 from ppo_core.align.models import context_length, load_tokenizer
+from ppo_core.align.lora import add_adapters
 from ppo_core.align.objective_terms import PretrainingLoss, ReferenceKLLoss
+from ppo_core.align.reward_sources import build_reward_set
 from ppo_core.align.rl_config import RLHFObjectiveConfig, TextEnvConfig
 from ppo_core.auxiliary import AuxiliaryLoss
 from ppo_core.build import PolicyNeeds
@@ -20,15 +24,17 @@ from ppo_core.config import TrainConfig
 from ppo_core.errors import ConfigError
 from ppo_core.kl import check_kl_treatment
 
+log = logging.getLogger(__name__)
+
 
 
 def make_text_env(
     config: TextEnvConfig, objective: RLHFObjectiveConfig, device: torch.device, source: str, key: str,
     num_envs: int, shuffle: bool, gold: bool, training: bool,
 ) -> TextBanditVecEnv:
-    """The text bandit over prompts ``source``, scored by the frozen π_SFT and reward model (shared
+    """The text bandit over prompts ``source``, scored by ``env.reward``'s sources (frozen models shared
     between the training and evaluation envs) and, with ``objective.kl_placement=reward``, penalised
-    by the objective's KL to π_SFT; only the training env adapts β."""
+    by the objective's KL to the frozen π_SFT; only the training env adapts β."""
     try:  # each setting's own range is the schema's (rl_config.py); this is their combination
         check_kl_treatment(objective.kl_estimator, objective.kl_direction, objective.kl_placement)
     except ValueError as error:
@@ -40,23 +46,20 @@ def make_text_env(
     if tokenizer.pad_token_id == tokenizer.eos_token_id:
         raise ConfigError(f"the tokenizer in {sft!r} pads with EOS (id {tokenizer.eos_token_id}); completions "
                           "are padded after their EOS, so pad_token_id must differ from eos_token_id")
-    rm = artifacts.rm_dir(config)
-    reward_model = artifacts.frozen_reward_model(rm, str(device))
-    artifacts.check_same_vocabulary(tokenizer, rm, "env.rm_path")
-    prompts = artifacts.load_prompts(config, source, key)
-    context = min(context_length(reference), context_length(reward_model.trunk))  # both read prompt + completion
+    prompts = artifacts.load_prompts(config, source, key, tokenizer)
+    rewards, reward_context = build_reward_set(config, prompts, tokenizer, device)
+    context = min(context_length(reference), reward_context or context_length(reference))  # both read prompt + completion
     room = context - config.max_new_tokens
     if room < 1:
         raise ConfigError(f"env.max_new_tokens={config.max_new_tokens} leaves no room for a prompt in the "
                           f"context of {context} tokens (the shorter of π_SFT's and the reward model's)")
-    reward = TextReward(reference, reward_model.score, tokenizer.eos_token_id, config.temperature, objective.kl_coef,
+    reward = TextReward(reference, rewards, tokenizer.eos_token_id, config.temperature, objective.kl_coef,
                         objective.kl_estimator, objective.kl_direction, objective.kl_placement,
                         objective.kl_coef_target, objective.kl_horizon, config.no_eos_penalty, config.empty_penalty,
                         config.nonfinite_penalty)
     return TextBanditVecEnv(tokenize_prompts(prompts.texts, tokenizer, room, config.prompt_overflow), reward,
                             tokenizer, num_envs, config.max_new_tokens, device, shuffle,
-                            prompts.gold if gold else None, adapt_kl_coef=training,
-                            gold_reward=training and config.reward_source == "gold")
+                            prompts.gold if gold else None, adapt_kl_coef=training)
 
 
 def make_auxiliary_losses(config: TrainConfig, policy: ActorCritic) -> list[AuxiliaryLoss]:
@@ -82,7 +85,11 @@ def make_lm_policy(config: TrainConfig, env: TextBanditVecEnv, device: torch.dev
     if not isinstance(env_config, TextEnvConfig):
         raise ConfigError(f"agent=lm generates text: it needs env=text_bandit, not env kind {env_config.kind!r}")
     path = agent.model_path or artifacts.sft_dir(env_config)
-    model, tokenizer = artifacts.load_lm(path, device, "agent.model_path")
+    peft_model = None
+    if agent.lora_r > 0:
+        model, tokenizer, peft_model = lora_policy_model(agent, env_config, env, device)
+    else:
+        model, tokenizer = artifacts.load_lm(path, device, "agent.model_path")
     if tokenizer.get_vocab() != env.tokenizer.get_vocab():
         raise ConfigError(f"agent.model_path={path!r} has a different tokenizer from env.sft_path")
     if agent.value_init_path and agent.critic != "separate":
@@ -107,9 +114,33 @@ def make_lm_policy(config: TrainConfig, env: TextBanditVecEnv, device: torch.dev
                 module.set_attn_implementation(attention)
             except (ValueError, ImportError) as error:
                 raise ConfigError(f"agent.attn_implementation={attention!r}: {str(error).splitlines()[0]}") from None
+    autocast = None
+    if agent.mixed_precision == "bf16":
+        if device.type == "cuda":
+            autocast = torch.bfloat16
+        else:
+            log.warning("agent.mixed_precision=bf16 is ignored on %s: bf16 autocast runs the policy on CUDA only", device)
     try:
         policy = LMActorCritic(model, tokenizer.pad_token_id, tokenizer.eos_token_id, env_config.max_new_tokens,
-                               env_config.temperature, agent.critic, value_init, agent.exit_check_every, agent.trim_padding)
+                               env_config.temperature, agent.critic, value_init, agent.exit_check_every, agent.trim_padding,
+                               autocast, agent.gradient_checkpointing)
     except ValueError as error:
         raise ConfigError(f"agent=lm: {error}") from None
+    if peft_model is not None:
+        object.__setattr__(policy, "peft_model", peft_model)  # outside the module tree: the same parameters
     return policy.to(device)
+
+
+def lora_policy_model(agent, env_config: TextEnvConfig, env: TextBanditVecEnv, device: torch.device):
+    """The env's own π_SFT with LoRA adapters: (model, tokenizer, its PeftModel). A reference that
+    carries an earlier run's adapters (a second LoRA run in one process) is loaded afresh first."""
+    sft = artifacts.sft_dir(env_config)
+    if agent.model_path and os.path.realpath(agent.model_path) != os.path.realpath(sft):
+        raise ConfigError(f"agent.lora_r={agent.lora_r} puts adapters on π_SFT, the KL reference; agent.model_path="
+                          f"{agent.model_path!r} must be empty or env.sft_path")
+    model = env.reward.reference
+    if adapter_layers(model):
+        artifacts.frozen_reference.cache_clear()
+        model, _ = artifacts.frozen_reference(sft, str(device))
+        env.reward.reference, env.reward.reference_adapters = model, None
+    return model, env.tokenizer, add_adapters(model, agent)

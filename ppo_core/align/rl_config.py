@@ -4,8 +4,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Optional
+from dataclasses import dataclass, field
+from typing import Any, Optional
 
 from ppo_core.config import AgentSchema, EnvSchema, ObjectiveSchema
 from ppo_core.kl import KL_DIRECTIONS, KL_ESTIMATORS, KL_PLACEMENTS
@@ -36,9 +36,22 @@ class TextEnvConfig(EnvSchema):
     """π_SFT dir: the frozen KL reference and, unless ``agent.model_path`` says otherwise, the policy's
     initial weights. "" = ``<artifacts>/sft``."""
     rm_path: str = ""
-    """Reward-model dir (agents/reward_model.py layout). "" = ``<artifacts>/rm``."""
+    """The reward model ``env.reward=rm`` names: a local one-label ``AutoModelForSequenceClassification``
+    dir (what the ``rm`` stage writes, TRL's and OpenRLHF's format) or the earlier trunk +
+    ``reward_head.safetensors`` layout. "" = ``<artifacts>/rm``."""
+    reward: Any = "rm"
+    """What scores a completion: one source or a list, summed with ``reward_weights``, each logged as
+    ``objective/reward/<name>``. A source is ``rm`` (the model at ``rm_path``), ``gold`` (the embedded
+    world's labeler: an oracle, world prompts only), a reward-model dir, or ``module:function``, a
+    Python function ``fn(prompts, completions, **columns) -> list[float]`` importable from the working
+    directory or PYTHONPATH, ``columns`` the prompt rows' extra fields. A reward model with another
+    tokenizer than the policy's reads the text re-tokenised its way."""
+    reward_weights: list[float] = field(default_factory=list)
+    """One weight per ``reward`` source; [] = all 1."""
     prompts: str = "train"
-    """Training prompts: an embedded-world split (train | validation | test) or a .jsonl of {"prompt": ...}."""
+    """Training prompts: an embedded-world split (train | validation | test), or a .jsonl, .json,
+    .parquet or .csv file with a ``prompt`` column (or chat ``messages`` ending before the answer);
+    the other columns go to reward functions."""
     eval_prompts: str = "validation"
     """Evaluation prompts, in order from the first; same forms as ``prompts``."""
     num_envs: int = setting(32, ge=1)
@@ -58,9 +71,6 @@ class TextEnvConfig(EnvSchema):
     gold: bool = False
     """Also score training completions with the gold labeler (a decode on the host every step);
     evaluation always does when the prompts come from the embedded world."""
-    reward_source: str = setting("rm", choices=("rm", "gold"))
-    """rm: the reward model scores completions | gold: the gold labeler does (an oracle upper bound,
-    embedded-world prompts only; implies ``gold``)."""
 
 
 @dataclass
@@ -83,6 +93,22 @@ class LMAgentConfig(AgentSchema):
     laid end to end, logits only where a token is predicted; the fastest, first PPO ratio 1 to ~1e-6;
     refused for a model whose packed forward is not its padded one) | minibatch (each forward cut to
     its own batch's columns; the fastest for a model packing refuses) | none (full width)."""
+    lora_r: int = setting(0, ge=0)
+    """LoRA rank (peft); 0 = fine-tune every weight. With LoRA the frozen reference π_SFT is the same
+    model with its adapters off (one copy in memory) and the value head sits on the adapted trunk."""
+    lora_alpha: float = setting(16.0, gt=0)
+    """LoRA scaling numerator: the update is (alpha / r) · B A."""
+    lora_dropout: float = setting(0.0, ge=0, lt=1)
+    """Dropout on the LoRA path (off in rollouts and updates alike: the policy runs in eval mode)."""
+    lora_target_modules: list[str] = field(default_factory=list)
+    """Module names the adapters go on; [] = peft's default for the architecture (GPT-2: c_attn; Llama: q_proj, v_proj)."""
+    lora_save: str = setting("merged", choices=("merged", "adapters"))
+    """What the RL stage saves as the policy: merged weights (a plain HF model) | the adapters alone (peft's format)."""
+    mixed_precision: str = setting("none", choices=("none", "bf16"))
+    """bf16: the policy's forwards under bf16 autocast on CUDA (log-probs still in float32); ignored,
+    with a warning, on the CPU."""
+    gradient_checkpointing: bool = False
+    """Recompute the policy's transformer blocks in the backward pass instead of keeping their activations."""
     attn_implementation: str = "auto"
     """auto (eager for algo=trpo, whose Fisher-vector product needs attention twice differentiable;
     else the model's own) | eager | sdpa | any transformers attention implementation."""

@@ -15,23 +15,26 @@ import os
 import random
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import Any, TypeVar
 
 import torch
 
 from agents.reward_model import RewardModel
 from ppo_core.align.config import AlignConfig
 from ppo_core.align.errors import AlignError
-from ppo_core.align.models import build_model, count_parameters, load_causal_lm
+from ppo_core.align.models import build_model, context_length, count_parameters, load_causal_lm
 from ppo_core.align.pretrain import pretrain
-from ppo_core.align.reward import check_k, collect_rankings, train_reward_model
+from ppo_core.align import user_data
+from ppo_core.align.reward import RankedPrompt, check_k, collect_rankings, encode_rankings, train_reward_model
 from ppo_core.align.sft import sft
 from ppo_core.align.tokenizer import train_tokenizer
 from ppo_core.align.training import tensorboard_writer
+from ppo_core.errors import ConfigError
 from ppo_core.runtime import resolve_device, seed_everything
 
 log = logging.getLogger(__name__)
 
+P = TypeVar("P")
 StageFn = Callable[[AlignConfig], dict[str, Any]]
 STAGES: dict[str, StageFn] = {}
 SUMMARY_FILE = "stage_summary.json"
@@ -102,25 +105,60 @@ def run_pretrain(cfg: AlignConfig) -> dict[str, Any]:
     return write_summary(out, "pretrain", cfg, summary)
 
 
+def holdout(rows: list[P], fraction: float, seed: int, key: str) -> tuple[list[P], list[P]]:
+    """A seeded split of ``rows`` into train and validation, at least one row in each."""
+    if len(rows) < 2:
+        raise AlignError(f"{key} holds {len(rows)} row(s); training and validation need at least 2")
+    order = list(range(len(rows)))
+    random.Random(f"{seed}-{key}-holdout").shuffle(order)
+    n_val = min(len(rows) - 1, max(1, round(fraction * len(rows))))
+    return [rows[i] for i in sorted(order[n_val:])], [rows[i] for i in sorted(order[:n_val])]
+
+
+def write_rows(path: str, rows: list[dict[str, Any]]) -> str:
+    """Rows as a .jsonl file: what the embedded world hands the stages, in the format users give."""
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with open(path, "w", encoding="utf-8") as f:
+        f.writelines(json.dumps(row, ensure_ascii=False) + "\n" for row in rows)
+    return path
+
+
 @register_stage("sft")
 def run_sft(cfg: AlignConfig) -> dict[str, Any]:
-    """Fine-tune the base model on the gold labeler's demonstrations of the train prompts."""
+    """Fine-tune the base model on demonstrations: the world labeler's of the train prompts, or the rows
+    of ``sft.data``; both are read by the same loader."""
     seed_everything(cfg.seed)
     model, tokenizer = load_causal_lm(
         cfg.paths.resolve("base"), resid_pdrop=cfg.sft.resid_pdrop, device=resolve_device(cfg.device)
     )
-    world, out = load_world_data(cfg), cfg.paths.resolve("sft")
-    result = sft(model, tokenizer, world.demonstrations("train"), world.demonstrations("validation"),
-                 cfg.sft, out, cfg.seed)
+    out = cfg.paths.resolve("sft")
+    try:
+        if cfg.sft.data:
+            train, val = holdout(user_data.sft_pairs(cfg.sft.data, "sft.data", tokenizer), cfg.sft.val_fraction,
+                                 cfg.seed, "sft.data")
+        else:
+            world = load_world_data(cfg)
+            train, val = (user_data.sft_pairs(write_rows(os.path.join(out, "data", f"demonstrations_{split}.jsonl"), [
+                {"prompt": prompt, "completion": completion} for prompt, completion in world.demonstrations(split)]),
+                "sft.data", tokenizer) for split in ("train", "validation"))
+        if cfg.sft.overflow == "error":
+            user_data.refuse_overflow(cfg.sft.data or "the world's demonstrations", "sft.data", train + val, tokenizer,
+                                      cfg.sft.max_prompt_tokens, cfg.sft.max_completion_tokens)
+    except ConfigError as error:
+        raise AlignError(str(error)) from None
+    result = sft(model, tokenizer, train, val, cfg.sft, out, cfg.seed)
     return write_summary(out, "sft", cfg, dataclasses.asdict(result))
 
 
 @register_stage("rm")
 def run_rm(cfg: AlignConfig) -> dict[str, Any]:
-    """Sample K completions per prompt from the SFT model, rank them with the labeler, train the RM."""
+    """Train the reward model from the SFT model: on the rankings of ``rm.data``, or on K completions
+    per world prompt sampled from the SFT model and ranked by the world's labeler."""
     seed_everything(cfg.seed)
-    check_k(cfg.rm.k)
     policy, tokenizer = load_causal_lm(cfg.paths.resolve("sft"), resid_pdrop=0.0, device=resolve_device(cfg.device))
+    if cfg.rm.data:
+        return run_rm_on_data(cfg, policy, tokenizer)
+    check_k(cfg.rm.k)
     world, out = load_world_data(cfg), cfg.paths.resolve("rm")
     start = time.time()
     collect = functools.partial(
@@ -137,6 +175,8 @@ def run_rm(cfg: AlignConfig) -> dict[str, Any]:
     )
     train = collect(world.splits["train"])
     val = collect(world.splits["validation"][: cfg.rm.n_val_prompts or None])
+    for split, ranked in (("train", train), ("validation", val)):  # the K-wise format rm.data takes, for a look
+        write_rows(os.path.join(out, "data", f"rankings_{split}.jsonl"), ranking_rows(ranked, tokenizer))
     sample_seconds = time.time() - start
     ceiling = world.labeler.agreement_ceiling()
     rm = RewardModel.from_causal_lm(policy)
@@ -152,6 +192,29 @@ def run_rm(cfg: AlignConfig) -> dict[str, Any]:
     return write_summary(out, "rm", cfg, summary)
 
 
+def ranking_rows(ranked: list[RankedPrompt], tokenizer) -> list[dict[str, Any]]:
+    """Sampled rankings as K-wise rows (best first, so ``ranking`` is 0..K-1), with their gold scores and tiers."""
+    return [{"prompt": tokenizer.decode(r.prompt_ids, skip_special_tokens=True),
+             "completions": tokenizer.batch_decode(r.completions, skip_special_tokens=True),
+             "ranking": list(range(len(r.completions))), "tiers": r.tiers, "gold": r.gold, "kind": r.group}
+            for r in ranked]
+
+
+def run_rm_on_data(cfg: AlignConfig, policy, tokenizer) -> dict[str, Any]:
+    """The reward model on the rankings of ``rm.data`` (pairwise or K-wise rows), validated on a held-out part."""
+    out = cfg.paths.resolve("rm")
+    try:
+        rows = user_data.rankings(cfg.rm.data, "rm.data", tokenizer)
+        ranked = encode_rankings(rows, tokenizer, cfg.rm.max_prompt_tokens, context_length(policy), cfg.rm.overflow,
+                                 f"rm.data={cfg.rm.data!r}")
+    except ConfigError as error:
+        raise AlignError(str(error)) from None
+    train, val = holdout(ranked, cfg.rm.val_fraction, cfg.seed, "rm.data")
+    rm = RewardModel.from_causal_lm(policy)
+    result = train_reward_model(rm, tokenizer, train, val, cfg.rm, out, cfg.seed, metadata={"data": cfg.rm.data})
+    return write_summary(out, "rm", cfg, dataclasses.asdict(result))
+
+
 @register_stage("all_supervised")
 def run_all_supervised(cfg: AlignConfig) -> dict[str, Any]:
     """pretrain, sft and rm in order."""
@@ -165,7 +228,13 @@ def rl_train_config(cfg: AlignConfig):
     paths = cfg.paths
     overrides = ["env=text_bandit", "agent=lm", f"algo={cfg.rl.algo}", f"env.artifacts={paths.root}",
                  f"env.sft_path={paths.resolve('sft')}", f"env.rm_path={paths.resolve('rm')}", f"seed={cfg.seed}",
-                 f"device={cfg.device}", f"torch_threads={cfg.threads}", "progress=false", *cfg.rl.overrides]
+                 f"device={cfg.device}", f"torch_threads={cfg.threads}", "progress=false"]
+    if cfg.rl.prompts:  # evaluated on the same prompts unless rl.overrides says otherwise
+        overrides += [f"env.prompts={cfg.rl.prompts}", f"env.eval_prompts={cfg.rl.prompts}"]
+    if cfg.rl.reward:
+        reward = cfg.rl.reward if isinstance(cfg.rl.reward, str) else f"[{','.join(cfg.rl.reward)}]"
+        overrides.append(f"env.reward={reward}")
+    overrides += cfg.rl.overrides
     from ppo_core.validation import validate
 
     try:
@@ -179,8 +248,9 @@ def rl_train_config(cfg: AlignConfig):
 @register_stage("rl")
 def run_rl(cfg: AlignConfig) -> dict[str, Any]:
     """PPO (or TRPO, REINFORCE) on the text bandit; the final policy is saved as an HF dir `<rl>/policy`."""
+    from ppo_core.align.lora import save_policy
     from ppo_core.build import build_trainer
-    from ppo_core.errors import ConfigError, NonFiniteError
+    from ppo_core.errors import NonFiniteError
 
     config, out = rl_train_config(cfg), cfg.paths.resolve("rl")
     try:
@@ -188,9 +258,7 @@ def run_rl(cfg: AlignConfig) -> dict[str, Any]:
         summary = trainer.train()
     except (ConfigError, NonFiniteError) as error:
         raise AlignError(str(error)) from None
-    policy_dir = os.path.join(out, "policy")
-    trainer.policy.model.save_pretrained(policy_dir)
-    trainer.env.tokenizer.save_pretrained(policy_dir)
+    policy_dir = save_policy(trainer.policy, os.path.join(out, "policy"), trainer.env.tokenizer, config.agent.lora_save)
     summary = {**summary, "policy": policy_dir, "seconds": summary["wall_seconds"]}
     with open(os.path.join(out, "summary.json"), "w") as f:
         json.dump({**summary, "config": dataclasses.asdict(config)}, f, indent=2)
@@ -204,7 +272,6 @@ def run_eval(cfg: AlignConfig) -> dict[str, Any]:
     from ppo_core.align import artifacts
     from ppo_core.align import evaluation
     from ppo_core.align.rl_build import make_text_env
-    from ppo_core.errors import ConfigError
     from ppo_core.align.artifacts import WORLD_SPLITS
 
     if cfg.eval.split not in WORLD_SPLITS:
