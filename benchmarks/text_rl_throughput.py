@@ -18,9 +18,19 @@ padding. Our policy runs with its default ``agent.trim_padding=pack`` (every for
 sequences; the first ratio 1 to ~1e-6); the ``*_minibatch`` variants set ``minibatch`` (each forward
 on its own batch's columns) and ``*_full`` ``none`` (every policy forward at the full width).
 
+Other rewards and policies, at the default pack: ``ours_head_hf_other_vocab`` adds to our reward model
+a one-label transformers Llama classifier of the same size with a tokenizer of its own (completions
+decoded and re-tokenised for it every step); ``ours_head_function`` adds a Python reward function
+(``benchmarks/reward_functions.py``) and ``ours_head_function_only`` uses it alone; ``ours_head_lora``
+trains a rank-8 LoRA policy whose reference is the same weights with the adapters off. TRL's PPO
+trainer takes a reward model over the policy's token ids only, so every ratio is against the TRL run
+with our reward model. Each run also reports its process's peak resident memory.
+
     pip install -e ".[bench]"
     python benchmarks/text_rl_throughput.py                       # N = 64, 3 repeats
     python benchmarks/text_rl_throughput.py --prompts 32 --repeats 5 --threads 2
+    python benchmarks/text_rl_throughput.py --variants ours_head trl_batchpad ours_head_hf_other_vocab \
+        ours_head_function ours_head_lora
 """
 
 from __future__ import annotations

@@ -110,3 +110,19 @@ def test_bf16_is_ignored_on_the_cpu_with_a_warning(artifacts, tmp_path, caplog):
         trainer = build_trainer(text_config(artifacts, "agent.mixed_precision=bf16"), tmp_path / "run")
     assert trainer.policy.autocast_dtype is None
     assert "agent.mixed_precision=bf16 is ignored on cpu" in caplog.text
+
+
+def test_a_lora_run_resumes_to_the_uninterrupted_runs_parameters(artifacts, tmp_path):
+    """Three LoRA trainers in one process (each puts fresh adapters on a fresh π_SFT): the resumed run
+    ends where the uninterrupted one does."""
+    from tests.test_trainer import assert_same_parameters, train_until_first_checkpoint
+
+    overrides = (*LORA, "total_timesteps=32", "checkpoint_every=16", "algo.learning_rate=1e-2")
+    full = build_trainer(text_config(artifacts, *overrides), tmp_path / "full")
+    full.train()
+    train_until_first_checkpoint(text_config(artifacts, *overrides), tmp_path / "half")
+    resumed = build_trainer(text_config(artifacts, *overrides, f"resume={tmp_path / 'half' / 'checkpoint.pt'}"),
+                            tmp_path / "half")
+    assert resumed.policy.model is resumed.env.reward.reference and resumed.policy.model is not full.policy.model
+    resumed.train()
+    assert_same_parameters(full.policy.state_dict(), resumed.policy.state_dict())

@@ -20,11 +20,11 @@ from typing import Any, TypeVar
 import torch
 
 from agents.reward_model import RewardModel
+from ppo_core.align import user_data
 from ppo_core.align.config import AlignConfig
 from ppo_core.align.errors import AlignError
 from ppo_core.align.models import build_model, context_length, count_parameters, load_causal_lm
 from ppo_core.align.pretrain import pretrain
-from ppo_core.align import user_data
 from ppo_core.align.reward import RankedPrompt, check_k, collect_rankings, encode_rankings, train_reward_model
 from ppo_core.align.sft import sft
 from ppo_core.align.tokenizer import train_tokenizer
@@ -123,6 +123,14 @@ def write_rows(path: str, rows: list[dict[str, Any]]) -> str:
     return path
 
 
+def world_demonstrations(world, split: str, out: str, tokenizer) -> list[tuple[str, str]]:
+    """The world labeler's demonstrations of a split, written as prompt/completion rows into
+    ``<out>/data`` and read back through the loader ``sft.data`` uses."""
+    rows = [{"prompt": prompt, "completion": completion} for prompt, completion in world.demonstrations(split)]
+    path = write_rows(os.path.join(out, "data", f"demonstrations_{split}.jsonl"), rows)
+    return user_data.sft_pairs(path, "sft.data", tokenizer)
+
+
 @register_stage("sft")
 def run_sft(cfg: AlignConfig) -> dict[str, Any]:
     """Fine-tune the base model on demonstrations: the world labeler's of the train prompts, or the rows
@@ -138,9 +146,7 @@ def run_sft(cfg: AlignConfig) -> dict[str, Any]:
                                  cfg.seed, "sft.data")
         else:
             world = load_world_data(cfg)
-            train, val = (user_data.sft_pairs(write_rows(os.path.join(out, "data", f"demonstrations_{split}.jsonl"), [
-                {"prompt": prompt, "completion": completion} for prompt, completion in world.demonstrations(split)]),
-                "sft.data", tokenizer) for split in ("train", "validation"))
+            train, val = (world_demonstrations(world, split, out, tokenizer) for split in ("train", "validation"))
         if cfg.sft.overflow == "error":
             user_data.refuse_overflow(cfg.sft.data or "the world's demonstrations", "sft.data", train + val, tokenizer,
                                       cfg.sft.max_prompt_tokens, cfg.sft.max_completion_tokens)
