@@ -274,7 +274,11 @@ class LMActorCritic(nn.Module):
         self.autocast_dtype = autocast_dtype
         self.checkpointed: list[nn.Module] = []
         if gradient_checkpointing:
-            model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+            enable = getattr(model, "activation_checkpointing_enable", None)  # transformers >= 5.2 calls it this
+            if enable is not None:
+                enable(activation_checkpointing_kwargs={"use_reentrant": False})
+            else:
+                model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
             self.checkpointed = checkpointed_layers(model)
             if not self.checkpointed:
                 raise ValueError(f"{type(model).__name__} has no layers that support gradient checkpointing")
@@ -353,7 +357,7 @@ class LMActorCritic(nn.Module):
         if not head:
             hidden = trunk_hidden(self.value_trunk, prompt_ids, prompt_mask, tokens, mask)
         log_probs = token_log_probs(logits, self.temperature)  # (N, L', V)
-        values = self.value_head(hidden).squeeze(-1)  # (N, L')
+        values = self.value_head(hidden).squeeze(-1).float()  # (N, L'), float32 under bf16 autocast too
         return Categorical(pad_completion_columns(log_probs, length)), pad_completion_columns(values, length)
 
     def _packed_forward(self, prompt_ids: Tensor, prompt_mask: Tensor, tokens: Tensor, mask: Tensor
@@ -366,7 +370,7 @@ class LMActorCritic(nn.Module):
         if self.value_trunk is not None:
             hidden = packed_completion_hidden(self.value_trunk, prompt_ids, prompt_mask, tokens, mask,
                                               self.eos_token_id)[mask]
-        values = self.value_head(hidden).squeeze(-1)  # (n,)
+        values = self.value_head(hidden).squeeze(-1).float()  # (n,)
         return Categorical(at_decisions(log_probs, mask)), at_decisions(values, mask)
 
     def _evaluate(self, obs: Observation, action: Tensor, trim: bool) -> PolicyEvaluation:
@@ -382,6 +386,10 @@ class LMActorCritic(nn.Module):
     def decision_values(self, obs: Observation, action: Tensor) -> Tensor:
         """V before each decision (B, L) from the critic's trunk alone: the value trunk, or for
         critic="head" the policy's trunk without the vocabulary projection and its log-softmax."""
+        with self.autocast(), self.recomputed_blocks():
+            return self._decision_values(obs, action).float()
+
+    def _decision_values(self, obs: Observation, action: Tensor) -> Tensor:
         mask = completion_mask(action, self.eos_token_id)  # (B, L)
         prompt_ids, prompt_mask, tokens, length = obs["input_ids"], obs["attention_mask"], action, action.shape[1]
         trunk = self.value_trunk if self.value_trunk is not None else self.model.base_model
@@ -395,6 +403,10 @@ class LMActorCritic(nn.Module):
 
     def value(self, obs: Observation) -> Tensor:
         """V at the last prompt token: (N,)."""
+        with self.autocast():
+            return self._prompt_value(obs).float()
+
+    def _prompt_value(self, obs: Observation) -> Tensor:
         prompt_ids, prompt_mask = obs["input_ids"], obs["attention_mask"]
         inputs = dict(input_ids=prompt_ids, attention_mask=prompt_mask, position_ids=position_ids(prompt_mask))
         if self.critic == "head":

@@ -5,7 +5,8 @@ The head reads the hidden state of the LAST NON-PAD token of each sequence (prom
 completion, the completion's EOS included when it has one). The last non-pad position is taken from the
 attention mask, so left and right padding give the same score: positions are recomputed from the mask,
 which keeps left padding from shifting them. On a right-padded batch this is exactly the classifier's own
-``.logits`` (which reads the rightmost non-pad token at positions 0, 1, ...).
+``.logits`` (which reads the rightmost non-pad token at positions 0, 1, ...); a classifier whose pad
+token is its EOS is read, as transformers reads it, at the last token before the EOS.
 
 Saved layout (everything loads without pickle):
     <dir>/config.json, model.safetensors   ``save_pretrained`` of the classifier (``num_labels=1``):
@@ -75,7 +76,11 @@ class RewardModel(nn.Module):
                              "model here is a decoder's *ForSequenceClassification (GPT-2, Llama, Qwen2, Mistral, ...)")
         self.classifier = classifier
         self.offset = float(offset)
-        self.fill_id = 1 if classifier.config.pad_token_id == 0 else 0  # any token but pad fills unused packed slots
+        pad, eos = classifier.config.pad_token_id, classifier.config.eos_token_id
+        # a classifier that pads with its EOS (TRL's usual GPT-2 and Llama set-up) is read, as transformers
+        # reads it, at the last token that is not EOS
+        self.pad_token_id = pad if pad is not None and pad == eos else None
+        self.fill_id = 1 if pad == 0 else 0  # any token but pad fills unused packed slots
         self.packed = packing_error(self.trunk, self.fill_id) <= PACKING_TOLERANCE
 
     @property
@@ -95,12 +100,13 @@ class RewardModel(nn.Module):
         setattr(classifier, classifier.base_model_prefix, lm.base_model)
         hidden = classifier.score.in_features
         nn.init.normal_(classifier.score.weight, std=1.0 / (hidden + 1) ** 0.5)
-        return cls(classifier.to(lm.device))
+        return cls(classifier.to(device=lm.device, dtype=lm.dtype))
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         """Unnormalised rewards (B,) of sequences `input_ids` (B, T) with `attention_mask` (B, T), each
         sequence's tokens one contiguous run (left or right padding)."""
-        last = last_token_index(attention_mask)  # (B,)
+        read = attention_mask if self.pad_token_id is None else attention_mask.bool() & (input_ids != self.pad_token_id)
+        last = last_token_index(read)  # (B,)
         rows = torch.arange(input_ids.shape[0], device=input_ids.device)
         if self.packed:
             packed = pack(input_ids, attention_mask, self.fill_id)

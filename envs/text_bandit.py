@@ -26,6 +26,7 @@ lengths (``prompt_overflow="error"``, the default), or are cut from the left wit
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from collections.abc import Sequence
 from typing import Any, NamedTuple
@@ -153,6 +154,7 @@ class TextReward(nn.Module):
         self.packed_reference = packed_logits_error(self.reference, eos_token_id) <= PACKING_TOLERANCE
         self.rewards = rewards if isinstance(rewards, RewardSet) else RewardSet.of_model(rewards)
         self.reference_adapters: list[nn.Module] | None = None  # LoRA layers a policy put in the reference, if any
+        self.autocast_dtype: torch.dtype | None = None  # the policy's CUDA autocast dtype, for π_SFT's forwards
         self.eos_token_id = int(eos_token_id)
         self.temperature = float(temperature)
         self.estimator, self.direction, self.placement = estimator, direction, placement
@@ -186,7 +188,9 @@ class TextReward(nn.Module):
         tokens, mask = batch.tokens, batch.mask
         if self.reference_adapters is None:  # read at the first step, once the policy is built
             self.reference_adapters = adapter_layers(self.reference)
-        with adapters_disabled(self.reference_adapters):
+        precision = (torch.autocast("cuda", dtype=self.autocast_dtype) if self.autocast_dtype is not None
+                     else contextlib.nullcontext())
+        with adapters_disabled(self.reference_adapters), precision:
             reference = Categorical(self._reference_log_probs(batch))  # (N, L, V)
         ref_log_prob = torch.where(mask, reference.log_prob(tokens), 0.0)  # (N, L)
         if log_probs is None and (self.estimator == "exact" or self.direction == "forward"):
@@ -318,8 +322,10 @@ class TextBanditVecEnv:
         tokens, mask = action["tokens"], action["mask"]
         batch = Completions(obs["input_ids"], obs["attention_mask"], tokens, mask, obs["prompt_index"],
                             self.prompts.texts, self.tokenizer)
-        gold = None if self.gold is None else self.gold(batch)
         parts, ref_log_probs = self.reward(batch, action["log_prob"], action.get("log_probs"))
+        gold = parts.source_scores.get("gold") if self.gold is not None else None
+        if self.gold is not None and gold is None:
+            gold = self.gold(batch)
         info: dict[str, Any] = parts._asdict()
         kl_coef = self.reward.kl_coef  # the β this step's rewards were penalised with
         metrics = {"rlhf_reward": parts.reward, "scores": parts.scores, "kl": parts.kl, **parts.kl_estimates,

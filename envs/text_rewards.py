@@ -13,9 +13,11 @@ A source maps a step's ``Completions`` to one score per completion (N,):
 from __future__ import annotations
 
 import functools
+import inspect
 import logging
 import math
 import numbers
+import traceback
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -53,6 +55,13 @@ class Completions:
         return trim_padding(self.prompt_ids, self.prompt_mask, self.tokens, self.mask)
 
     @functools.cached_property
+    def ended(self) -> Tensor:
+        """(N,) bool: the completion ends with the policy's EOS (rather than being cut off)."""
+        if self.tokenizer is None:
+            raise ValueError("this reward source reads text: the batch needs the policy's tokenizer")
+        return ((self.tokens == self.tokenizer.eos_token_id) & self.mask).any(-1)
+
+    @functools.cached_property
     def indices(self) -> list[int]:
         if self.prompt_index is None:
             raise ValueError("this reward source reads the prompts' rows: the batch needs prompt_index")
@@ -86,17 +95,21 @@ class TokenScorer:
 
 class RetokenizedScorer:
     """A reward model with its own tokenizer: it reads ``prompt + completion`` as text, encoded its way
-    (its special tokens included), right-padded, cut from the left to its ``context`` (counted)."""
+    (with the special tokens its tokenizer adds in front), then its own EOS after a completion that ended
+    with the policy's, as ``TokenScorer`` reads the sampled EOS and as the ``rm`` stage trains;
+    right-padded and cut from the left to its ``context`` (counted)."""
 
     def __init__(self, score: RewardFn, tokenizer: PreTrainedTokenizerBase, context: int):
         if tokenizer.pad_token_id is None:
             raise ValueError("the reward model's tokenizer has no pad token")
         self.score, self.tokenizer, self.context = score, tokenizer, int(context)
+        self.eos = [tokenizer.eos_token_id] if tokenizer.eos_token_id is not None else []
         self.truncated = 0  # sequences cut to fit the context since construction
 
     def __call__(self, batch: Completions) -> Tensor:
         texts = [prompt + completion for prompt, completion in zip(batch.prompts, batch.texts)]
-        encoded = self.tokenizer(texts)["input_ids"]
+        ended = batch.ended.tolist()
+        encoded = [ids + self.eos if end else ids for ids, end in zip(self.tokenizer(texts)["input_ids"], ended)]
         cut = [ids[-self.context:] for ids in encoded]
         self.truncated += sum(len(ids) > self.context for ids in encoded)
         ids, mask = pad_sequences(cut, self.tokenizer.pad_token_id, side="right")
@@ -110,14 +123,32 @@ class FunctionReward:
     non-number is a ConfigError naming the function and the row; a non-finite value is kept, and the
     text env replaces it by its ``nonfinite_penalty`` like a non-finite RM score (logged once)."""
 
+    RESERVED = ("prompts", "completions")
+
     def __init__(self, fn: Callable[..., Any], name: str, columns: Mapping[str, Sequence[Any]] | None = None):
         self.fn, self.name, self.columns = fn, name, dict(columns or {})
         self.warned = False
+        if clash := [key for key in self.columns if key in self.RESERVED]:
+            raise ConfigError(f"the prompt rows have a column named {clash[0]!r}, which reward function {name} "
+                              "already receives as an argument; rename the column")
+        try:
+            inspect.signature(fn).bind(prompts=[], completions=[], **dict.fromkeys(self.columns, []))
+        except TypeError as error:
+            raise ConfigError(f"reward function {name} cannot be called as fn(prompts, completions, "
+                              f"{', '.join(f'{key}=' for key in self.columns) or '**columns'}): {error}; give it a "
+                              "**kwargs parameter to take the columns it does not use") from None
+        except ValueError:  # a builtin without a signature: the first call tells
+            pass
 
     def __call__(self, batch: Completions) -> Tensor:
         indices = batch.indices
         columns = {key: [values[i] for i in indices] for key, values in self.columns.items()}
-        values = self.fn(prompts=batch.prompts, completions=batch.texts, **columns)
+        try:
+            values = self.fn(prompts=batch.prompts, completions=batch.texts, **columns)
+        except Exception as error:  # the user's code: one line naming it, where it failed and why
+            frame = traceback.extract_tb(error.__traceback__)[-1]
+            raise ConfigError(f"reward function {self.name} raised {type(error).__name__}: {error} (at "
+                              f"{frame.filename}:{frame.lineno})") from error
         scores = self._as_tensor(values, len(indices))
         if not self.warned and not bool(torch.isfinite(scores).all()):
             row = int((~torch.isfinite(scores)).nonzero()[0, 0])
@@ -184,6 +215,9 @@ class RewardSet:
         named = {name: source(batch).float() for name, (source, _) in self.sources.items()}
         total = None
         for name, (_, weight) in self.sources.items():
-            term = named[name] if weight == 1.0 else weight * named[name]
+            if weight == 0.0:  # logged, not summed: a NaN it returns must not reach the score
+                term = torch.zeros_like(named[name])
+            else:
+                term = named[name] if weight == 1.0 else weight * named[name]
             total = term if total is None else total + term
         return total, named

@@ -122,3 +122,21 @@ def test_the_earlier_layout_still_loads_with_the_same_scores(tmp_path):
         last = torch.tensor([len(s) - 1 for s in SEQUENCES])
         expected = hidden[torch.arange(3), last] @ weight[0] + 0.3 - 0.1
         torch.testing.assert_close(loaded.score(ids, mask), expected, atol=1e-5, rtol=1e-5)
+
+
+def test_a_classifier_that_pads_with_eos_is_read_where_transformers_reads_it(tmp_path):
+    """TRL's usual GPT-2 / Llama reward models pad with EOS: transformers then scores the last token
+    that is not EOS, and so do we, whatever the padding side."""
+    config = tiny_lms()["gpt2"].config
+    config.num_labels, config.pad_token_id, config.eos_token_id = 1, 1, 1
+    torch.manual_seed(4)
+    AutoModelForSequenceClassification.from_config(config).save_pretrained(str(tmp_path))
+    plain = AutoModelForSequenceClassification.from_pretrained(str(tmp_path)).eval()
+    loaded = RewardModel.from_pretrained(str(tmp_path))
+    ended = [s + [1] for s in SEQUENCES]  # each completion ends with EOS, then EOS pads
+    ids, mask = pad_sequences(ended, 1, "right")
+    left_ids, left_mask = pad_sequences(ended, 1, "left")
+    with torch.no_grad():
+        logits = plain(input_ids=ids, attention_mask=mask).logits[:, 0]
+        torch.testing.assert_close(loaded.score(ids, mask), logits, atol=1e-5, rtol=1e-5)
+        torch.testing.assert_close(loaded.score(left_ids, left_mask), logits, atol=1e-5, rtol=1e-5)

@@ -176,6 +176,54 @@ def test_a_bad_reward_setting_is_named(models, prompts_file, reward, weights, me
         env_and_policy(models, prompts_file, "gpt2", f"env.reward={reward}", f"env.reward_weights={weights}")
 
 
+@torch.no_grad()
+def test_a_reward_model_scores_the_same_through_its_own_tokenizer(models):
+    """Canonically tokenised completions ending with EOS: the re-tokenising path (text, then the
+    reward model's EOS after a finished completion) gives the scores of the token-id path."""
+    from agents.reward_model import RewardModel
+
+    rm = RewardModel.from_pretrained(str(models["rm_same"]))
+    tokenizer = AutoTokenizer.from_pretrained(models["rm_same"])
+    texts = [byo.prompt(i) for i in range(4)]
+    prompts = [tokenizer(t)["input_ids"] for t in texts]
+    completions = [tokenizer(byo.completion(i))["input_ids"] + ([tokenizer.eos_token_id] if i % 2 else [])
+                   for i in range(4)]  # two ended with EOS, two cut off
+    from envs.text_encoding import pad_sequences
+
+    prompt_ids, prompt_mask = pad_sequences(prompts, tokenizer.pad_token_id, "left")
+    tokens, mask = pad_sequences(completions, tokenizer.pad_token_id, "right")
+    batch = Completions(prompt_ids, prompt_mask, tokens, mask.bool(), torch.arange(4), texts, tokenizer)
+    by_ids = TokenScorer(rm.score)(batch)
+    by_text = RetokenizedScorer(rm.score, tokenizer, byo.CONTEXT)(batch)
+    torch.testing.assert_close(by_text, by_ids, atol=1e-5, rtol=1e-5)
+
+
+def refuse(*args, **kwargs):
+    raise ZeroDivisionError("no answer")
+
+
+def two_arguments(prompts, completions):
+    return [0.0] * len(completions)
+
+
+@pytest.mark.parametrize("spec, message", [
+    (f"{__name__}:two_arguments", r"reward function .*:two_arguments cannot be called as fn\(prompts, completions, "
+                                  r"topic=, level=\).*give it a \*\*kwargs parameter"),
+    (f"{__name__}:refuse", r"reward function .*:refuse raised ZeroDivisionError: no answer \(at .*test_bring_your_own.py"),
+])
+def test_a_reward_function_that_cannot_take_the_columns_or_raises_is_named(models, prompts_file, spec, message):
+    with pytest.raises(ConfigError, match=message):
+        env, actor = env_and_policy(models, prompts_file, "gpt2", f"env.reward={spec}")
+        one_step(env, actor)
+
+
+def test_a_reward_module_that_fails_on_import_is_named(models, prompts_file, tmp_path, monkeypatch):
+    (tmp_path / "broken_rewards.py").write_text("def f(prompts, completions):\n    return [\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    with pytest.raises(ConfigError, match=r"env.reward='broken_rewards:f': importing 'broken_rewards' raised SyntaxError"):
+        env_and_policy(models, prompts_file, "gpt2", "env.reward=broken_rewards:f")
+
+
 def test_a_causal_lm_is_not_taken_for_a_reward_model(models, prompts_file):
     with pytest.raises(ConfigError, match=r"holds a GPT2LMHeadModel model, not a reward model"):
         env_and_policy(models, prompts_file, "gpt2", f"env.reward={models['gpt2']}")

@@ -84,6 +84,13 @@ def test_lora_refuses_a_policy_start_other_than_the_reference(artifacts, tmp_pat
         build_trainer(text_config(artifacts, *LORA, f"agent.model_path={tmp_path}"), tmp_path / "run")
 
 
+def test_lora_refuses_a_separate_critic(artifacts, tmp_path):
+    from ppo_core.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=r"agent.lora_r=4 with agent.critic=separate"):
+        build_trainer(text_config(artifacts, *LORA, "agent.critic=separate"), tmp_path / "run")
+
+
 def test_gradient_checkpointing_recomputes_and_gives_the_same_gradients(artifacts, tmp_path):
     grads, forwards = {}, {}
     for checkpointing in (False, True):

@@ -7,7 +7,6 @@ the weights: the policy runs with its adapters, the env scores the reference wit
 
 from __future__ import annotations
 
-import copy
 import logging
 import os
 
@@ -53,7 +52,19 @@ def save_policy(policy, path: str, tokenizer, lora_save: str = "merged") -> str:
     elif lora_save == "adapters":
         peft_model.save_pretrained(path)
     else:
-        merged = copy.deepcopy(peft_model).merge_and_unload()
-        merged.save_pretrained(path)
+        save_merged(peft_model, path)
     tokenizer.save_pretrained(path)
     return path
+
+
+def save_merged(peft_model, path: str) -> None:
+    """The adapted weights W + (alpha / r) B A as a plain transformers model, without a second copy of
+    the model: merged into the base weights in place, saved under the base layers' own names, unmerged."""
+    model = peft_model.get_base_model()
+    peft_model.merge_adapter()
+    try:
+        state = {name.replace(".base_layer.", "."): tensor for name, tensor in model.state_dict().items()
+                 if "lora_" not in name}
+        model.save_pretrained(path, state_dict=state)
+    finally:
+        peft_model.unmerge_adapter()

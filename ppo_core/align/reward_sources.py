@@ -58,6 +58,9 @@ def import_function(spec: str) -> Callable[..., Any]:
     except ModuleNotFoundError as error:
         raise ConfigError(f"env.reward={spec!r}: no module named {error.name!r} on the path (the working directory "
                           f"{os.getcwd()!r} and PYTHONPATH)") from None
+    except Exception as error:  # the module's own code failed on import (a SyntaxError, a raise, ...)
+        raise ConfigError(f"env.reward={spec!r}: importing {module_name!r} raised {type(error).__name__}: {error}"
+                          ) from None
     fn = getattr(module, name, None)
     if not callable(fn):
         what = "has no attribute" if fn is None else f"has a non-callable {type(fn).__name__}"
@@ -66,12 +69,16 @@ def import_function(spec: str) -> Callable[..., Any]:
     return fn
 
 
-def reward_tokenizer(path: str) -> PreTrainedTokenizerBase | None:
+def reward_tokenizer(path: str, key: str) -> PreTrainedTokenizerBase | None:
     """The tokenizer saved beside a reward model (None: none was), padding with EOS when it has no pad
     token (padding is masked, so any id serves)."""
     if not any(os.path.isfile(os.path.join(path, name)) for name in TOKENIZER_FILES):
         return None
-    tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True, trust_remote_code=False)
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True, trust_remote_code=False)
+    except Exception as error:  # a damaged tokenizer file, a tokenizer class that needs a missing package
+        raise ConfigError(f"{key}={path!r}: its tokenizer does not load ({type(error).__name__}: "
+                          f"{str(error).splitlines()[0] if str(error) else ''})") from None
     if tokenizer.pad_token_id is None:
         tokenizer.pad_token = tokenizer.eos_token if tokenizer.eos_token is not None else tokenizer.unk_token
     return tokenizer
@@ -80,7 +87,7 @@ def reward_tokenizer(path: str) -> PreTrainedTokenizerBase | None:
 def model_source(path: str, key: str, tokenizer: PreTrainedTokenizerBase, device: torch.device):
     """A reward model's source and, when it reads the policy's token ids, its context (else None)."""
     model = artifacts.frozen_reward_model(path, str(device), key)
-    own = reward_tokenizer(path)
+    own = reward_tokenizer(path, key)
     if own is None or own.get_vocab() == tokenizer.get_vocab():
         embeddings = model.trunk.get_input_embeddings().num_embeddings
         if embeddings < len(tokenizer):

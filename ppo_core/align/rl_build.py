@@ -128,6 +128,7 @@ def make_lm_policy(config: TrainConfig, env: TextBanditVecEnv, device: torch.dev
         raise ConfigError(f"agent=lm: {error}") from None
     if peft_model is not None:
         object.__setattr__(policy, "peft_model", peft_model)  # outside the module tree: the same parameters
+    env.reward.autocast_dtype = autocast  # π_SFT's log-probs in the policy's precision, so a fresh policy has KL 0
     return policy.to(device)
 
 
@@ -135,6 +136,10 @@ def lora_policy_model(agent, env_config: TextEnvConfig, env: TextBanditVecEnv, d
     """The env's own π_SFT with LoRA adapters: (model, tokenizer, its PeftModel). A reference that
     carries an earlier run's adapters (a second LoRA run in one process) is loaded afresh first."""
     sft = artifacts.sft_dir(env_config)
+    if agent.critic == "separate":
+        raise ConfigError(f"agent.lora_r={agent.lora_r} with agent.critic=separate: the separate critic would be a "
+                          "frozen copy of π_SFT with adapters of its own; use agent.critic=head (the value head on "
+                          "the adapted trunk) or full fine-tuning (agent.lora_r=0)")
     if agent.model_path and os.path.realpath(agent.model_path) != os.path.realpath(sft):
         raise ConfigError(f"agent.lora_r={agent.lora_r} puts adapters on π_SFT, the KL reference; agent.model_path="
                           f"{agent.model_path!r} must be empty or env.sft_path")

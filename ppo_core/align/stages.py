@@ -217,7 +217,9 @@ def run_rm_on_data(cfg: AlignConfig, policy, tokenizer) -> dict[str, Any]:
         raise AlignError(str(error)) from None
     train, val = holdout(ranked, cfg.rm.val_fraction, cfg.seed, "rm.data")
     rm = RewardModel.from_causal_lm(policy)
-    result = train_reward_model(rm, tokenizer, train, val, cfg.rm, out, cfg.seed, metadata={"data": cfg.rm.data})
+    ks = sorted({len(r.completions) for r in ranked})
+    result = train_reward_model(rm, tokenizer, train, val, dataclasses.replace(cfg.rm, k=ks[-1]), out, cfg.seed,
+                                metadata={"data": cfg.rm.data, "k_range": [ks[0], ks[-1]]})
     return write_summary(out, "rm", cfg, dataclasses.asdict(result))
 
 
