@@ -19,12 +19,13 @@ import logging
 import math
 import time
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 import torch
 from torch import Tensor
 from tqdm import tqdm
 
+from envs.base import StepResult, VecEnv
 from ppo_core.advantages import gae, place_at_last_decision
 from ppo_core.batched_adam import BatchedAdam
 from ppo_core.batched_ppo import StackedPolicy, ppo_update
@@ -38,6 +39,38 @@ log = logging.getLogger(__name__)
 ADAM_BETAS = (0.9, 0.999)  # torch.optim.Adam's defaults, which the single-run algorithms use
 
 
+class StackedStep(NamedTuple):
+    """One env step of every run of a batch: ``StepResult``'s fields stacked over runs (S, N, ...)."""
+
+    obs: Tensor  # (S, N, ...)
+    reward: Tensor  # (S, N)
+    terminated: Tensor  # (S, N) bool
+    truncated: Tensor  # (S, N) bool
+    valid: Tensor  # (S, N) bool
+    final_obs: Tensor | None  # (S, N, ...) real last observations where ``has_final``; None if no run has any
+    has_final: Tensor | None  # (S, N) bool: truncated in a run that reported final observations
+
+    @classmethod
+    def of(cls, results: Sequence[StepResult]) -> "StackedStep":
+        stack = lambda name: torch.stack([getattr(r, name) for r in results])  # noqa: E731
+        final_obs = has_final = None
+        if any(r.final_obs is not None for r in results):
+            final_obs = torch.stack([r.obs if r.final_obs is None else r.final_obs for r in results])
+            has_final = torch.stack([r.truncated if r.final_obs is not None else torch.zeros_like(r.truncated)
+                                     for r in results])
+        return cls(stack("obs"), stack("reward"), stack("terminated"), stack("truncated"), stack("valid"),
+                   final_obs, has_final)
+
+
+EnvStepper = Callable[[Sequence[VecEnv], Tensor], StackedStep]
+"""(each run's env, actions (S, N, ...)) -> the step of all of them (envs/stacked.py)."""
+
+
+def step_each(envs: Sequence[VecEnv], actions: Tensor) -> StackedStep:
+    """Each run's env stepped in turn on its row of ``actions``."""
+    return StackedStep.of([env.step(action) for env, action in zip(envs, actions)])
+
+
 def generator_from_global() -> torch.Generator:
     """A CPU generator in the global generator's current state: what the run built just now would draw."""
     generator = torch.Generator()
@@ -47,12 +80,13 @@ def generator_from_global() -> torch.Generator:
 
 class BatchedTrainer:
     def __init__(self, trainers: Sequence[Trainer], generators: Sequence[torch.Generator],
-                 stack: Callable[[list[Any]], StackedPolicy]):
+                 stack: Callable[[list[Any]], StackedPolicy], step_envs: EnvStepper = step_each):
         iterations = {t.iteration for t in trainers}
         if len(iterations) != 1:
             raise ValueError(f"the runs of a batch must be at one iteration, got {sorted(iterations)}")
         self.trainers = list(trainers)
         self.generators = list(generators)
+        self.step_envs = step_envs
         first = self.trainers[0]
         self.config, self.device = first.config, first.device
         self.algo = self.config.algo
@@ -117,37 +151,31 @@ class BatchedTrainer:
         has_final.zero_()
         for t in range(self.algo.num_steps):
             step = self.policy.act(obs, self.generators)
-            actions = self.policy.env_action(step)
-            results = [self._step(run, actions[run]) for run in range(len(self.trainers))]
-            finals = [r.final_obs for r in results]
-            if any(f is not None for f in finals):  # V of real final observations, where truncated
-                values = self.policy.value(torch.stack([r.obs if f is None else f for r, f in zip(results, finals)]))
-                for run, final in enumerate(finals):
-                    if final is not None:
-                        has_final[t, run] = results[run].truncated
-                        final_values[t, run] = values[run]
-            terminated = torch.stack([r.terminated for r in results])  # (S, N)
+            result = self._step(self.policy.env_action(step))
+            if result.final_obs is not None:  # V of real final observations, where truncated
+                has_final[t] = result.has_final
+                final_values[t] = self.policy.value(result.final_obs)
             buffer.add(
                 t,
                 obs=obs,
                 actions=step.action,
                 log_probs=step.log_prob,
                 values=step.value,
-                mask=step.mask & torch.stack([r.valid for r in results]).unsqueeze(-1),
-                rewards=torch.stack([r.reward for r in results]),
-                terminated=terminated,
-                episode_ends=terminated | torch.stack([r.truncated for r in results]),
+                mask=step.mask & result.valid.unsqueeze(-1),
+                rewards=result.reward,
+                terminated=result.terminated,
+                episode_ends=result.terminated | result.truncated,
             )
-            obs = torch.stack([r.obs for r in results])
+            obs = result.obs
         self.obs = obs
         return self.policy.value(obs)
 
-    def _step(self, run: int, action: Tensor):
+    def _step(self, actions: Tensor) -> StackedStep:
         try:
-            return self.trainers[run].env.step(action)
+            return self.step_envs([t.env for t in self.trainers], actions)
         except NonFiniteError as error:  # the env's own, named where it entered
-            raise NonFiniteError(f"{self.trainers[run].run_dir}: {error}; training stopped: "
-                                 f"{self.trainers[run]._checkpoint_state()}") from None
+            states = "; ".join(f"{t.run_dir}: {t._checkpoint_state()}" for t in self.trainers)
+            raise NonFiniteError(f"{error}; the batch stopped: {states}") from None
 
     def compute_batch(self, buffer: RolloutBuffer, has_final: Tensor, final_values: Tensor, next_value: Tensor
                       ) -> RolloutBatch:

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from agents.stacked_mlp import StackedMLPActorCritic, unstackable
+from envs.stacked import env_stepper
 from ppo_core import checkpoint
 from ppo_core.batched_trainer import BatchedTrainer, generator_from_global
 from ppo_core.config import TrainConfig
@@ -120,8 +121,9 @@ def run_seeds(config: TrainConfig, run_dir: Path, overrides: Sequence[str] = ())
     batch = [i for i in range(len(trainers)) if i not in finished]
     failures: list[str] = []
     if batch:
-        trained, failures = BatchedTrainer([trainers[i] for i in batch], [generators[i] for i in batch],
-                                           StackedMLPActorCritic).train()
+        runs = [trainers[i] for i in batch]
+        trained, failures = BatchedTrainer(runs, [generators[i] for i in batch], StackedMLPActorCritic,
+                                           env_stepper([t.env for t in runs])).train()
         summaries.update(trained)
     results = []
     for run_config, trainer in zip(configs, trainers):
