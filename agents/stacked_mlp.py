@@ -100,9 +100,10 @@ class StackedMLPActorCritic:
         per_run = [dict(p.named_parameters()) for p in policies]
         self.leaves = [torch.stack([_to_stacked(name, run[name]) for run in per_run]).requires_grad_()
                        for name in self.names]  # each (S, *stacked shape)
-        self.sizes = [leaf[0].numel() for leaf in self.leaves]
-        self.num_parameters = sum(self.sizes)  # P of the flat (S, P) views the optimiser works on
         self.by_name = dict(zip(self.names, self.leaves))
+        name_of = {id(p): name for name, p in first.named_parameters()}
+        self.actor_names = [name_of[id(p)] for p in first.actor_parameters()]
+        self.critic_names = [name_of[id(p)] for p in first.critic_parameters()]
         buffers = dict(first.named_buffers())
         if self.discrete:
             self.action_offset = buffers["action_offset"]
@@ -124,26 +125,36 @@ class StackedMLPActorCritic:
             for name, parameter in policy.named_parameters():
                 parameter.copy_(_from_stacked(name, self.by_name[name][run]))
 
-    def flat_run(self, tensors: dict[str, Tensor]) -> Tensor:
-        """One run's per-parameter tensors (an optimiser's moments), by name in the policy's layout, as
-        that run's row (P,) of the flat layout."""
-        return torch.cat([_to_stacked(name, tensors[name]).reshape(-1) for name in self.names])
+    def leaves_of(self, names: Sequence[str] | None = None) -> list[Tensor]:
+        """The stacked parameters ``names`` (None: all), e.g. ``actor_names`` for an actor's optimiser."""
+        return self.leaves if names is None else [self.by_name[name] for name in names]
 
-    def unflat_run(self, row: Tensor) -> dict[str, Tensor]:
+    def size_of(self, names: Sequence[str] | None = None) -> int:
+        """P of the flat (S, P) layout of ``names``, which an optimiser over them works on."""
+        return sum(leaf[0].numel() for leaf in self.leaves_of(names))
+
+    def flat_run(self, tensors: dict[str, Tensor], names: Sequence[str] | None = None) -> Tensor:
+        """One run's per-parameter tensors (an optimiser's moments), by name in the policy's layout, as
+        that run's row (P,) of the flat layout of ``names``."""
+        return torch.cat([_to_stacked(name, tensors[name]).reshape(-1) for name in names or self.names])
+
+    def unflat_run(self, row: Tensor, names: Sequence[str] | None = None) -> dict[str, Tensor]:
         """The inverse of ``flat_run``: a row (P,) as per-parameter tensors in the policy's layout."""
-        pieces = row.split(self.sizes)
+        leaves = self.leaves_of(names)
+        pieces = row.split([leaf[0].numel() for leaf in leaves])
         return {name: _from_stacked(name, piece.view(leaf.shape[1:])).clone()
-                for name, piece, leaf in zip(self.names, pieces, self.leaves)}
+                for name, piece, leaf in zip(names or self.names, pieces, leaves)}
 
     def flat(self, tensors: Sequence[Tensor]) -> Tensor:
         """Per-leaf tensors (gradients, updates) as one (S, P) tensor."""
         return torch.cat([t.reshape(t.shape[0], -1) for t in tensors], dim=1)
 
-    def add_(self, update: Tensor) -> None:
-        """parameters += update, with ``update`` (S, P) in the flat layout of ``flat``."""
+    def add_(self, update: Tensor, names: Sequence[str] | None = None) -> None:
+        """parameters += update, with ``update`` (S, P) in the flat layout of ``names``."""
+        leaves = self.leaves_of(names)
         with torch.no_grad():
-            pieces = [piece.view_as(leaf) for piece, leaf in zip(update.split(self.sizes, dim=1), self.leaves)]
-            torch._foreach_add_(self.leaves, pieces)
+            pieces = update.split([leaf[0].numel() for leaf in leaves], dim=1)
+            torch._foreach_add_(leaves, [piece.view_as(leaf) for piece, leaf in zip(pieces, leaves)])
 
     # ------------------------------------------------------------------ forward
     def _mlp(self, prefix: str, x: Tensor) -> Tensor:
@@ -184,6 +195,9 @@ class StackedMLPActorCritic:
 
     def value(self, obs: Tensor) -> Tensor:
         return self._mlp("critic", obs).squeeze(-1)  # (S, N)
+
+    def decision_values(self, obs: Tensor, action: Tensor) -> Tensor:
+        return self._mlp("critic", obs)  # (S, B, 1)
 
     def env_action(self, step: PolicyStep) -> Tensor:
         if self.discrete:

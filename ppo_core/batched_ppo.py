@@ -27,15 +27,34 @@ Stats = dict[str, Tensor]
 
 
 class StackedPolicy(Protocol):
-    """What the batched update needs of the stacked policies (agents/stacked_mlp.py)."""
+    """What the batched updates need of the stacked policies (agents/stacked_mlp.py)."""
 
-    leaves: list[Tensor]
+    actor_names: list[str]
+    critic_names: list[str]
 
     def evaluate(self, obs: Tensor, action: Tensor) -> PolicyEvaluation: ...
 
+    def decision_values(self, obs: Tensor, action: Tensor) -> Tensor: ...
+
+    def leaves_of(self, names: Sequence[str] | None = None) -> list[Tensor]: ...
+
+    def size_of(self, names: Sequence[str] | None = None) -> int: ...
+
     def flat(self, tensors: Sequence[Tensor]) -> Tensor: ...
 
-    def add_(self, update: Tensor) -> None: ...
+    def add_(self, update: Tensor, names: Sequence[str] | None = None) -> None: ...
+
+
+def gradient_step(policy: StackedPolicy, optimizer: BatchedAdam, loss: Tensor, lr: float, max_grad_norm: float,
+                  names: Sequence[str] | None = None, active: Tensor | None = None) -> Tensor:
+    """Every run's gradient step on its own loss (S,) over the parameters ``names`` (None: all): its
+    gradients, its norm clipped to ``max_grad_norm``, its Adam step; runs where ``active`` is False sit
+    it out. Returns each run's pre-clip gradient norm (S,), as ``Algorithm.gradient_step`` does."""
+    grads = torch.autograd.grad(loss.sum(), policy.leaves_of(names))  # run s's loss moves only run s
+    grad_norm, grad = clip_grad_norm_per_run(policy.flat(grads), max_grad_norm)
+    all_active = active is None or bool(active.all())
+    policy.add_(optimizer.step(grad, lr, None if all_active else active), names)
+    return grad_norm
 
 
 def select(batch: RolloutBatch, indices: Tensor) -> RolloutBatch:
@@ -100,10 +119,8 @@ def ppo_update(policy: StackedPolicy, optimizer: BatchedAdam, batch: RolloutBatc
                                                               penalty_coef, mask, RUN)
             v_loss, _ = value_loss(evaluation.value, mb.returns, mb.values, clip_value, mask, RUN)
             entropy_loss, entropy = entropy_bonus(evaluation.entropy, cfg.ent_coef, mask, RUN)
-            loss = pg_loss + cfg.vf_coef * v_loss + entropy_loss  # (S,): run s's loss moves only run s
-            grads = torch.autograd.grad(loss.sum(), policy.leaves)
-            grad_norm, grad = clip_grad_norm_per_run(policy.flat(grads), cfg.max_grad_norm)
-            policy.add_(optimizer.step(grad, lr, None if bool(running.all()) else running))
+            loss = pg_loss + cfg.vf_coef * v_loss + entropy_loss  # (S,)
+            grad_norm = gradient_step(policy, optimizer, loss, lr, cfg.max_grad_norm, active=running)
             meter.add({"policy_loss": pg_loss, "value_loss": v_loss, "entropy": entropy, "loss": loss,
                        "grad_norm": grad_norm, **pg_stats}, running)
             epoch_meter.add({"approx_kl": pg_stats["approx_kl"]}, running)

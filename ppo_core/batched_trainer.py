@@ -29,6 +29,7 @@ from envs.base import StepResult, VecEnv
 from ppo_core.advantages import gae, place_at_last_decision
 from ppo_core.batched_adam import BatchedAdam
 from ppo_core.batched_ppo import StackedPolicy, ppo_update
+from ppo_core.batched_reinforce import reinforce_update
 from ppo_core.buffer import RolloutBatch, RolloutBuffer
 from ppo_core.errors import NonFiniteError
 from ppo_core.logging import RunLogger
@@ -94,8 +95,11 @@ class BatchedTrainer:
         self.steps_per_iteration, self.num_iterations = first.steps_per_iteration, first.num_iterations
         self.iteration, self.global_step = first.iteration, first.global_step
         self.policy = stack([t.policy for t in self.trainers])
-        self.optimizer = BatchedAdam(len(self.trainers), self.policy.num_parameters, ADAM_BETAS, self.algo.adam_eps,
-                                     self.device)
+        # each single-run optimiser's parameters (None: all), by its name in Algorithm.optimizers
+        self.groups = ({"policy": None} if self.algo.name == "ppo"
+                       else {"actor": self.policy.actor_names, "critic": self.policy.critic_names})
+        self.optimizers = {name: BatchedAdam(len(self.trainers), self.policy.size_of(names), ADAM_BETAS,
+                                             self.algo.adam_eps, self.device) for name, names in self.groups.items()}
         for run, trainer in enumerate(self.trainers):
             self._load_optimizer_state(run, trainer)
         self.obs = torch.stack([t.obs for t in self.trainers])  # (S, N, D)
@@ -108,27 +112,32 @@ class BatchedTrainer:
         return dict(trainer.policy.named_parameters())
 
     def _load_optimizer_state(self, run: int, trainer: Trainer) -> None:
-        """The run's own Adam state (a resumed run's) into its row of the batched optimiser."""
-        optimizer = trainer.algorithm.optimizers["policy"]
+        """The run's own Adam states (a resumed run's) into its rows of the batched optimisers."""
         parameters = self._template_parameters(trainer)
-        states = {name: optimizer.state.get(p) for name, p in parameters.items()}
-        if not all(states.values()):
-            return  # a fresh run: zero moments, step 0
-        steps = {float(s["step"]) for s in states.values()}
-        self.optimizer.load_run_state(run, steps.pop(),
-                                      self.policy.flat_run({n: s["exp_avg"] for n, s in states.items()}),
-                                      self.policy.flat_run({n: s["exp_avg_sq"] for n, s in states.items()}))
+        for group, names in self.groups.items():
+            optimizer = trainer.algorithm.optimizers[group]
+            states = {name: optimizer.state.get(parameters[name]) for name in names or self.policy.names}
+            if not all(states.values()):
+                continue  # a fresh run: zero moments, step 0
+            steps = {float(s["step"]) for s in states.values()}
+            self.optimizers[group].load_run_state(
+                run, steps.pop(), self.policy.flat_run({n: s["exp_avg"] for n, s in states.items()}, names),
+                self.policy.flat_run({n: s["exp_avg_sq"] for n, s in states.items()}, names))
 
     def _write_back(self, run: int) -> None:
-        """Run ``run``'s parameters, Adam state and loop state into its own Trainer."""
+        """Run ``run``'s parameters, Adam states and loop state into its own Trainer."""
         trainer = self.trainers[run]
         self.policy.write_back(run, trainer.policy)
-        steps, exp_avg, exp_avg_sq = self.optimizer.run_state(run)
-        optimizer = trainer.algorithm.optimizers["policy"]
-        moments = self.policy.unflat_run(exp_avg), self.policy.unflat_run(exp_avg_sq)
-        for name, parameter in self._template_parameters(trainer).items():
-            optimizer.state[parameter] = {"step": torch.tensor(steps, dtype=torch.float32),
-                                          "exp_avg": moments[0][name], "exp_avg_sq": moments[1][name]}
+        parameters = self._template_parameters(trainer)
+        for group, names in self.groups.items():
+            steps, exp_avg, exp_avg_sq = self.optimizers[group].run_state(run)
+            if steps == 0:
+                continue
+            moments = self.policy.unflat_run(exp_avg, names), self.policy.unflat_run(exp_avg_sq, names)
+            optimizer = trainer.algorithm.optimizers[group]
+            for name in names or self.policy.names:
+                optimizer.state[parameters[name]] = {"step": torch.tensor(steps, dtype=torch.float32),
+                                                     "exp_avg": moments[0][name], "exp_avg_sq": moments[1][name]}
         trainer.obs = self.obs[run].clone()
         trainer.iteration, trainer.global_step = self.iteration, self.global_step
 
@@ -197,20 +206,28 @@ class BatchedTrainer:
 
     # ----------------------------------------------------------------------------- update
     def update(self, batch: RolloutBatch) -> dict[str, Tensor]:
+        """Every run's update by its algorithm's rule, with the step sizes and clip range its own
+        algorithm has at this point of training (they anneal alike: the runs are at one iteration)."""
         algorithms = [t.algorithm for t in self.trainers]
         lead = algorithms[0]
-        lr = lead.optimizers["policy"].param_groups[0]["lr"]
+        lr = {name: lead.optimizers[name].param_groups[0]["lr"] for name in self.groups}
+        every = lambda value: torch.full((len(algorithms),), float(value))  # noqa: E731
+        if self.algo.name == "reinforce":
+            stats = reinforce_update(self.policy, self.optimizers["actor"], self.optimizers["critic"], batch,
+                                     self.algo, lr["actor"], lr["critic"], self.generators)
+            return {**stats, "learning_rate": every(lr["actor"]), "vf_learning_rate": every(lr["critic"])}
         penalty = None
         if lead.kl_controller is not None:
             penalty = torch.tensor([a.kl_controller.coef for a in algorithms], device=self.device)
-        stats = ppo_update(self.policy, self.optimizer, batch, self.algo, lr, lead.clip_eps, self.generators, penalty)
-        stats["learning_rate"] = torch.full((len(algorithms),), lr)
+        stats = ppo_update(self.policy, self.optimizers["policy"], batch, self.algo, lr["policy"], lead.clip_eps,
+                           self.generators, penalty)
+        stats["learning_rate"] = every(lr["policy"])
         if penalty is not None:
             stats["penalty_coef"] = penalty  # the β this update was penalised with
             for algorithm, kl in zip(algorithms, stats["kl_after_update"].tolist()):
                 algorithm.kl_controller.update(kl)
         else:
-            stats["clip_eps"] = torch.full((len(algorithms),), lead.clip_eps)
+            stats["clip_eps"] = every(lead.clip_eps)
         return stats
 
     # ----------------------------------------------------------------------------- loop
@@ -294,7 +311,8 @@ class BatchedTrainer:
         self.loggers = [self.loggers[i] for i in keep]
         if keep:
             self.policy.select(index)
-            self.optimizer.select(index)
+            for optimizer in self.optimizers.values():
+                optimizer.select(index)
             self.obs = self.obs[index]
 
     def _next_multiple(self, every: int) -> float:

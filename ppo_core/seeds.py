@@ -29,7 +29,7 @@ from ppo_core.validation import validate
 
 log = logging.getLogger(__name__)
 
-BATCHED_ALGOS = ("ppo",)
+BATCHED_ALGOS = ("ppo", "reinforce")
 MANIFEST = "seeds.json"
 
 
@@ -60,7 +60,7 @@ def batch_blocker(config: TrainConfig) -> str:
     for key in ("shared_trunk", "gsde"):
         if getattr(config.agent, key):
             return f"agent.{key}=true"
-    if getattr(config.algo, "vf_learning_rate", None) is not None:
+    if config.algo.name == "ppo" and config.algo.vf_learning_rate is not None:  # a second rate in one Adam
         return f"algo.vf_learning_rate={config.algo.vf_learning_rate}"
     return ""
 

@@ -41,10 +41,12 @@ def batch(overrides, seeds, tmp_path):
 def assert_run_matches(saved, trainer, summary_of_run, summary_of_reference):
     for name, value in trainer.policy.state_dict().items():
         torch.testing.assert_close(saved["model"][name], value, **TOLERANCE, msg=name)
-    reference_adam = trainer.algorithm.state_dict()["optimizers"]["policy"]["state"]
-    for index, state in saved["algorithm"]["optimizers"]["policy"]["state"].items():
-        assert float(state["step"]) == float(reference_adam[index]["step"])
-        torch.testing.assert_close(state["exp_avg"], reference_adam[index]["exp_avg"], **TOLERANCE)
+    for group, reference_state in trainer.algorithm.state_dict()["optimizers"].items():
+        states = saved["algorithm"]["optimizers"][group]["state"]
+        assert states.keys() == reference_state["state"].keys()
+        for index, state in states.items():
+            assert float(state["step"]) == float(reference_state["state"][index]["step"])
+            torch.testing.assert_close(state["exp_avg"], reference_state["state"][index]["exp_avg"], **TOLERANCE)
     assert summary_of_run["env_steps"] == summary_of_reference["env_steps"]
     assert [e["env_steps"] for e in summary_of_run["eval_history"]] == \
         [e["env_steps"] for e in summary_of_reference["eval_history"]]
@@ -67,9 +69,13 @@ def test_a_batch_of_one_gives_the_single_run_trainers_numbers(tmp_path, env):
     assert saved[3]["env"]["episodes"]["lengths"].tolist() == trainer.env.state_dict()["episodes"]["lengths"].tolist()
 
 
+@pytest.mark.parametrize("algo", ["ppo", "reinforce"])
 @pytest.mark.parametrize("env", ["cartpole", "pendulum"])
-def test_run_i_of_three_takes_the_first_update_of_seed_i(tmp_path, env):
-    overrides = (*SMALL, *ENVS[env], "total_timesteps=128", "eval_episodes=0")  # one rollout, one update
+def test_run_i_of_three_takes_the_first_update_of_seed_i(tmp_path, env, algo):
+    overrides = (*SMALL, *ENVS[env], "total_timesteps=128", "eval_episodes=0", f"algo={algo}")  # one update
+    if algo == "reinforce":  # its actor takes full-batch steps; its critic's minibatches are permuted
+        overrides = tuple(o for o in overrides if not o.startswith(("algo.update_epochs", "algo.num_minibatches")))
+        overrides += ("algo.update_epochs=2", "algo.vf_iters=2", "algo.num_minibatches=4")
     batch_summary, saved = batch(overrides, [0, 1, 2], tmp_path)
     finals = []
     for seed, summary in zip([0, 1, 2], batch_summary["runs"]):
@@ -196,3 +202,28 @@ def test_a_batch_of_four_cartpole_seeds_solves_every_seed(tmp_path):
     summary = run_training(make_config("env=cartpole", "algo=ppo", "seeds=[0,1,2,3]", "stop_at_return=475",
                                        "eval_every=2048", "checkpoint_every=0"), tmp_path)
     assert [r["eval_mean_return"] >= 475 and r["stopped_early"] for r in summary["runs"]] == [True] * 4
+
+
+def test_stacked_cartpoles_step_as_each_env_alone():
+    """Three runs' CartPoles (seeds 0-2) stepped as one array against their own envs, over 700 steps of
+    random actions: the time limit, resets from each run's generator and the episode counts all agree."""
+    from envs.make import make_gym_env
+    from envs.stacked import CartPoleStack, stacks
+    from ppo_core.batched_trainer import step_each
+
+    config = make_config("env=cartpole", "env.num_envs=5").env
+    alone, together = ([make_gym_env(config, torch.device("cpu"), 0.99) for _ in range(3)] for _ in range(2))
+    for seed, (a, b) in enumerate(zip(alone, together)):
+        a.reset(seed=seed), b.reset(seed=seed)
+    stack = CartPoleStack(together)
+    assert stacks(together) and not stacks([make_gym_env(make_config("env=cartpole", "env.normalize_obs=true").env,
+                                                          torch.device("cpu"), 0.99)])
+    actions = torch.Generator().manual_seed(0)
+    for _ in range(700):
+        action = torch.randint(0, 2, (3, 5), generator=actions)
+        expected, got = step_each(alone, action), stack(together, action)
+        for field in ("obs", "reward", "terminated", "truncated", "valid"):
+            assert torch.equal(getattr(expected, field), getattr(got, field)), field
+    assert [e.pop_episode_stats() for e in alone] == [e.pop_episode_stats() for e in together]
+    assert all(e.env.np_random.bit_generator.state == f.env.np_random.bit_generator.state
+               for e, f in zip(alone, together))
