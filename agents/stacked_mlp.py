@@ -89,13 +89,16 @@ class _StackedLinear(torch.autograd.Function):
 class StackedMLPActorCritic:
     """The policies of S runs as stacked tensors (S, ...) with the ``ActorCritic`` methods over (S, N, ...)."""
 
-    def __init__(self, policies: Sequence[MLPActorCritic]):
+    def __init__(self, policies: Sequence[MLPActorCritic], second_order: bool = False):
+        """``second_order``: the update differentiates twice (TRPO's Fisher-vector products), so tanh is
+        torch's, whose backward is itself differentiable."""
         reasons = {unstackable(p) for p in policies} - {""}
         if reasons:
             raise ValueError(f"cannot stack these policies: {', '.join(sorted(reasons))}")
         first = policies[0]
         self.discrete = first.discrete
-        self.activation = tanh if first.actor.activation is torch.tanh else first.actor.activation
+        fast = first.actor.activation is torch.tanh and not second_order
+        self.activation = tanh if fast else first.actor.activation
         self.names = [name for name, _ in first.named_parameters()]
         per_run = [dict(p.named_parameters()) for p in policies]
         self.leaves = [torch.stack([_to_stacked(name, run[name]) for run in per_run]).requires_grad_()

@@ -30,6 +30,7 @@ from ppo_core.advantages import gae, place_at_last_decision
 from ppo_core.batched_adam import BatchedAdam
 from ppo_core.batched_ppo import StackedPolicy, ppo_update
 from ppo_core.batched_reinforce import reinforce_update
+from ppo_core.batched_trpo import trpo_update
 from ppo_core.buffer import RolloutBatch, RolloutBuffer
 from ppo_core.errors import NonFiniteError
 from ppo_core.logging import RunLogger
@@ -96,8 +97,9 @@ class BatchedTrainer:
         self.iteration, self.global_step = first.iteration, first.global_step
         self.policy = stack([t.policy for t in self.trainers])
         # each single-run optimiser's parameters (None: all), by its name in Algorithm.optimizers
-        self.groups = ({"policy": None} if self.algo.name == "ppo"
-                       else {"actor": self.policy.actor_names, "critic": self.policy.critic_names})
+        self.groups = {"ppo": {"policy": None}, "trpo": {"critic": self.policy.critic_names},
+                       "reinforce": {"actor": self.policy.actor_names, "critic": self.policy.critic_names}
+                       }[self.algo.name]
         self.optimizers = {name: BatchedAdam(len(self.trainers), self.policy.size_of(names), ADAM_BETAS,
                                              self.algo.adam_eps, self.device) for name, names in self.groups.items()}
         for run, trainer in enumerate(self.trainers):
@@ -212,6 +214,9 @@ class BatchedTrainer:
         lead = algorithms[0]
         lr = {name: lead.optimizers[name].param_groups[0]["lr"] for name in self.groups}
         every = lambda value: torch.full((len(algorithms),), float(value))  # noqa: E731
+        if self.algo.name == "trpo":
+            stats = trpo_update(self.policy, self.optimizers["critic"], batch, self.algo, lr["critic"], self.generators)
+            return {**stats, "learning_rate": every(lr["critic"])}
         if self.algo.name == "reinforce":
             stats = reinforce_update(self.policy, self.optimizers["actor"], self.optimizers["critic"], batch,
                                      self.algo, lr["actor"], lr["critic"], self.generators)

@@ -29,7 +29,7 @@ from ppo_core.validation import validate
 
 log = logging.getLogger(__name__)
 
-BATCHED_ALGOS = ("ppo", "reinforce")
+BATCHED_ALGOS = ("ppo", "trpo", "reinforce")
 MANIFEST = "seeds.json"
 
 
@@ -122,7 +122,9 @@ def run_seeds(config: TrainConfig, run_dir: Path, overrides: Sequence[str] = ())
     failures: list[str] = []
     if batch:
         runs = [trainers[i] for i in batch]
-        trained, failures = BatchedTrainer(runs, [generators[i] for i in batch], StackedMLPActorCritic,
+        second_order = runs[0].algorithm.second_order
+        trained, failures = BatchedTrainer(runs, [generators[i] for i in batch],
+                                           lambda policies: StackedMLPActorCritic(policies, second_order),
                                            env_stepper([t.env for t in runs])).train()
         summaries.update(trained)
     results = []

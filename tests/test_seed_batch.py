@@ -69,13 +69,25 @@ def test_a_batch_of_one_gives_the_single_run_trainers_numbers(tmp_path, env):
     assert saved[3]["env"]["episodes"]["lengths"].tolist() == trainer.env.state_dict()["episodes"]["lengths"].tolist()
 
 
-@pytest.mark.parametrize("algo", ["ppo", "reinforce"])
+ALGOS = {
+    "ppo": ("algo.update_epochs=2", "algo.num_minibatches=4"),
+    "reinforce": ("algo.update_epochs=2", "algo.vf_iters=2", "algo.num_minibatches=4"),  # critic minibatches
+    # damping 0.1 (the schema's default): CartPole's preset of 1e-3 leaves the Fisher near-singular, and
+    # 15 CG iterations on it turn float rounding into parameter differences of 7e-5
+    "trpo": ("algo.vf_iters=2", "algo.num_minibatches=4", "algo.damping=0.1"),
+}
+
+
+def one_update(env, algo):
+    """One rollout and one update of ``algo`` on ``env``."""
+    shared = tuple(o for o in SMALL if not o.startswith(("algo.update_epochs", "algo.num_minibatches")))
+    return (*shared, *ENVS[env], "total_timesteps=128", "eval_episodes=0", f"algo={algo}", *ALGOS[algo])
+
+
+@pytest.mark.parametrize("algo", ALGOS)
 @pytest.mark.parametrize("env", ["cartpole", "pendulum"])
 def test_run_i_of_three_takes_the_first_update_of_seed_i(tmp_path, env, algo):
-    overrides = (*SMALL, *ENVS[env], "total_timesteps=128", "eval_episodes=0", f"algo={algo}")  # one update
-    if algo == "reinforce":  # its actor takes full-batch steps; its critic's minibatches are permuted
-        overrides = tuple(o for o in overrides if not o.startswith(("algo.update_epochs", "algo.num_minibatches")))
-        overrides += ("algo.update_epochs=2", "algo.vf_iters=2", "algo.num_minibatches=4")
+    overrides = one_update(env, algo)
     batch_summary, saved = batch(overrides, [0, 1, 2], tmp_path)
     finals = []
     for seed, summary in zip([0, 1, 2], batch_summary["runs"]):
@@ -114,6 +126,26 @@ def test_the_target_kl_stop_ends_only_its_own_runs_epochs(tmp_path):
         assert float(saved[seed]["algorithm"]["optimizers"]["policy"]["state"][0]["step"]) == counter["steps"]
         assert torch.equal(saved[seed]["rng"]["torch"], reference_rng(trainer))  # no draws after its stop
     assert len(set(steps)) == 3, steps  # the seeds stop after different epochs, so the mask is exercised
+
+
+def test_a_rejected_line_search_restores_only_its_own_run(tmp_path):
+    """One candidate that must gain 99% of its first-order prediction: seeds 2 and 4 accept theirs,
+    seed 3 keeps its old actor, bit for bit, while the runs beside it move."""
+    overrides = (*one_update("cartpole", "trpo"), "algo.max_backtracks=1", "algo.accept_ratio=0.99")
+    batch_summary, saved = batch(overrides, [2, 3, 4], tmp_path)
+    accepted = {}
+    for seed, summary in zip([2, 3, 4], batch_summary["runs"]):
+        trainer = build_trainer(make_config(*overrides, f"seed={seed}"), tmp_path / f"reference_{seed}")
+        start = {k: v.clone() for k, v in trainer.policy.state_dict().items() if k.startswith("actor")}
+        step = trainer.algorithm.update
+        trainer.algorithm.update = lambda batch: accepted.setdefault(seed, step(batch))
+        reference_summary = trainer.train()
+        assert_run_matches(saved[seed], trainer, summary, reference_summary)
+        moved = any(not torch.equal(saved[seed]["model"][k], v) for k, v in start.items())
+        assert moved == bool(accepted[seed]["accepted"]), seed
+        if not moved:
+            assert all(torch.equal(saved[seed]["model"][k], v) for k, v in start.items())
+    assert [int(accepted[s]["accepted"]) for s in (2, 3, 4)] == [1, 0, 1]
 
 
 def test_stop_at_return_ends_each_run_at_its_own_step(tmp_path):

@@ -64,5 +64,6 @@ def test_a_batched_pair_is_one_job_before_its_peers_seeds(study):
 
 
 def test_the_study_batches_the_presets_a_seed_batch_takes(study):
-    pairs = study.batchable_pairs(["ppo", "trpo"], ["cartpole", "pendulum"])
-    assert pairs == {"ppo_cartpole"}  # TRPO is not batched; PPO's Pendulum preset explores with gSDE
+    pairs = study.batchable_pairs(["ppo", "trpo", "reinforce"], ["cartpole", "pendulum"])
+    assert pairs == {"ppo_cartpole", "trpo_cartpole", "trpo_pendulum", "reinforce_cartpole", "reinforce_pendulum"}
+    # PPO's Pendulum preset explores with gSDE, which a seed batch does not take
