@@ -259,3 +259,31 @@ def test_stacked_cartpoles_step_as_each_env_alone():
     assert [e.pop_episode_stats() for e in alone] == [e.pop_episode_stats() for e in together]
     assert all(e.env.np_random.bit_generator.state == f.env.np_random.bit_generator.state
                for e, f in zip(alone, together))
+
+
+def test_a_run_whose_loss_turns_non_finite_stops_alone(tmp_path, monkeypatch):
+    """Seed 1 starts from a NaN weight: its losses are NaN from the first update, so it stops there with
+    no checkpoint written, while seeds 0 and 2 train on to the single-run trainer's numbers."""
+    import ppo_core.build as builder  # run_seeds imports build_trainer from it when called
+    from ppo_core.errors import NonFiniteError
+
+    real = builder.build_trainer
+
+    def poisoned(config, run_dir):
+        trainer = real(config, run_dir)
+        if config.seed == 1:
+            with torch.no_grad():
+                trainer.policy.actor.layers[0].weight[0, 0] = float("nan")
+        return trainer
+
+    monkeypatch.setattr(builder, "build_trainer", poisoned)
+    overrides = (*SMALL, "checkpoint_every=256")
+    with pytest.raises(NonFiniteError, match=r"seed_1: non-finite .*no checkpoint had been written yet"):
+        run_training(make_config(*overrides, "seeds=[0,1,2]"), tmp_path / "batch")
+    assert not (tmp_path / "batch" / "seed_1" / "checkpoint.pt").exists()
+    monkeypatch.setattr(builder, "build_trainer", real)
+    for seed in (0, 2):
+        trainer, summary = reference(overrides, seed, tmp_path)
+        written = json.loads((tmp_path / "batch" / f"seed_{seed}" / "summary.json").read_text())
+        assert_run_matches(checkpoint.load(tmp_path / "batch" / f"seed_{seed}" / "checkpoint.pt"), trainer, written,
+                           summary)
