@@ -1,8 +1,10 @@
 """Classic control study: REINFORCE, PPO and TRPO on five tasks, against SB3 PPO and sb3-contrib TRPO.
 
 Runs, for every algorithm × task, N seeds of our tuned preset (conf/tuned/<algo>_<env>.yaml) and of
-its peer at rl-baselines3-zoo settings (with gSDE where the zoo uses it), every run in its own process,
-from one joblib queue in which our runs and the peer's alternate seed by seed: both sides of a wall-time
+its peer at rl-baselines3-zoo settings (with gSDE where the zoo uses it), from one joblib queue. Our
+seeds of a pair whose preset can be batched train as one seed batch, one process (``seeds=[...]``),
+queued before the task's peer runs; every other run has its own process, and our runs and the peer's
+alternate seed by seed: both sides of a wall-time
 ratio run at about the same time, so a change of machine load during a study lands on both alike. Then
 ``python -m ppo_core.compare`` reads them all. Every run evaluates deterministically at the preset's
 ``eval_every`` (evaluation time is excluded from the training clock) and, ours and peers alike, stops
@@ -14,6 +16,7 @@ and evaluation intervals alike, for a quick check of the pipeline.
     python benchmarks/classic_control_study.py                       # 3 algos × 5 tasks × 10 seeds + peers
     python benchmarks/classic_control_study.py --seeds 10 --peer-seeds 5 --n-jobs 1   # fewer peer seeds
     python benchmarks/classic_control_study.py --seeds 1 --timesteps-scale 0.02 --no-record   # smoke check
+    python benchmarks/classic_control_study.py --no-batch            # every seed of ours in its own process
 
 Prints the comparison table and appends command, machine, date, table and figures to
 benchmarks/RESULTS.md (``--results`` to write elsewhere, ``--no-record`` to skip).
@@ -109,17 +112,21 @@ def run_process(command: list[str], what: str) -> None:
         raise RuntimeError(f"{what} failed with exit code {result.returncode}:\n{result.stderr[-4000:]}")
 
 
-def run_ours(algo: str, env: str, seed: int, budget: tuple[int, int], scale: float, cap: int, eval_episodes: int,
-             stop_after_evals: int, out: Path) -> None:
-    """One seed of one algorithm × task: a single training-app run in ``out/<algo>_<env>/<seed>``;
-    ``budget`` is the preset's (total_timesteps, eval_every)."""
+def run_ours(algo: str, env: str, seed: int | tuple[int, ...], budget: tuple[int, int], scale: float, cap: int,
+             eval_episodes: int, stop_after_evals: int, out: Path) -> None:
+    """One seed of one algorithm × task, a single training-app run in ``out/<algo>_<env>/<seed>``; or, for
+    a tuple of seeds, their seed batch (``seeds=[...]``) in ``out/<algo>_<env>/batch/seed_<s>``. ``budget``
+    is the preset's (total_timesteps, eval_every)."""
     total, eval_every = budget
     total = min(total, cap)
-    command = [sys.executable, "-m", "ppo_core.train", f"algo={algo}", f"env={env}", f"seed={seed}",
+    batch = isinstance(seed, tuple)
+    which = f"seeds=[{','.join(map(str, seed))}]" if batch else f"seed={seed}"
+    run_dir = out / f"{algo}_{env}" / ("batch" if batch else str(seed))
+    command = [sys.executable, "-m", "ppo_core.train", f"algo={algo}", f"env={env}", which,
                f"total_timesteps={scaled(total, scale)}", f"eval_every={scaled(eval_every, scale)}",
                f"eval_episodes={eval_episodes}", "checkpoint_every=0", "torch_threads=1", "progress=false",
-               *stop_overrides(ENVS[env], stop_after_evals), f"hydra.run.dir={out / f'{algo}_{env}' / str(seed)}"]
-    run_process(command, f"{algo} on {env}, seed {seed}")
+               *stop_overrides(ENVS[env], stop_after_evals), f"hydra.run.dir={run_dir}"]
+    run_process(command, f"{algo} on {env}, {'seeds' if batch else 'seed'} {seed}")
 
 
 # --------------------------------------------------------------------------------------- peers
@@ -217,28 +224,41 @@ def run_peer(peer: str, env: str, seed: int, budget: tuple[int, int], scale: flo
     run_process(command, f"{peer} on {env}, seed {seed}")
 
 
-Job = tuple[str, str, int]
-"""(who, task, seed): who is one of our algorithms or a peer."""
+Job = tuple[str, str, int | tuple[int, ...]]
+"""(who, task, seed): who is one of our algorithms or a peer; a tuple of seeds is one seed batch."""
 
 
 def study_queue(algos: list[str], envs: list[str], skip: list[str], seeds: int, peer_seeds: int,
-                with_peers: bool) -> list[Job]:
+                with_peers: bool, batched: frozenset[str] = frozenset()) -> list[Job]:
     """Every run of the study, task by task: seed by seed, each of our runs followed by its peer's run of
     the same seed, so that both sides of a comparison run at about the same time; then the runs of our
-    algorithms without a peer (REINFORCE). Skipping one of our pairs (``ALGO_ENV``) skips its peer too."""
+    algorithms without a peer (REINFORCE). Skipping one of our pairs (``ALGO_ENV``) skips its peer too.
+    Our pairs in ``batched`` (``ALGO_ENV``) train all their seeds as one seed batch, queued before the
+    task's first seed."""
     peer_of = {algo: peer for peer, algo in PEER_OF.items()}
-    jobs = []
+    jobs: list[Job] = []
     for env in envs:
         ours = [algo for algo in algos if f"{algo}_{env}" not in skip]
+        batch = [algo for algo in ours if f"{algo}_{env}" in batched and seeds > 0]
+        jobs.extend((algo, env, tuple(range(seeds))) for algo in batch)
         paired = [algo for algo in ours if with_peers and algo in peer_of]
         for seed in range(max(seeds, peer_seeds) if paired else 0):
             for algo in paired:
-                if seed < seeds:
+                if seed < seeds and algo not in batch:
                     jobs.append((algo, env, seed))
                 if seed < peer_seeds:
                     jobs.append((peer_of[algo], env, seed))
-        jobs.extend((algo, env, seed) for algo in ours if algo not in paired for seed in range(seeds))
+        jobs.extend((algo, env, seed) for algo in ours if algo not in paired and algo not in batch
+                    for seed in range(seeds))
     return jobs
+
+
+def batchable_pairs(algos: list[str], envs: list[str]) -> frozenset[str]:
+    """Our ALGO_ENV pairs whose presets train as seed batches (ppo_core/seeds.py: batch_blocker)."""
+    from ppo_core.api import make_config
+    from ppo_core.seeds import batch_blocker
+
+    return frozenset(f"{a}_{e}" for a in algos for e in envs if not batch_blocker(make_config(f"algo={a}", f"env={e}")))
 
 
 def run_queue(jobs: list[Job], scale: float, cap: int, eval_episodes: int, stop_after_evals: int, n_jobs: int,
@@ -384,6 +404,9 @@ def main() -> None:
     parser.add_argument("--skip", nargs="+", default=[], metavar="ALGO_ENV",
                         help="our algorithm × task pairs to leave out, e.g. reinforce_mountaincar")
     parser.add_argument("--no-peers", action="store_true", help="skip SB3 PPO and sb3-contrib TRPO")
+    parser.add_argument("--no-batch", action="store_true",
+                        help="train each of our seeds in its own process (default: a seed batch per algorithm and "
+                             "task wherever its preset can be batched)")
     parser.add_argument("--out", type=Path, default=None, help="default: artifacts/classic_control/<date-time>")
     parser.add_argument("--results", type=Path, default=HERE / "RESULTS.md")
     parser.add_argument("--no-record", action="store_true", help="print only; leave --results alone")
@@ -393,7 +416,8 @@ def main() -> None:
     started, load_at_start = time.time(), load_average()
     peer_seeds = args.seeds if args.peer_seeds is None else args.peer_seeds
     args.no_peers = args.no_peers or not set(PEER_OF.values()) & set(args.algos)  # REINFORCE has no peer
-    jobs = study_queue(args.algos, args.envs, args.skip, args.seeds, peer_seeds, not args.no_peers)
+    batched = frozenset() if args.no_batch else batchable_pairs(args.algos, args.envs)
+    jobs = study_queue(args.algos, args.envs, args.skip, args.seeds, peer_seeds, not args.no_peers, batched)
     print(f"{len(jobs)} runs, {args.n_jobs} at a time", flush=True)
     run_queue(jobs, args.timesteps_scale, args.max_timesteps, args.eval_episodes, args.stop_after_evals,
               args.n_jobs, out)
@@ -427,6 +451,9 @@ def main() -> None:
            "a run that stopped there or ends at it. " if args.stop_after_evals > 0 else "no early stop. ")
         + ("" if args.no_peers else "The peers use gSDE where the zoo does (Pendulum, MountainCarContinuous); ")
         + ("Ours " if args.no_peers else "ours ") + exploration
+        + (f" Our {', '.join(sorted(batched & {f'{a}_{e}' for a in args.algos for e in args.envs}))} trained "
+           "their seeds as one seed batch each (`seeds=[...]`: one process, the batch's clock as every run's "
+           "wall seconds); the rest one process per seed." if batched else " One process per seed.")
         + f" Our env copies step as: {env_stepping(args.envs)}"
         + ("" if args.no_peers else "; the peers' in SB3's DummyVecEnv") + ".", "",
         table,

@@ -66,10 +66,13 @@ def place_at_last_decision(step_rewards: Tensor, mask: Tensor) -> Tensor:
     return torch.where(positions == last, step_rewards.unsqueeze(-1), 0.0).to(step_rewards.dtype)
 
 
-def whiten(x: Tensor, mask: Tensor | None = None, eps: float = 1e-8) -> Tensor:
+def whiten(x: Tensor, mask: Tensor | None = None, eps: float = 1e-8, dim: tuple[int, ...] | None = None) -> Tensor:
     """Shift and scale ``x`` to mean 0 and std 1 over its valid entries (per-minibatch normalisation);
-    masked entries come out 0."""
-    whitened = (x - masked_mean(x, mask)) / (masked_var(x, mask).sqrt() + eps)
+    masked entries come out 0. ``dim``: the dimensions to normalise over (None: all), e.g. (1, 2) to
+    whiten each run of a seed batch (S, B, L) on its own."""
+    mean = masked_mean(x, mask, dim, keepdim=dim is not None)
+    var = masked_var(x, mask, dim, keepdim=dim is not None)
+    whitened = (x - mean) / (var.sqrt() + eps)
     return whitened if mask is None else whitened * mask
 
 

@@ -221,11 +221,20 @@ def build_trainer(config: TrainConfig, run_dir: Path) -> Trainer:
 
 def run_training(config: TrainConfig, run_dir: Path, overrides: Sequence[str] = ()) -> dict[str, Any]:
     """Train, then write ``summary.json`` (read by sweeps and comparisons) into ``run_dir``. A resumed
-    run applies the ``overrides`` it may change (``resumed_config``)."""
+    run applies the ``overrides`` it may change (``resumed_config``). ``seeds=[...]``, or resuming a
+    batch's directory, trains a seed batch (ppo_core/seeds.py)."""
+    from ppo_core.seeds import is_batch_directory, run_seeds
+
+    if config.seeds is not None or is_batch_directory(config.resume):
+        return run_seeds(config, run_dir, overrides)
     if config.resume:
         config, run_dir = resumed_config(config, overrides)
     trainer = build_trainer(config, run_dir)
-    summary = trainer.train()
+    return write_summary(trainer.train(), config, run_dir)
+
+
+def write_summary(summary: dict[str, Any], config: TrainConfig, run_dir: Path) -> dict[str, Any]:
+    """``summary`` with the run's directory and config, written to ``run_dir/summary.json``."""
     summary["run_dir"] = str(run_dir)  # a resumed run continues in its checkpoint's directory
     summary["config"] = dataclasses.asdict(config)
     checkpoint.write_text_atomic(json.dumps(summary, indent=2), Path(run_dir) / "summary.json")

@@ -206,6 +206,9 @@ class TrainConfig:
     """Loss and reward terms beside the algorithm's (conf/objective/): none, or a registered objective."""
     seed: int = setting(0, ge=0)
     """Seeds torch, Python, NumPy and the environments."""
+    seeds: Optional[list[int]] = setting(None, ge=0)
+    """A seed batch: one run per seed, trained in one process as one computation, each into
+    ``seed_<s>/`` of the run directory (ppo_core/seeds.py); replaces ``seed``. None: one run."""
     device: str = "auto"
     """auto (CUDA when present) | cpu | cuda | cuda:N."""
     total_timesteps: int = setting(100_000, ge=1)

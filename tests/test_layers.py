@@ -18,7 +18,8 @@ CORE, IMPLEMENTATIONS, FRONT_DOORS, WING = 0, 1, 2, 3
 LAYER_NAMES = {CORE: "the RL core", IMPLEMENTATIONS: "agents/envs", FRONT_DOORS: "the builder and CLIs",
                WING: "the alignment wing"}
 INTERFACES = {"agents.base", "agents.distributions", "envs.base"}  # what the core's trainer and algorithms see
-FRONT_DOOR_MODULES = {"ppo_core.build", "ppo_core.train", "ppo_core.evaluate", "ppo_core.compare", "ppo_core.api"}
+FRONT_DOOR_MODULES = {"ppo_core.build", "ppo_core.train", "ppo_core.evaluate", "ppo_core.compare", "ppo_core.api",
+                      "ppo_core.seeds"}
 LM_LIBRARIES = {"transformers", "tokenizers", "safetensors", "peft", "datasets", "accelerate"}
 
 

@@ -53,3 +53,17 @@ def test_a_failed_run_stops_the_study_with_its_error_output(study):
     failing = [sys.executable, "-c", "import sys; sys.stderr.write('no such env: Foo-v9'); sys.exit(3)"]
     with pytest.raises(RuntimeError, match=r"ppo on foo, seed 0 failed with exit code 3:\nno such env: Foo-v9"):
         study.run_process(failing, "ppo on foo, seed 0")
+
+
+def test_a_batched_pair_is_one_job_before_its_peers_seeds(study):
+    jobs = study.study_queue(["ppo", "trpo"], ["cartpole"], [], seeds=2, peer_seeds=2, with_peers=True,
+                             batched=frozenset({"ppo_cartpole"}))
+    assert jobs == [("ppo", "cartpole", (0, 1)), ("sb3_ppo", "cartpole", 0), ("trpo", "cartpole", 0),
+                    ("sb3_trpo", "cartpole", 0), ("sb3_ppo", "cartpole", 1), ("trpo", "cartpole", 1),
+                    ("sb3_trpo", "cartpole", 1)]
+
+
+def test_the_study_batches_the_presets_a_seed_batch_takes(study):
+    pairs = study.batchable_pairs(["ppo", "trpo", "reinforce"], ["cartpole", "pendulum"])
+    assert pairs == {"ppo_cartpole", "trpo_cartpole", "trpo_pendulum", "reinforce_cartpole", "reinforce_pendulum"}
+    # PPO's Pendulum preset explores with gSDE, which a seed batch does not take
