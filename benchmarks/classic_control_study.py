@@ -326,7 +326,7 @@ def record(report: str, figures: Path, results: Path) -> None:
 
 
 def targets_table(rows: list) -> str:
-    """Ours against the peer of the same update rule: the issue's steps (ours ≤ peer) and wall-time
+    """Ours against the peer of the same update rule: the project's steps (ours ≤ peer) and wall-time
     (peer / ours ≥ 2) targets, on the medians over the runs that reached the threshold."""
     by_key = {(r.task, r.algo): r for r in rows}
     lines = ["| task | algo | success ours / peer | median env steps ours / peer | steps target (ours ≤ peer) | "
