@@ -34,6 +34,7 @@ ROOT = HERE.parent
 sys.path.insert(0, str(HERE))
 
 from cartpole_vs_sb3 import worker_ours, worker_sb3, zoo_overrides  # noqa: E402
+from classic_control_study import cpu_name, load_average, versions  # noqa: E402
 from record import record  # noqa: E402
 
 WORKER_ENV = {"PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1", "PATH": os.environ.get("PATH", "/usr/bin:/bin")}
@@ -90,7 +91,7 @@ def main() -> None:
     args = parser.parse_args()
     seeds, steps = list(range(args.seeds)), str(args.steps)
     half = (len(seeds) + 1) // 2
-    started, load_at_start = time.time(), _load()
+    started, load_at_start = time.time(), load_average()
     plan = [  # (name, jobs, processes at once); SB3 first and last so a load change shows in both halves
         ("SB3 PPO, one process per seed, one at a time", [["sb3", str(s), steps] for s in seeds], 1),
         ("ours, one seed batch of all seeds, one process", [["batch", ",".join(map(str, seeds)), steps]], 1),
@@ -107,8 +108,8 @@ def main() -> None:
     sb3_one, sb3_two = rows[plan[0][0]]["sps"], rows[plan[-1][0]]["sps"]
     lines = [f"## 10 CartPole PPO seeds: seed batch vs SB3 and single runs ({datetime.date.today().isoformat()})", "",
              f"Command: `python benchmarks/seed_batch_vs_sb3.py --seeds {args.seeds} --steps {args.steps}`",
-             f"Machine: {_cpu()}, {os.cpu_count()} cores, Python {platform.python_version()}, {_versions()}; one "
-             f"torch thread per process; load average {load_at_start} at start, {_load()} at end; "
+             f"Machine: {cpu_name()}, {os.cpu_count()} cores, Python {platform.python_version()}, {versions()}; one "
+             f"torch thread per process; load average {load_at_start} at start, {load_average()} at end; "
              f"{time.time() - started:.0f} s in all.",
              f"Each sweep trains seeds 0-{args.seeds - 1} for {args.steps} env steps each at the rl-baselines3-zoo "
              "CartPole settings (8 envs × 32 steps, one minibatch of 256, 20 epochs, linear schedules), no "
@@ -123,32 +124,6 @@ def main() -> None:
     print(text)
     if not args.no_record:
         record("Seed batches: 10 CartPole PPO seeds vs SB3", text)
-
-
-def _cpu() -> str:
-    try:
-        with open("/proc/cpuinfo") as f:
-            return next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
-    except (OSError, StopIteration):
-        return platform.machine()
-
-
-def _versions() -> str:
-    import gymnasium
-    import torch
-
-    found = [f"torch {torch.__version__}", f"gymnasium {gymnasium.__version__}"]
-    try:
-        import stable_baselines3
-
-        found.append(f"stable-baselines3 {stable_baselines3.__version__}")
-    except ImportError:
-        pass
-    return ", ".join(found)
-
-
-def _load() -> str:
-    return ", ".join(f"{x:.2f}" for x in os.getloadavg())
 
 
 if __name__ == "__main__":

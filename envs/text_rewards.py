@@ -97,21 +97,24 @@ class RetokenizedScorer:
     """A reward model with its own tokenizer: it reads ``prompt + completion`` as text, encoded its way
     (with the special tokens its tokenizer adds in front), then its own EOS after a completion that ended
     with the policy's, as ``TokenScorer`` reads the sampled EOS and as the ``rm`` stage trains;
-    right-padded and cut from the left to its ``context`` (counted)."""
+    right-padded and cut from the left to its ``context`` (logged once)."""
 
     def __init__(self, score: RewardFn, tokenizer: PreTrainedTokenizerBase, context: int):
         if tokenizer.pad_token_id is None:
             raise ValueError("the reward model's tokenizer has no pad token")
         self.score, self.tokenizer, self.context = score, tokenizer, int(context)
         self.eos = [tokenizer.eos_token_id] if tokenizer.eos_token_id is not None else []
-        self.truncated = 0  # sequences cut to fit the context since construction
+        self.warned = False
 
     def __call__(self, batch: Completions) -> Tensor:
         texts = [prompt + completion for prompt, completion in zip(batch.prompts, batch.texts)]
         ended = batch.ended.tolist()
         encoded = [ids + self.eos if end else ids for ids, end in zip(self.tokenizer(texts)["input_ids"], ended)]
         cut = [ids[-self.context:] for ids in encoded]
-        self.truncated += sum(len(ids) > self.context for ids in encoded)
+        if not self.warned and (cut_count := sum(len(ids) > self.context for ids in encoded)):
+            log.warning("%d of %d prompt + completion texts are longer than the reward model's context of %d "
+                        "tokens; they are cut from the left (logged once)", cut_count, len(encoded), self.context)
+            self.warned = True
         ids, mask = pad_sequences(cut, self.tokenizer.pad_token_id, side="right")
         device = batch.tokens.device
         return self.score(ids.to(device), mask.to(device))
