@@ -11,9 +11,12 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from ppo_core.distributed import combine_moments
+
 
 class RunningMeanStd:
-    """Mean and variance of a stream of batches (Chan et al. 1979 parallel update)."""
+    """Mean and variance of a stream of batches (Chan et al. 1979 parallel update). In a data-parallel
+    run a batch is the union of every rank's batch of that step, so all ranks keep the same statistics."""
 
     def __init__(self, shape: tuple[int, ...], epsilon: float = 1e-4):
         self.mean = np.zeros(shape, dtype=np.float64)
@@ -26,6 +29,7 @@ class RunningMeanStd:
         batch_mean = batch.sum(0) / batch_count  # not .mean()/.var(): their wrappers cost more than the sums
         centered = batch - batch_mean
         batch_var = (centered * centered).sum(0) / batch_count
+        batch_count, batch_mean, batch_var = combine_moments(batch_count, batch_mean, batch_var)
         delta = batch_mean - self.mean
         total = self.count + batch_count
         self.mean = self.mean + delta * batch_count / total

@@ -50,6 +50,7 @@ from agents.packing import PACKING_TOLERANCE
 from envs.base import EpisodeStats, StepResult
 from envs.text_encoding import encode_prompt, pad_sequences
 from envs.text_rewards import Completions, GoldFn, GoldReward, RewardFn, RewardSet
+from ppo_core.distributed import mean_over_ranks, world_size
 from ppo_core.errors import ConfigError
 from ppo_core.kl import ESTIMATORS, check_kl_treatment, kl_estimate, token_kl
 from ppo_core.kl_control import AdaptiveKLController, FixedKLController
@@ -336,7 +337,8 @@ class TextBanditVecEnv:
             metrics["gold"] = info["gold"] = gold
         self._record(metrics)
         if self.adapt_kl_coef:
-            self.reward.controller.update(parts.kl.mean(), self.num_envs)  # one host sync per step
+            # one host sync per step; a data-parallel run's ranks adapt one β on all their completions
+            self.reward.controller.update(mean_over_ranks(parts.kl.mean()), self.num_envs * world_size())
         n = self.num_envs
         extras = {"ref_log_prob": parts.ref_log_prob}
         if self.reward.placement == "loss":

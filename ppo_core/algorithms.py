@@ -18,6 +18,7 @@ from ppo_core.advantages import explained_variance, whiten
 from ppo_core.auxiliary import AuxiliaryLoss, total_auxiliary_loss
 from ppo_core.buffer import RolloutBatch
 from ppo_core.config import AlgoConfig, PPOConfig, ReinforceConfig, TRPOConfig
+from ppo_core.distributed import all_true, sum_gradients, sum_over_ranks
 from ppo_core.errors import ConfigError
 from ppo_core.kl_control import PPOKLPenaltyController
 from ppo_core.masked import masked_mean
@@ -112,11 +113,12 @@ class Algorithm:
                     group["lr"] = remaining * group["base_lr"]
 
     def gradient_step(self, loss: Tensor, name: str) -> Tensor:
-        """Backpropagate, clip the global gradient norm of optimiser ``name``'s parameters, step;
-        returns the pre-clip norm."""
+        """Backpropagate, sum the gradients over the processes of a data-parallel run, clip the global
+        gradient norm of optimiser ``name``'s parameters, step; returns the pre-clip norm."""
         optimizer = self.optimizers[name]
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
+        sum_gradients(self.optimized[name])
         grad_norm = clip_grad_norm(self.optimized[name], self.config.max_grad_norm)
         optimizer.step()
         return grad_norm
@@ -170,8 +172,8 @@ def require(config: AlgoConfig, key: str, ok: bool, expected: str) -> None:
 def every_decision_valid(batch: RolloutBatch) -> bool:
     """Whether the mask is all True (control actions always are). The losses then take mask=None: plain
     means, the same numbers to the bit as the masked ones (ppo_core/masked.py) with half the ops.
-    One host sync per update."""
-    return bool(batch.mask.all())
+    One host sync per update; in a data-parallel run, all ranks' batches decide together."""
+    return all_true(batch.mask.all())
 
 
 def batch_stats(batch: RolloutBatch) -> Stats:
@@ -328,6 +330,7 @@ class TRPO(Algorithm):
             max_backtracks=cfg.max_backtracks,
             backtrack_ratio=cfg.backtrack_ratio,
             accept_ratio=cfg.accept_ratio,
+            reduce=sum_over_ranks,
         )
         with torch.no_grad():
             surrogate, kl, entropy = self.objectives(batch, advantages, old, mask)

@@ -26,7 +26,7 @@ from ppo_core.auxiliary import AuxiliaryLoss
 from ppo_core.config import AlgoConfig, TrainConfig, config_from_dict
 from ppo_core.errors import ConfigError
 from ppo_core.evaluation import evaluate_policy
-from ppo_core import checkpoint
+from ppo_core import checkpoint, distributed
 from ppo_core.plugins import load_plugins
 from ppo_core.resume import resumed_config
 from ppo_core.runtime import resolve_device, seed_everything
@@ -182,6 +182,8 @@ def make_policy(config: TrainConfig, env: VecEnv, device: torch.device) -> Actor
 
 EVAL_SEED_OFFSET = 1_000_000
 """Evaluation episodes are seeded apart from the training envs' seeds."""
+RANK_SEED_STRIDE = 7_919
+"""Rank r > 0 of a data-parallel run reseeds its RNGs (actions, minibatch draws) with seed + r · this."""
 
 
 def build_trainer(config: TrainConfig, run_dir: Path) -> Trainer:
@@ -192,12 +194,16 @@ def build_trainer(config: TrainConfig, run_dir: Path) -> Trainer:
         raise ConfigError(f"stop_at_return={config.stop_at_return} needs evaluations: eval_episodes >= 1 "
                           f"(got {config.eval_episodes})")
     torch.set_num_threads(config.torch_threads)
-    device = resolve_device(config.device)
+    device = resolve_device(distributed.setup(config.device))
     seed_everything(config.seed)
     env = make_env(config, device)
     policy = make_policy(config, env, device)
+    distributed.broadcast_module(policy)  # every rank starts from rank 0's parameters
+    if distributed.rank() > 0:  # its own actions and minibatches; rank 0 keeps a single run's streams
+        seed_everything(config.seed + RANK_SEED_STRIDE * distributed.rank())
     algorithm = make_algorithm(policy, config.algo, make_objective_terms(config, policy))
-    eval_env = make_eval_env(config, device, config.eval_episodes) if config.eval_episodes > 0 else None
+    evaluates = config.eval_episodes > 0 and distributed.is_main()  # rank 0 evaluates for every rank
+    eval_env = make_eval_env(config, device, config.eval_episodes) if evaluates else None
 
     def evaluate(number: int) -> dict[str, float]:
         eval_env.load_state_dict(env.state_dict(), restore_episodes=False)  # current normaliser statistics
@@ -226,11 +232,17 @@ def run_training(config: TrainConfig, run_dir: Path, overrides: Sequence[str] = 
     from ppo_core.seeds import is_batch_directory, run_seeds
 
     if config.seeds is not None or is_batch_directory(config.resume):
+        if distributed.requested_world_size() > 1:
+            raise ConfigError(f"seeds={config.seeds} trains a seed batch in one process; it cannot also be "
+                              "data-parallel: start it without torchrun, or train one seed per torchrun run")
         return run_seeds(config, run_dir, overrides)
     if config.resume:
         config, run_dir = resumed_config(config, overrides)
+    distributed.setup(config.device)
+    run_dir = Path(distributed.from_main(str(run_dir)))  # one run directory, rank 0's, for every rank
     trainer = build_trainer(config, run_dir)
-    return write_summary(trainer.train(), config, run_dir)
+    summary = trainer.train()
+    return write_summary(summary, config, run_dir) if distributed.is_main() else summary
 
 
 def write_summary(summary: dict[str, Any], config: TrainConfig, run_dir: Path) -> dict[str, Any]:

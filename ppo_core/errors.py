@@ -7,3 +7,7 @@ class ConfigError(ValueError):
 
 class NonFiniteError(RuntimeError):
     """A non-finite loss or parameter; training stops before it reaches a checkpoint."""
+
+
+class DistributedError(RuntimeError):
+    """Another process of a data-parallel run stopped or stopped answering; this one stops too."""

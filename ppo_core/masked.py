@@ -1,11 +1,17 @@
 """Reductions over the entries a mask keeps: every loss and statistic of a batch whose steps carry
 padding (a completion's tokens after EOS) goes through these, and a batch without padding passes
-``mask=None`` and gets the plain reductions, the same numbers to the bit."""
+``mask=None`` and gets the plain reductions, the same numbers to the bit.
+
+Inside ``ppo_core.distributed.global_batch()`` (an update of a data-parallel run) a reduction over
+the batch dimension (dim 0, or all dims) spans every rank's batch: the mean of the concatenated
+data, on every rank. Reductions within a sample (e.g. over a completion's tokens) stay local."""
 
 import math
 
 import torch
 from torch import Tensor
+
+from ppo_core.distributed import global_sum, reducing
 
 Dim = int | tuple[int, ...] | None
 
@@ -15,21 +21,43 @@ def _valid(x: Tensor, mask: Tensor) -> Tensor:
     return mask.bool().expand_as(x)
 
 
-def masked_sum(x: Tensor, mask: Tensor | None = None, dim: Dim = None, keepdim: bool = False) -> Tensor:
-    """Sum of the entries of x where mask is 1/True; values at masked-out entries (even NaN) never leak."""
+def _spans_ranks(x: Tensor, dim: Dim) -> bool:
+    """Whether this reduction of x is over the batch of a data-parallel update."""
+    if not reducing():
+        return False
+    dims = range(x.ndim) if dim is None else dim if isinstance(dim, tuple) else (dim,)
+    return any(d % max(x.ndim, 1) == 0 for d in dims)
+
+
+def _local_sum(x: Tensor, mask: Tensor | None, dim: Dim, keepdim: bool) -> Tensor:
     if mask is not None:
         x = torch.where(_valid(x, mask), x, 0.0)
     return x.sum(dim=dim, keepdim=keepdim)
 
 
+def _count(x: Tensor, mask: Tensor | None, dim: Dim, keepdim: bool) -> Tensor:
+    """The number of valid entries the reduction sees (mask None: all of them)."""
+    ones = torch.ones((), dtype=torch.int64, device=x.device).expand_as(x) if mask is None else _valid(x, mask)
+    return ones.sum(dim=dim, keepdim=keepdim)
+
+
+def masked_sum(x: Tensor, mask: Tensor | None = None, dim: Dim = None, keepdim: bool = False) -> Tensor:
+    """Sum of the entries of x where mask is 1/True; values at masked-out entries (even NaN) never leak."""
+    total = _local_sum(x, mask, dim, keepdim)
+    return global_sum(total) if _spans_ranks(x, dim) else total
+
+
 def masked_mean(x: Tensor, mask: Tensor | None = None, dim: Dim = None, keepdim: bool = False) -> Tensor:
     """Mean of the entries of x where mask is 1/True; a slice with no valid entry gives 0, not NaN.
     Without a mask it is ``x.mean``, which on CPU is the same sum-then-divide as the masked path."""
+    if _spans_ranks(x, dim):
+        count = global_sum(_count(x, mask, dim, keepdim)).clamp(min=1)
+        return global_sum(_local_sum(x, mask, dim, keepdim)) / count
     if mask is None:
         return x.mean(dim=dim, keepdim=keepdim)
     valid = _valid(x, mask)
     count = valid.sum(dim=dim, keepdim=keepdim).clamp(min=1)
-    return masked_sum(x, valid, dim, keepdim) / count
+    return _local_sum(x, valid, dim, keepdim) / count
 
 
 def masked_var(
@@ -41,6 +69,13 @@ def masked_var(
     correction + 1 gives 0 rather than NaN. Without a mask it is the same two-pass arithmetic, so a mask
     that is all True and no mask give the same numbers to the bit.
     """
+    if _spans_ranks(x, dim):
+        count = global_sum(_count(x, mask, dim, keepdim=True))
+        x = x if mask is None else torch.where(_valid(x, mask), x, 0.0)
+        mean = global_sum(x.sum(dim=dim, keepdim=True)) / count.clamp(min=1)
+        centered = x - mean if mask is None else torch.where(_valid(x, mask), x - mean, 0.0)
+        var = global_sum((centered**2).sum(dim=dim, keepdim=True)) / (count - correction).clamp(min=1)
+        return var if keepdim else var.squeeze() if dim is None else var.squeeze(dim)
     if mask is None:
         dims = dim if isinstance(dim, tuple) else (dim,)
         count = x.numel() if dim is None else math.prod(x.shape[d] for d in dims)

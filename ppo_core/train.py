@@ -14,7 +14,8 @@ from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 
 from ppo_core.config import TrainConfig, compose_train_config, register_configs, to_train_config
-from ppo_core.errors import ConfigError, NonFiniteError
+from ppo_core.distributed import is_main, teardown
+from ppo_core.errors import ConfigError, DistributedError, NonFiniteError
 from ppo_core.validation import validate
 
 register_configs()
@@ -29,10 +30,13 @@ def main(cfg: DictConfig) -> float | None:
     try:
         config: TrainConfig = to_train_config(cfg)
         summary = run_training(config, Path(HydraConfig.get().runtime.output_dir), HydraConfig.get().overrides.task)
-    except (ConfigError, UnsupportedSpaceError, NonFiniteError) as error:
+        if is_main():  # the one rank of a data-parallel run that writes the run directory
+            log.info(summary_line(summary))  # console and train.log
+    except (ConfigError, UnsupportedSpaceError, NonFiniteError, DistributedError) as error:
         print(f"error: {error}", file=sys.stderr)
         sys.exit(2)
-    log.info(summary_line(summary))  # console and train.log
+    finally:
+        teardown()
     return summary["eval_mean_return"]
 
 

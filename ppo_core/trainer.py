@@ -2,6 +2,11 @@
 
 It sees a vector env, a policy and an algorithm through their interfaces only (envs/base.py,
 agents/base.py, ppo_core/algorithms.py); every kind of env goes through the same lines.
+
+In a data-parallel run (torchrun, ppo_core/distributed.py) every process runs this loop on its own
+env copies, ``total_timesteps`` counts the env steps of all of them, the update sees the union of
+their rollouts, and rank 0 alone logs, evaluates and writes checkpoints (which hold every rank's env
+state and RNG, so that a resumed run continues exactly).
 """
 
 from __future__ import annotations
@@ -19,12 +24,12 @@ from tqdm import tqdm
 
 from agents.base import ActorCritic
 from envs.base import Observation, VecEnv
-from ppo_core import checkpoint
+from ppo_core import checkpoint, distributed
 from ppo_core.advantages import gae, place_at_last_decision
 from ppo_core.algorithms import Algorithm
 from ppo_core.buffer import RolloutBatch, RolloutBuffer, tree_map
 from ppo_core.config import TrainConfig
-from ppo_core.errors import NonFiniteError
+from ppo_core.errors import ConfigError, NonFiniteError
 from ppo_core.logging import RunLogger
 
 log = logging.getLogger(__name__)
@@ -49,14 +54,17 @@ class Trainer:
         self.policy = policy
         self.algorithm = algorithm
         self.run_dir = Path(run_dir)
-        self.evaluate = evaluate
+        self.evaluate = evaluate  # rank 0's alone in a data-parallel run
+        self.evaluates = distributed.from_main(evaluate is not None)
         self.device = device
         algo = config.algo
-        self.steps_per_iteration = algo.num_steps * env.num_envs
+        self.world_size = distributed.world_size()
+        self.steps_per_iteration = algo.num_steps * env.num_envs * self.world_size
         self.num_iterations = max(1, config.total_timesteps // self.steps_per_iteration)
         if self.num_iterations * self.steps_per_iteration != config.total_timesteps:
-            log.info("total_timesteps=%d is not a multiple of algo.num_steps × env.num_envs = %d: training runs "
-                     "%d env steps (%d rollouts)", config.total_timesteps, self.steps_per_iteration,
+            log.info("total_timesteps=%d is not a multiple of algo.num_steps × env.num_envs%s = %d: training runs "
+                     "%d env steps (%d rollouts)", config.total_timesteps,
+                     " × processes" if self.world_size > 1 else "", self.steps_per_iteration,
                      self.num_iterations * self.steps_per_iteration, self.num_iterations)
         self.buffer = RolloutBuffer(algo.num_steps, device)
         # V of the real final observation where an episode was truncated (same-step autoreset)
@@ -71,8 +79,10 @@ class Trainer:
         self.checkpoint_step: int | None = None  # env step of the last checkpoint this run wrote or resumed from
 
     def start(self, seed: int) -> None:
-        """Reset the env for a fresh run (a resumed run gets its observation from the checkpoint)."""
-        self.obs = self.env.reset(seed=seed)
+        """Reset the env for a fresh run (a resumed run gets its observation from the checkpoint). Rank r
+        of a data-parallel run seeds its copies after those of ranks 0..r−1: together they are the
+        copies one process with all of them would have."""
+        self.obs = self.env.reset(seed=seed + distributed.rank() * self.env.num_envs)
 
     # ----------------------------------------------------------------------------- rollout
     @torch.no_grad()
@@ -122,20 +132,24 @@ class Trainer:
 
     # ----------------------------------------------------------------------------- loop
     def train(self) -> dict[str, Any]:
-        logger = RunLogger(self.run_dir)
+        main = distributed.is_main()
+        logger = RunLogger(self.run_dir, enabled=main)
         progress = tqdm(total=self.num_iterations * self.steps_per_iteration, initial=self.global_step,
-                        unit="step", disable=not self.config.progress, dynamic_ncols=True)
+                        unit="step", disable=not (self.config.progress and main), dynamic_ncols=True)
         next_eval = self._next_multiple(self.config.eval_every)
         next_checkpoint = self._next_multiple(self.config.checkpoint_every)
         try:
             while self.iteration < self.num_iterations:
                 started = time.perf_counter()
                 self.algorithm.set_progress(1.0 - self.iteration / self.num_iterations)
+                failure = None
                 try:
                     next_value = self.collect_rollout()
                 except NonFiniteError as error:  # the env's own, named where it entered
-                    raise NonFiniteError(f"{error}; training stopped: {self._checkpoint_state()}") from None
-                stats = self.algorithm.update(self.compute_batch(next_value))
+                    failure = NonFiniteError(f"{error}; training stopped: {self._checkpoint_state()}")
+                distributed.stop_together(failure)  # every rank stops, with the message of the one that failed
+                with distributed.global_batch():
+                    stats = self.algorithm.update(self.compute_batch(next_value))
                 self.iteration += 1
                 self.global_step += self.steps_per_iteration
                 scalars = self._scalars(stats)  # the one host sync of an iteration
@@ -147,10 +161,11 @@ class Trainer:
                 progress.set_postfix(steps_per_s=f"{scalars['charts/SPS']:.0f}",
                                      train_episode_return=f"{logger.recent_return:.1f}")
                 last = self.iteration == self.num_iterations
-                if self.evaluate is not None and (last or self.global_step >= next_eval):
-                    self._run_evaluation(logger)
+                if self.evaluates and (last or self.global_step >= next_eval):
+                    if self.evaluate is not None:
+                        self._run_evaluation(logger)
                     next_eval = self._next_multiple(self.config.eval_every)
-                    last = last or self.solved()
+                    last = last or distributed.from_main(self.solved())
                 if last or self.global_step >= next_checkpoint:
                     self.save_checkpoint()
                     next_checkpoint = self._next_multiple(self.config.checkpoint_every)
@@ -172,14 +187,22 @@ class Trainer:
         return math.inf if every <= 0 else (self.global_step // every + 1) * every
 
     def _scalars(self, stats: dict[str, Tensor]) -> dict[str, float]:
+        """The update's statistics (global already) with the episodes and env metrics of every rank."""
         episodes = self.env.pop_episode_stats()
         values = torch.stack([v.detach().float().cpu() for v in stats.values()]).tolist()
         scalars = {f"losses/{key}": value for key, value in zip(stats, values)}
-        scalars.update({f"objective/{key}": value for key, value in self.env.pop_metrics().items()})
-        count = float(episodes.count)
+        episode_sums = [float(episodes.count), float(episodes.return_sum), float(episodes.length_sum)]
+        metrics = self.env.pop_metrics()
+        if self.world_size > 1:
+            ranks = distributed.gather_to_all((episode_sums, metrics))
+            episode_sums = [sum(values) for values in zip(*(sums for sums, _ in ranks))]
+            metrics = {key: sum(m[key] for _, m in ranks if key in m) / sum(key in m for _, m in ranks)
+                       for key in dict.fromkeys(key for _, m in ranks for key in m)}
+        scalars.update({f"objective/{key}": value for key, value in metrics.items()})
+        count, return_sum, length_sum = episode_sums
         if count > 0:
-            scalars["charts/episodic_return"] = float(episodes.return_sum) / count
-            scalars["charts/episodic_length"] = float(episodes.length_sum) / count
+            scalars["charts/episodic_return"] = return_sum / count
+            scalars["charts/episodic_length"] = length_sum / count
         return scalars
 
     def _check_finite(self, scalars: dict[str, float]) -> None:
@@ -205,37 +228,52 @@ class Trainer:
         logger.log({f"eval/{key}": value for key, value in result.items() if key not in ("env_steps",)}, self.global_step)
 
     # ----------------------------------------------------------------------------- state
+    def rank_state(self) -> dict[str, Any]:
+        """What differs between the ranks of a data-parallel run: their envs, observations and RNGs."""
+        return {"env": self.env.state_dict(), "obs": self.obs, "rng": checkpoint.rng_state()}
+
     def state_dict(self) -> dict[str, Any]:
+        """The run's state (a data-parallel run's rank 0 adds the other ranks' ``rank_state``s)."""
         return {
             "model": self.policy.state_dict(),
             "algorithm": self.algorithm.state_dict(),
-            "env": self.env.state_dict(),
-            "obs": self.obs,
+            **self.rank_state(),
             "iteration": self.iteration,
             "global_step": self.global_step,
             "wall_seconds": self.wall_seconds,
             "eval_history": self.eval_history,
-            "rng": checkpoint.rng_state(),
             "config": dataclasses.asdict(self.config),
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
+        saved_world = state.get("world_size", 1)
+        if saved_world != self.world_size:
+            raise ConfigError(f"the checkpoint was written by {saved_world} process(es) and this run has "
+                              f"{self.world_size}: resume it with the same number (torchrun --nproc_per_node="
+                              f"{saved_world}), so every rank continues its own env copies")
+        own = state if distributed.rank() == 0 else state["ranks"][distributed.rank() - 1]
         self.policy.load_state_dict(state["model"])
         self.algorithm.load_state_dict(state["algorithm"])
         self.iteration = state["iteration"]
         self.global_step = self.checkpoint_step = state["global_step"]
-        self.obs = tree_map(lambda x: x.to(self.device), state["obs"])
-        if not self.env.load_state_dict(state["env"]):  # episodes not captured (async) or from another env kind
-            self.obs = self.env.reset(seed=self.config.seed + self.global_step)
+        self.obs = tree_map(lambda x: x.to(self.device), own["obs"])
+        if not self.env.load_state_dict(own["env"]):  # episodes not captured (async) or from another env kind
+            self.obs = self.env.reset(seed=self.config.seed + self.global_step + distributed.rank() * self.env.num_envs)
         self.wall_seconds = state["wall_seconds"]
         self.eval_history = list(state["eval_history"])
-        checkpoint.set_rng_state(state["rng"])
+        checkpoint.set_rng_state(own["rng"])
 
     def save_checkpoint(self) -> None:
-        if not all(torch.isfinite(p).all() for p in self.policy.parameters()):
+        """Write the checkpoint atomically (rank 0, with every rank's own state); never a non-finite one."""
+        if not all(torch.isfinite(p).all() for p in self.policy.parameters()):  # identical on every rank
             raise NonFiniteError(f"non-finite parameters at env step {self.global_step}; training stopped: "
                                  f"{self._checkpoint_state()}")
-        checkpoint.save_atomic(self.state_dict(), self.checkpoint_path)
+        others = distributed.gather_to_main(self.rank_state() if distributed.rank() > 0 else None)
+        if distributed.is_main():
+            state = self.state_dict()
+            if self.world_size > 1:
+                state.update(world_size=self.world_size, ranks=others[1:])
+            checkpoint.save_atomic(state, self.checkpoint_path)
         self.checkpoint_step = self.global_step
 
     def summary(self) -> dict[str, Any]:

@@ -78,8 +78,12 @@ def set_flat_params(params: Params, flat: Tensor) -> None:
             offset += p.numel()
 
 
+def identity(v: Tensor) -> Tensor:
+    return v
+
+
 def fisher_vector_product(
-    mean_kl_fn: Callable[[], Tensor], params: Params, damping: float
+    mean_kl_fn: Callable[[], Tensor], params: Params, damping: float, reduce: Callable[[Tensor], Tensor] = identity
 ) -> Callable[[Tensor], Tensor]:
     """v ↦ (∇²KL + damping · I) v, the damped Fisher-vector product of App. C.1.
 
@@ -87,14 +91,15 @@ def fisher_vector_product(
     Hessian is the Fisher information (its gradient is zero there, but its graph carries the second
     derivative). The first backward pass is done once here; each product is one backward pass of g · v.
     Damping, as in the paper's reference code (modular_rl, cg_damping), keeps CG well posed where F is
-    singular.
+    singular. ``reduce`` sums a product over the processes of a data-parallel run, whose KL graphs each
+    hold one part of the batch (the Hessian of a sum is the sum of the Hessians).
     """
     params = list(params)
     grad_kl = flat_grad(mean_kl_fn(), params, create_graph=True)  # (P,)
 
     def fvp(v: Tensor) -> Tensor:
         v = v.detach()
-        hv = flat_grad(grad_kl @ v, params, retain_graph=True)  # (P,)
+        hv = reduce(flat_grad(grad_kl @ v, params, retain_graph=True))  # (P,)
         return hv + damping * v
 
     return fvp
@@ -193,17 +198,21 @@ def trpo_step(
     max_backtracks: int = 10,
     backtrack_ratio: float = 0.5,
     accept_ratio: float = 0.1,
+    reduce: Callable[[Tensor], Tensor] = identity,
 ) -> TRPOStepInfo:
     """One TRPO update of `params` in place: CG natural step scaled to max_kl, then the line search.
 
     surrogate_fn() and mean_kl_fn() are scalar functions of the current parameters, differentiable in
     them; each call recomputes them (the line search calls both once per candidate under no_grad).
+    In a data-parallel run their values are global and ``reduce`` sums the gradient and every
+    Fisher-vector product over the processes (ppo_core/distributed.py), so every process computes the
+    same step, accepts the same candidate and keeps identical parameters.
     """
     params = list(params)
     old_flat = flat_params(params)  # (P,)
     surrogate = surrogate_fn()
-    g = flat_grad(surrogate, params)  # (P,)
-    step = natural_step(g, fisher_vector_product(mean_kl_fn, params, damping), max_kl, cg_iters)
+    g = reduce(flat_grad(surrogate, params))  # (P,)
+    step = natural_step(g, fisher_vector_product(mean_kl_fn, params, damping, reduce), max_kl, cg_iters)
 
     def evaluate(_: Tensor) -> tuple[float, float]:
         with torch.no_grad():

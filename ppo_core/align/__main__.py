@@ -12,7 +12,8 @@ from transformers.utils import logging as hf_logging  # noqa: E402
 from ppo_core.align.config import register_configs, to_align_config  # noqa: E402
 from ppo_core.align.errors import AlignError  # noqa: E402
 from ppo_core.align.stages import run_stage  # noqa: E402
-from ppo_core.errors import ConfigError, NonFiniteError  # noqa: E402
+from ppo_core.distributed import teardown  # noqa: E402
+from ppo_core.errors import ConfigError, DistributedError, NonFiniteError  # noqa: E402
 
 register_configs()
 
@@ -23,9 +24,11 @@ def main(cfg: DictConfig) -> None:
     hf_logging.disable_progress_bar()
     try:
         run_stage(to_align_config(cfg))
-    except (AlignError, ConfigError, NonFiniteError) as e:
+    except (AlignError, ConfigError, NonFiniteError, DistributedError) as e:
         print(f"error: {e}", file=sys.stderr)
         sys.exit(2)
+    finally:
+        teardown()
 
 
 if __name__ == "__main__":

@@ -14,6 +14,7 @@ from torch import Tensor, nn
 
 from agents.base import PolicyEvaluation
 from ppo_core.buffer import RolloutBatch
+from ppo_core.distributed import mean_over_ranks
 from ppo_core.kl import check_kl_treatment, token_kl
 from ppo_core.masked import masked_mean
 
@@ -79,5 +80,5 @@ class PretrainingLoss:
     def __call__(self, evaluation: PolicyEvaluation, batch: RolloutBatch) -> tuple[Tensor, Stats]:
         if len(self.batch) == 0:
             self.refresh()
-        nll = self.nll(self.batch)
+        nll = mean_over_ranks(self.nll(self.batch))  # each rank's blocks are its part of the global batch
         return self.coef * nll, {"ptx_loss": nll.detach()}

@@ -30,6 +30,7 @@ from ppo_core.align.sft import sft
 from ppo_core.align.tokenizer import train_tokenizer
 from ppo_core.align.training import tensorboard_writer
 from ppo_core.errors import ConfigError
+from ppo_core.distributed import is_main, requested_world_size
 from ppo_core.runtime import resolve_device, seed_everything
 
 log = logging.getLogger(__name__)
@@ -71,6 +72,9 @@ def run_stage(cfg: AlignConfig) -> dict[str, Any]:
     """Run `cfg.stage` after checking its name; returns the stage's summary."""
     if cfg.stage not in STAGES:
         raise AlignError(f"stage={cfg.stage!r} is unknown; choose one of {sorted(STAGES)}")
+    if requested_world_size() > 1 and cfg.stage != "rl":
+        raise AlignError(f"stage={cfg.stage} runs in one process; under torchrun only stage=rl is data-parallel "
+                         "(run the other stages with plain python -m ppo_core.align)")
     torch.set_num_threads(cfg.threads)
     return STAGES[cfg.stage](cfg)
 
@@ -266,6 +270,8 @@ def run_rl(cfg: AlignConfig) -> dict[str, Any]:
         summary = trainer.train()
     except (ConfigError, NonFiniteError) as error:
         raise AlignError(str(error)) from None
+    if not is_main():  # rank 0 of a data-parallel run saves the policy and the summary
+        return summary
     policy_dir = save_policy(trainer.policy, os.path.join(out, "policy"), trainer.env.tokenizer, config.agent.lora_save)
     summary = {**summary, "policy": policy_dir, "seconds": summary["wall_seconds"]}
     with open(os.path.join(out, "summary.json"), "w") as f:
