@@ -288,3 +288,46 @@ def test_a_non_finite_reward_on_one_rank_stops_every_rank_with_its_message(tmp_p
     assert rank1.startswith("NonFiniteError: non-finite reward nan from env copy 0; training stopped: the last "
                             "good checkpoint")
     assert rank0 == rank1.replace("NonFiniteError: ", "NonFiniteError: rank 1: ", 1)
+
+
+# ----------------------------------------------------------------------------- the alignment wing
+def align_rl(rank: int, root: Path, overrides: tuple[str, ...]) -> None:
+    from ppo_core.align.config import compose_align_config
+    from ppo_core.align.stages import run_stage
+
+    summary = run_stage(compose_align_config(list(overrides)))
+    torch.save({"env_steps": summary["env_steps"]}, root / f"align{rank}.pt")
+
+
+def test_the_rl_stage_of_the_pipeline_trains_over_two_ranks_and_rank_zero_saves_the_policy(tmp_path):
+    from ppo_core.align.config import compose_align_config
+    from ppo_core.align.stages import run_stage
+    from tests import byo_fixtures as byo
+
+    models = byo.write_models(tmp_path / "models")
+    prompts = byo.write_jsonl(tmp_path / "prompts.jsonl", byo.prompt_rows())
+    common = ["size=tiny", f"paths.root={tmp_path}", f"paths.base={models['gpt2']}", "sft.max_prompt_tokens=48",
+              "sft.max_completion_tokens=24", "rm.max_prompt_tokens=48"]
+    run_stage(compose_align_config([*common, "stage=sft",
+                                    f"sft.data={byo.write_jsonl(tmp_path / 'sft.jsonl', byo.sft_rows('pairs'))}"]))
+    run_stage(compose_align_config([*common, "stage=rm",
+                                    f"rm.data={byo.write_jsonl(tmp_path / 'prefs.jsonl', byo.rm_rows('pairs'))}"]))
+    rl = (*common, "stage=rl", f"rl.prompts={prompts}",
+          'rl.overrides=["env.max_new_tokens=6","env.num_envs=4","total_timesteps=16","eval_episodes=4",'
+          f'"eval_every=8","env.eval_prompts={prompts}"]')
+    assert run_ranks(align_rl, tmp_path, rl) == [0, 0]
+    assert [torch.load(tmp_path / f"align{r}.pt")["env_steps"] for r in range(WORLD)] == [16, 16]
+    assert (tmp_path / "rl" / "policy" / "config.json").exists() and (tmp_path / "rl" / "summary.json").exists()
+
+
+def refuse_supervised(rank: int, root: Path) -> None:
+    from ppo_core.align.config import compose_align_config
+    from ppo_core.align.errors import AlignError
+    from ppo_core.align.stages import run_stage
+
+    with pytest.raises(AlignError, match="stage=sft runs in one process; under torchrun only stage=rl"):
+        run_stage(compose_align_config(["size=tiny", f"paths.root={root}", "stage=sft"]))
+
+
+def test_the_supervised_stages_refuse_torchrun_by_name(tmp_path):
+    assert run_ranks(refuse_supervised, tmp_path) == [0, 0]
