@@ -1,0 +1,111 @@
+"""Start states drawn ahead of time, so that an autoreset on the device never waits for the host.
+
+Gymnasium resets an ended copy by drawing its next start state from that copy's NumPy generator. On a
+GPU, drawing only when a copy ends would mean reading the ``ended`` mask back every step (a
+host-device sync), then drawing and copying back. Instead each copy's next ``size`` start states are
+drawn in advance, in the order its generator yields them, and kept on the device as a ring (N, Q, D);
+a reset takes a copy's next entry by tensor indexing and advances its pointer. A step consumes at most
+one start per copy, so after Q takes no copy can have run out: then one sync reads the pointers back
+and the consumed slots are drawn again, each copy's in one NumPy call. Every copy sees exactly the
+sequence of start states its Gymnasium env would draw, whatever Q is.
+
+On the CPU this is also faster than drawing on demand, which pays a Python call per ended copy per
+step and a check of the mask every step (benchmarks/classic_env_stepping.py measures both).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+import numpy as np
+import torch
+from gymnasium.utils import seeding
+from torch import Tensor
+
+Draw = Callable[[np.random.Generator, int], np.ndarray]
+"""(copy's generator, count) -> (count, D) float64 start states, as ``count`` resets draw them."""
+
+
+class StartQueue:
+    def __init__(self, draw: Draw, num_envs: int, state_dim: int, size: int, device: torch.device,
+                 dtype: torch.dtype):
+        if size < 1:
+            raise ValueError(f"start queue size={size}: expected >= 1")
+        self.draw = draw
+        self.num_envs, self.size = num_envs, size
+        self.device, self.dtype = device, dtype
+        self.generators: list[np.random.Generator | None] = [None] * num_envs  # one per copy, as sub-envs have
+        self.queue = torch.zeros(num_envs, size, state_dim, device=device, dtype=dtype)  # (N, Q, D)
+        self.head = torch.zeros(num_envs, dtype=torch.long, device=device)  # (N,) starts taken so far
+        self.filled = np.zeros(num_envs, dtype=np.int64)  # (N,) head at the last refill (on the host)
+        self.takes = 0  # takes since the last refill; at most one start per copy each
+        self.rows = torch.arange(num_envs, device=device)
+
+    @property
+    def seeded(self) -> bool:
+        return self.generators[0] is not None
+
+    def reseed(self, seeds: list[int | None]) -> Tensor:
+        """Seed copy i with ``seeds[i]`` (None: continue its generator, or a random one if it has none);
+        returns every copy's next start (N, D), with the Q after it queued."""
+        fresh = [i for i, seed in enumerate(seeds) if seed is not None or self.generators[i] is None]
+        if len(fresh) < self.num_envs:  # the others continue their queued sequence
+            start = self.take(torch.ones(self.num_envs, dtype=torch.bool, device=self.device))
+        else:
+            start = torch.zeros(self.queue[:, 0].shape, dtype=self.dtype, device=self.device)
+            self.takes = 0
+        if fresh:
+            for i in fresh:
+                self.generators[i], _ = seeding.np_random(seeds[i])
+            drawn = np.stack([self.draw(self.generators[i], self.size + 1) for i in fresh])  # (F, Q + 1, D)
+            drawn = torch.as_tensor(drawn, dtype=self.dtype).to(self.device)
+            rows = torch.as_tensor(fresh).to(self.device)
+            start[rows] = drawn[:, 0]
+            self.queue[rows] = drawn[:, 1:]
+            self.head[rows] = 0
+            self.filled[fresh] = 0
+        return start
+
+    def take(self, mask: Tensor) -> Tensor:
+        """(N,) bool -> (N, D): each copy's next start; the copies in ``mask`` consume theirs."""
+        if self.takes == self.size:
+            self.refill()
+        start = self.queue[self.rows, self.head % self.size]
+        self.head += mask
+        self.takes += 1
+        return start
+
+    def refill(self) -> None:
+        """Draw again the slots consumed since the last refill: the one host-device sync of Q steps."""
+        head = self.head.cpu().numpy().copy()
+        consumed = head - self.filled
+        copies = np.flatnonzero(consumed)
+        if len(copies):
+            states = np.concatenate([self.draw(self.generators[i], int(consumed[i])) for i in copies])
+            rows = np.repeat(copies, consumed[copies])
+            slots = np.concatenate([np.arange(self.filled[i], head[i]) for i in copies]) % self.size
+            self.queue[torch.as_tensor(rows).to(self.device), torch.as_tensor(slots).to(self.device)] = (
+                torch.as_tensor(states, dtype=self.dtype).to(self.device))
+        self.filled = head
+        self.takes = 0
+
+    def state_dict(self) -> dict[str, Any]:
+        """Plain tensors and the generators' state dicts (loads with ``weights_only=True``)."""
+        return {"queue": self.queue.cpu().clone(), "head": self.head.cpu().clone(), "filled": torch.from_numpy(self.filled.copy()),
+                "takes": self.takes, "generators": [rng.bit_generator.state for rng in self.generators]}
+
+    def fits(self, state: dict[str, Any]) -> bool:
+        return tuple(state["queue"].shape) == tuple(self.queue.shape)
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.queue.copy_(state["queue"].to(self.device, self.dtype))
+        self.head.copy_(state["head"].to(self.device))
+        self.filled = state["filled"].numpy().copy()
+        self.takes = int(state["takes"])
+        self.generators = [generator_from_state(s) for s in state["generators"]]
+
+
+def generator_from_state(state: dict[str, Any]) -> np.random.Generator:
+    generator = np.random.Generator(getattr(np.random, state["bit_generator"])())
+    generator.bit_generator.state = state
+    return generator
