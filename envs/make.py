@@ -42,30 +42,16 @@ def make_gym_env(
     config: EnvConfig, device: torch.device, gamma: float, num_envs: int | None = None, wrappers: list | None = None
 ) -> VecEnv:
     """A torch-facing vector env; ``num_envs`` overrides the config (evaluation uses its own count) and
-    ``wrappers`` wrap each sub-env (sync and async only).
-
-    ``auto`` picks the torch port of a classic-control task when the run is on CUDA (stepping on the
-    device saves a host-device copy a step), and otherwise what it picked before the ports existed
-    (Gymnasium's own vectorised env, the batched NumPy envs, SyncVectorEnv), so CPU runs keep their
-    numbers."""
+    ``wrappers`` wrap each sub-env (sync and async only)."""
     if config.vectorization not in VECTORIZATIONS:
         raise ConfigError(f"env.vectorization={config.vectorization!r} is unknown; expected one of {VECTORIZATIONS}")
     spec = find_spec(config.id)
     num_envs = config.num_envs if num_envs is None else num_envs
     if num_envs < 1:
         raise ConfigError(f"{config.id}: {num_envs} env copies requested; expected >= 1")
-    mode = config.vectorization
+    mode = vectorization_for(config, spec, device, wrappers)
     entry_point = spec.entry_point if isinstance(spec.entry_point, str) else None
     batched, port = BATCHED_ENVS.get(entry_point), TASKS.get(entry_point)
-    if mode == "auto":
-        if device.type == "cuda" and port is not None and not _needs_gymnasium(config, spec, wrappers, TORCH_KWARGS):
-            mode = "torch"
-        elif spec.vector_entry_point is not None:
-            mode = "vector_entry_point"
-        elif batched is not None and not _needs_gymnasium(config, spec, wrappers, BATCHED_KWARGS):
-            mode = "batched"
-        else:
-            mode = "sync"
     if mode == "vector_entry_point" and spec.vector_entry_point is None:
         raise ConfigError(
             f"env.vectorization=vector_entry_point: {config.id} has no vectorised implementation; use sync or async"
@@ -96,6 +82,24 @@ def make_gym_env(
         clip_obs=config.clip_obs,
         clip_reward=config.clip_reward,
     )
+
+
+def vectorization_for(config: EnvConfig, spec: gym.envs.registration.EnvSpec, device: torch.device,
+                      wrappers: list | None = None) -> str:
+    """The vectorization ``config`` asks for, with ``auto`` resolved: on CUDA the torch port of a
+    classic-control task (stepping on the device saves a host-device copy a step); otherwise what it
+    picked before the ports existed (Gymnasium's own vectorised env, the batched NumPy envs,
+    SyncVectorEnv), so CPU runs keep their numbers."""
+    if config.vectorization != "auto":
+        return config.vectorization
+    entry_point = spec.entry_point if isinstance(spec.entry_point, str) else None
+    if device.type == "cuda" and entry_point in TASKS and not _needs_gymnasium(config, spec, wrappers, TORCH_KWARGS):
+        return "torch"
+    if spec.vector_entry_point is not None:
+        return "vector_entry_point"
+    if entry_point in BATCHED_ENVS and not _needs_gymnasium(config, spec, wrappers, BATCHED_KWARGS):
+        return "batched"
+    return "sync"
 
 
 def _needs_gymnasium(config: EnvConfig, spec: gym.envs.registration.EnvSpec, wrappers: list | None,
