@@ -1,5 +1,5 @@
-"""Raw episode returns and lengths kept on the device: sums and counts accumulate as tensors every
-step, and are read back (one sync) only when popped, once per rollout."""
+"""Raw episode returns and lengths kept on the device: the ended episodes' sums accumulate per copy as
+tensors every step, and are summed and read back (one sync) only when popped, once per rollout."""
 
 from __future__ import annotations
 
@@ -11,26 +11,26 @@ from envs.base import EpisodeStats
 
 class DeviceEpisodeTracker:
     def __init__(self, num_envs: int, device: torch.device):
-        self.returns = torch.zeros(num_envs, dtype=torch.float64, device=device)  # (N,) of the running episodes
-        self.lengths = torch.zeros(num_envs, dtype=torch.long, device=device)
-        self.sums = torch.zeros(3, dtype=torch.float64, device=device)  # return sum, length sum, count of ended ones
+        self.running = torch.zeros(2, num_envs, dtype=torch.float64, device=device)  # (2, N): return, length so far
+        self.ended = torch.zeros(3, num_envs, dtype=torch.float64, device=device)  # (3, N): of the ended episodes,
+        # their returns, lengths and count since the last pop (lengths exact in float64 up to 2**53)
 
     def update(self, reward: Tensor, episode_ends: Tensor) -> None:  # (N,), (N,) bool
-        self.returns += reward
-        self.lengths += 1
-        ended = episode_ends.double()
-        self.sums += torch.stack([(self.returns * ended).sum(), (self.lengths * ended).sum(), ended.sum()])
-        self.returns.masked_fill_(episode_ends, 0.0)
-        self.lengths.masked_fill_(episode_ends, 0)
+        self.running[0] += reward
+        self.running[1] += 1
+        ends = episode_ends.double()
+        self.ended[:2].addcmul_(self.running, ends)
+        self.ended[2] += ends
+        self.running.masked_fill_(episode_ends, 0.0)
 
     def pop(self) -> EpisodeStats:
-        return_sum, length_sum, count = self.sums.tolist()
-        self.sums.zero_()
+        return_sum, length_sum, count = self.ended.sum(1).tolist()
+        self.ended.zero_()
         return EpisodeStats(return_sum, int(length_sum), int(count))
 
     def state_dict(self) -> dict[str, Tensor]:
-        return {"returns": self.returns.cpu().clone(), "lengths": self.lengths.cpu().clone()}
+        return {"returns": self.running[0].cpu().clone(), "lengths": self.running[1].long().cpu()}
 
     def load_state_dict(self, state: dict[str, Tensor]) -> None:
-        self.returns.copy_(state["returns"])
-        self.lengths.copy_(state["lengths"])
+        self.running[0].copy_(state["returns"])
+        self.running[1].copy_(state["lengths"])

@@ -1,6 +1,7 @@
 """The physics of the five classic-control tasks as batched torch functions.
 
-Each task repeats its Gymnasium env's ``step`` operation for operation on (N, D) state tensors, reads
+Each task repeats its Gymnasium env's ``step`` operation for operation on (D, N) state tensors (one
+contiguous row per coordinate, as Gymnasium's ``CartPoleVectorEnv`` keeps them), reads
 the constants from the Gymnasium env it wraps, and draws start states on the host with the very calls
 that env's ``reset`` makes, so that a copy's sequence of start states is the one Gymnasium draws from
 the same generator. Terminations and rewards are masks and ``torch.where``, never Python branches on
@@ -41,12 +42,12 @@ class ClassicTask:
         raise NotImplementedError
 
     def dynamics(self, state: Tensor, action: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-        """(N, D) state, (N,) or (N, 1) action -> next state (N, D), reward (N,), terminated (N,) bool."""
+        """(D, N) state, (N,) or (N, 1) action -> next state (D, N), reward (N,), terminated (N,) bool."""
         raise NotImplementedError
 
     def observe(self, state: Tensor) -> Tensor:
-        """(N, D) state -> (N, obs_dim) float32 observation."""
-        return state.float()
+        """(D, N) state -> (N, obs_dim) float32 observation."""
+        return state.T.to(torch.float32, memory_format=torch.contiguous_format)
 
 
 class CartPole(ClassicTask):
@@ -62,8 +63,8 @@ class CartPole(ClassicTask):
 
     def dynamics(self, state, action):
         c = self.env
-        x, x_dot, theta, theta_dot = state.unbind(1)
-        force = torch.where(action == 1, c.force_mag, -c.force_mag).to(state.dtype)
+        x, x_dot, theta, theta_dot = state
+        force = (2 * action - 1).to(state.dtype) * c.force_mag  # ±force_mag, as CartPoleVectorEnv computes it
         costheta, sintheta = torch.cos(theta), torch.sin(theta)
         temp = (force + c.polemass_length * theta_dot.square() * sintheta) / c.total_mass
         thetaacc = (c.gravity * sintheta - costheta * temp) / (
@@ -83,7 +84,7 @@ class CartPole(ClassicTask):
             reward = torch.where(terminated, -1.0, 0.0)
         else:
             reward = torch.ones_like(x)
-        return torch.stack([x, x_dot, theta, theta_dot], 1), reward.to(state.dtype), terminated
+        return torch.stack([x, x_dot, theta, theta_dot]), reward.to(state.dtype), terminated
 
 
 class Acrobot(ClassicTask):
@@ -102,13 +103,13 @@ class Acrobot(ClassicTask):
 
     @staticmethod
     def derivatives(s: Tensor, a: Tensor) -> Tensor:
-        """(N, 4) state, (N,) torque -> (N, 4) time derivative; ``AcrobotEnv._dsdt`` term by term."""
+        """(4, N) state, (N,) torque -> (4, N) time derivative; ``AcrobotEnv._dsdt`` term by term."""
         m1, m2 = AcrobotEnv.LINK_MASS_1, AcrobotEnv.LINK_MASS_2
         l1 = AcrobotEnv.LINK_LENGTH_1
         lc1, lc2 = AcrobotEnv.LINK_COM_POS_1, AcrobotEnv.LINK_COM_POS_2
         I1 = I2 = AcrobotEnv.LINK_MOI
         g = 9.8
-        theta1, theta2, dtheta1, dtheta2 = s.unbind(1)
+        theta1, theta2, dtheta1, dtheta2 = s
         cos2, sin2 = torch.cos(theta2), torch.sin(theta2)
         d1 = m1 * lc1**2 + m2 * (l1**2 + lc2**2 + 2 * l1 * lc2 * cos2) + I1 + I2
         d2 = m2 * (lc2**2 + l1 * lc2 * cos2) + I2
@@ -122,7 +123,7 @@ class Acrobot(ClassicTask):
         ddtheta2 = (a + d2 / d1 * phi1 - m2 * l1 * lc2 * dtheta1.square() * sin2 - phi2) / (
             m2 * lc2**2 + I2 - d2.square() / d1)
         ddtheta1 = -(d2 * ddtheta2 + phi1) / d1
-        return torch.stack([dtheta1, dtheta2, ddtheta1, ddtheta2], 1)
+        return torch.stack([dtheta1, dtheta2, ddtheta1, ddtheta2])
 
     @staticmethod
     def wrap(x: Tensor) -> Tensor:
@@ -144,17 +145,16 @@ class Acrobot(ClassicTask):
         k3 = self.derivatives(state + dt2 * k2, torque)
         k4 = self.derivatives(state + dt * k3, torque)
         ns = state + dt / 6.0 * (k1 + 2 * k2 + 2 * k3 + k4)
-        theta1, theta2 = self.wrap(ns[:, 0]), self.wrap(ns[:, 1])
-        dtheta1 = ns[:, 2].clamp(-AcrobotEnv.MAX_VEL_1, AcrobotEnv.MAX_VEL_1)
-        dtheta2 = ns[:, 3].clamp(-AcrobotEnv.MAX_VEL_2, AcrobotEnv.MAX_VEL_2)
+        theta1, theta2 = self.wrap(ns[0]), self.wrap(ns[1])
+        dtheta1 = ns[2].clamp(-AcrobotEnv.MAX_VEL_1, AcrobotEnv.MAX_VEL_1)
+        dtheta2 = ns[3].clamp(-AcrobotEnv.MAX_VEL_2, AcrobotEnv.MAX_VEL_2)
         terminated = -torch.cos(theta1) - torch.cos(theta2 + theta1) > 1.0
         reward = torch.where(terminated, 0.0, -1.0).to(state.dtype)
-        return torch.stack([theta1, theta2, dtheta1, dtheta2], 1), reward, terminated
+        return torch.stack([theta1, theta2, dtheta1, dtheta2]), reward, terminated
 
     def observe(self, state):
-        s0, s1 = state[:, 0], state[:, 1]
-        return torch.stack([torch.cos(s0), torch.sin(s0), torch.cos(s1), torch.sin(s1), state[:, 2], state[:, 3]],
-                           1).float()
+        s0, s1, ds0, ds1 = state
+        return torch.stack([torch.cos(s0), torch.sin(s0), torch.cos(s1), torch.sin(s1), ds0, ds1], 1).float()
 
 
 class MountainCar(ClassicTask):
@@ -170,13 +170,13 @@ class MountainCar(ClassicTask):
 
     def dynamics(self, state, action):
         c = self.env
-        position, velocity = state.unbind(1)
+        position, velocity = state
         velocity = velocity + ((action.to(state.dtype) - 1) * c.force + torch.cos(3 * position) * (-c.gravity))
         velocity = velocity.clamp(-c.max_speed, c.max_speed)
         position = (position + velocity).clamp(c.min_position, c.max_position)
         velocity = torch.where((position == c.min_position) & (velocity < 0), 0.0, velocity)
         terminated = (position >= c.goal_position) & (velocity >= c.goal_velocity)
-        return torch.stack([position, velocity], 1), torch.full_like(position, -1.0), terminated
+        return torch.stack([position, velocity]), torch.full_like(position, -1.0), terminated
 
 
 class MountainCarContinuous(ClassicTask):
@@ -193,7 +193,7 @@ class MountainCarContinuous(ClassicTask):
 
     def dynamics(self, state, action):
         c = self.env
-        position, velocity = state.unbind(1)
+        position, velocity = state
         action = action[:, 0].float()  # the reward squares the raw action, the physics its clipped force
         force = action.clamp(c.min_action, c.max_action).to(state.dtype)
         velocity = velocity + (force * c.power - 0.0025 * torch.cos(3 * position))
@@ -202,7 +202,7 @@ class MountainCarContinuous(ClassicTask):
         velocity = torch.where((position == c.min_position) & (velocity < 0), 0.0, velocity)
         terminated = (position >= c.goal_position) & (velocity >= c.goal_velocity)
         reward = torch.where(terminated, 100.0, 0.0).to(state.dtype) - action.to(state.dtype).square() * 0.1
-        return torch.stack([position, velocity], 1).float().to(state.dtype), reward, terminated
+        return torch.stack([position, velocity]).float().to(state.dtype), reward, terminated
 
 
 class Pendulum(ClassicTask):
@@ -220,7 +220,7 @@ class Pendulum(ClassicTask):
 
     def dynamics(self, state, action):
         c = self.env
-        th, thdot = state.unbind(1)
+        th, thdot = state
         g, m, l, dt = c.g, c.m, c.l, c.dt
         u = action[:, 0].float().clamp(-c.max_torque, c.max_torque)  # (N,) float32
         angle = torch.remainder(th + math.pi, 2 * math.pi) - math.pi  # pendulum.angle_normalize
@@ -228,10 +228,10 @@ class Pendulum(ClassicTask):
         newthdot = thdot + (3 * g / (2 * l) * torch.sin(th) + (3.0 / (m * l**2) * u).to(state.dtype)) * dt
         newthdot = newthdot.clamp(-c.max_speed, c.max_speed)
         newth = th + newthdot * dt
-        return torch.stack([newth, newthdot], 1), -costs, torch.zeros_like(th, dtype=torch.bool)
+        return torch.stack([newth, newthdot]), -costs, torch.zeros_like(th, dtype=torch.bool)
 
     def observe(self, state):
-        return torch.stack([torch.cos(state[:, 0]), torch.sin(state[:, 0]), state[:, 1]], 1).float()
+        return torch.stack([torch.cos(state[0]), torch.sin(state[0]), state[1]], 1).float()
 
 
 TASKS: dict[str, type[ClassicTask]] = {

@@ -62,7 +62,7 @@ class TorchClassicVecEnv:
         self.single_action_space = task.action_space
         self.name = name or type(task).__name__
         self.starts = StartQueue(task.draw_starts, num_envs, task.state_dim, queue_size, self.device, dtype)
-        self.state = torch.zeros(num_envs, task.state_dim, dtype=dtype, device=self.device)  # (N, D)
+        self.state = torch.zeros(task.state_dim, num_envs, dtype=dtype, device=self.device)  # (D, N)
         self.elapsed_steps = torch.zeros(num_envs, dtype=torch.long, device=self.device)  # (N,)
         obs_shape = self.single_observation_space.shape
         self.obs_normalizer = ObservationNormalizer(obs_shape, self.device, clip_obs) if normalize_obs else None
@@ -104,12 +104,12 @@ class TorchClassicVecEnv:
             truncated = self.elapsed_steps >= self.max_episode_steps
         ended = terminated | truncated
         final = self.task.observe(state)  # (N, obs_dim) float32, the real last observations
-        self.state = torch.where(ended.unsqueeze(1), self.starts.take(ended), state)
+        self.state = torch.where(ended, self.starts.take(ended), state)
         self.elapsed_steps.masked_fill_(ended, 0)
         obs = self.task.observe(self.state)
         self.steps += 1
         self._watch_finite(final, reward)
-        self.episodes.update(reward.double(), ended)
+        self.episodes.update(reward, ended)
         final_obs = self._normalize_obs(final, update=False)  # before this step's update, as GymVecEnv
         if self.reward_scaler is not None:
             reward = self.reward_scaler(reward, ended)
