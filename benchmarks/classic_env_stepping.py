@@ -73,7 +73,7 @@ def torch_env(env_id: str, n: int, on_demand: bool = False) -> TorchClassicVecEn
     return env
 
 
-def timed_torch_steps(env: TorchClassicVecEnv, actions: np.ndarray) -> tuple[float, list[np.ndarray]]:
+def timed_torch_steps(env: TorchClassicVecEnv, actions: np.ndarray) -> tuple[float, list[list[np.ndarray]]]:
     """``timed_steps`` for a torch env: the actions are tensors before the clock starts, the outputs
     become arrays after it stops."""
     actions_t = torch.as_tensor(actions)
@@ -83,32 +83,40 @@ def timed_torch_steps(env: TorchClassicVecEnv, actions: np.ndarray) -> tuple[flo
     for action in actions_t:
         results.append(env.step(action))
     elapsed = (time.perf_counter() - start) / len(actions) * 1e6
-    outputs = [obs.numpy()]
+    outputs = [[obs.numpy()]]
     for r in results:
-        outputs += [r.obs.numpy(), r.reward.numpy(), r.terminated.numpy(), r.truncated.numpy()]
+        outputs.append([r.obs.numpy(), r.reward.numpy(), r.terminated.numpy(), r.truncated.numpy()])
         ended = (r.terminated | r.truncated).numpy()
         if ended.any():
-            outputs.append(r.final_obs.numpy()[ended])
+            outputs[-1].append(r.final_obs.numpy()[ended])
     return elapsed, outputs
 
 
-def close(a: np.ndarray, b: np.ndarray) -> bool:
-    """Equal ends; observations and rewards to float32 rounding."""
-    if a.dtype == bool or b.dtype == bool:
-        return np.array_equal(a, b)
-    return a.shape == b.shape and np.allclose(a, b, rtol=1e-6, atol=1e-6)
+def agreement(mine: list[list[np.ndarray]], reference: list[list[np.ndarray]], exact: bool) -> int | None:
+    """The first step (0: the reset) where ``mine`` leaves ``reference`` (to the bit, or with equal ends
+    and float32 rounding elsewhere); None if it never does."""
+    def same(a: np.ndarray, b: np.ndarray) -> bool:
+        if exact or a.dtype == bool:
+            return np.array_equal(a, b)
+        return a.shape == b.shape and np.allclose(a, b, rtol=1e-6, atol=1e-6)
+
+    for step, (a, b) in enumerate(zip(mine, reference)):
+        if len(a) != len(b) or not all(same(x, y) for x, y in zip(a, b)):
+            return step
+    return None
 
 
-def timed_steps(env: gym.vector.VectorEnv, actions: np.ndarray) -> tuple[float, list[np.ndarray]]:
-    """Microseconds per step over ``actions`` (T, N, ...) from a seeded reset, and what came back."""
-    outputs = [env.reset(seed=0)[0]]
+def timed_steps(env: gym.vector.VectorEnv, actions: np.ndarray) -> tuple[float, list[list[np.ndarray]]]:
+    """Microseconds per step over ``actions`` (T, N, ...) from a seeded reset, and what came back: the
+    reset's observations, then each step's."""
+    outputs = [[env.reset(seed=0)[0]]]
     start = time.perf_counter()
     for action in actions:
         obs, reward, terminated, truncated, info = env.step(action)
-        outputs += [obs, reward, terminated, truncated]
+        outputs.append([obs, reward, terminated, truncated])
         ended = terminated | truncated
         if ended.any():  # the real last observations of the copies that reset
-            outputs.append(np.stack(list(info["final_obs"][ended])))
+            outputs[-1].append(np.stack(list(info["final_obs"][ended])))
     return (time.perf_counter() - start) / len(actions) * 1e6, outputs
 
 
@@ -122,7 +130,7 @@ def main() -> None:
     torch.set_num_threads(1)  # as training runs these small ops
 
     rows = ["| task | copies | SyncVectorEnv µs/step | batched µs/step | torch µs/step | torch, starts drawn on "
-            "demand µs/step | batched speed-up | torch speed-up | same numbers |",
+            "demand µs/step | batched speed-up | torch speed-up | same numbers (batched; torch) |",
             "|---|---|---|---|---|---|---|---|---|"]
     rng = np.random.default_rng(0)
     for env_id, batched_class in TASKS.items():
@@ -134,24 +142,26 @@ def main() -> None:
             sync.action_space.seed(int(rng.integers(1 << 31)))
             actions = np.stack([sync.action_space.sample() for _ in range(args.steps)])
             times: dict[str, list[float]] = {"sync": [], "batched": [], "torch": [], "on_demand": []}
-            same = True
+            parted: dict[str, list[int | None]] = {"batched": [], "torch": []}  # where each left SyncVectorEnv
             for _ in range(args.rounds):
                 sync_us, sync_out = timed_steps(sync, actions)
                 times["sync"].append(sync_us)
                 if batched is not None:
                     batched_us, batched_out = timed_steps(batched, actions)
                     times["batched"].append(batched_us)
-                    same &= all(np.array_equal(a, b) for a, b in zip(sync_out, batched_out))
+                    parted["batched"].append(agreement(batched_out, sync_out, exact=True))
                 for name, env in (("torch", queued), ("on_demand", on_demand)):
                     torch_us, torch_out = timed_torch_steps(env, actions)
                     times[name].append(torch_us)
-                    same &= len(torch_out) == len(sync_out) and all(close(a, b) for a, b in zip(torch_out, sync_out))
+                    parted["torch"].append(agreement(torch_out, sync_out, exact=False))
             median = {name: statistics.median(t) if t else None for name, t in times.items()}
             batched_cells = (f"{median['batched']:.0f}", f"{median['sync'] / median['batched']:.2f}×") \
                 if median["batched"] else ("—", "—")
+            same = "; ".join("—" if not steps else "yes" if all(s is None for s in steps)
+                             else f"to step {min(s for s in steps if s is not None)}" for steps in parted.values())
             rows.append(f"| {env_id} | {n} | {median['sync']:.0f} | {batched_cells[0]} | {median['torch']:.0f} | "
                         f"{median['on_demand']:.0f} | {batched_cells[1]} | {median['sync'] / median['torch']:.2f}× | "
-                        f"{'yes' if same else 'NO'} |")
+                        f"{same} |")
             print(rows[-1], flush=True)
     command = "python benchmarks/classic_env_stepping.py " + " ".join(sys.argv[1:])
     report = "\n".join([
@@ -162,8 +172,9 @@ def main() -> None:
         f"{platform.python_version()}, numpy {np.__version__}, gymnasium {gym.__version__}, torch "
         f"{torch.__version__} (one thread); one process, the envs alternating round by round; {args.rounds} rounds "
         f"of {args.steps} vector steps with the same random actions from the same seeded reset (autoresets "
-        "included); median µs per vector step; same numbers: the batched envs to the bit, the torch ports "
-        "(float64) to float32 rounding; load average "
+        "included); median µs per vector step; same numbers: the batched envs to the bit and the torch ports "
+        "(float64) to float32 rounding over every step, or up to the first step where one parts from "
+        "SyncVectorEnv; load average "
         f"{', '.join(f'{x:.2f}' for x in os.getloadavg())} at the end.", "",
         *rows,
     ])
