@@ -172,7 +172,10 @@ class Trainer:
         return math.inf if every <= 0 else (self.global_step // every + 1) * every
 
     def _scalars(self, stats: dict[str, Tensor]) -> dict[str, float]:
-        episodes = self.env.pop_episode_stats()
+        try:
+            episodes = self.env.pop_episode_stats()
+        except NonFiniteError as error:  # from an env that checks its outputs once a rollout (envs/torch_classic)
+            raise NonFiniteError(f"{error}; training stopped: {self._checkpoint_state()}") from None
         values = torch.stack([v.detach().float().cpu() for v in stats.values()]).tolist()
         scalars = {f"losses/{key}": value for key, value in zip(stats, values)}
         scalars.update({f"objective/{key}": value for key, value in self.env.pop_metrics().items()})

@@ -208,6 +208,16 @@ def test_a_non_finite_step_is_named_when_the_statistics_are_read():
         env.pop_episode_stats()
 
 
+def test_a_non_finite_output_stops_training_at_the_end_of_its_rollout(tmp_path):
+    trainer = build_trainer(make_config("env=pendulum", "env.vectorization=torch", "total_timesteps=512",
+                                        "algo.num_steps=32", "env.num_envs=2", "eval_episodes=0",
+                                        "checkpoint_every=0"), tmp_path)
+    trainer.env.task.env.g = float("nan")
+    with pytest.raises(NonFiniteError, match=r"Pendulum-v1: env copy 0 returned a non-finite observation or reward "
+                                             r"at vector step 1; training stopped: no checkpoint had been written"):
+        trainer.train()
+
+
 TRAIN = ("total_timesteps=4096", "algo.num_steps=64", "env.num_envs=8", "eval_episodes=2", "eval_every=0",
          "env.vectorization=torch")
 
