@@ -3,12 +3,14 @@
 
 (a) rollout: env steps per second at ``--num-envs`` copies, the real MLP policy's ``act`` choosing the
     actions and its ``value`` read on the final observations, as the trainer's rollout does; the torch
-    port against the NumPy env whose arrays cross to the device and back every step, and their ratio;
+    port (float64, the default, and float32) against the NumPy env whose arrays cross to the device and
+    back every step, and their ratio;
 (b) training: whole PPO iterations (rollout, GAE, update, logging) per second of env steps, the CLI's
     trainer at the CartPole preset with ``--num-envs`` copies, with each of the two envs;
 (c) syncs: ``torch.cuda.set_sync_debug_mode("warn")`` around ``--sync-steps`` rollout steps of the torch
     port, alone and with the policy; every warning is a host-device sync, counted per step (the start
-    queue refills once every 128 steps, so about 1/128 a step is expected from the env).
+    queue refills once every 128 steps: its read of the pointers and its copies back are the few syncs
+    expected, about 0.02 a step).
 
 Writes a table, a JSON file of the figures into ``--out`` (benchmarks/figures/ by default) and, with
 ``--record``, a RESULTS.md section. It is meant for a GPU; on a CPU, small sizes check that it runs:
@@ -37,6 +39,8 @@ sys.path.insert(0, str(HERE))
 
 from classic_control_study import cpu_name, load_average  # noqa: E402
 from envs.make import make_gym_env  # noqa: E402
+from envs.torch_classic import TorchClassicVecEnv  # noqa: E402
+from envs.torch_classic.tasks import CartPole  # noqa: E402
 from ppo_core import api  # noqa: E402
 from ppo_core.build import make_policy  # noqa: E402
 from record import record  # noqa: E402
@@ -67,10 +71,15 @@ def rollout_steps(env, policy, obs: torch.Tensor, steps: int) -> torch.Tensor:
     return obs
 
 
-def rollout_rate(vectorization: str, args: argparse.Namespace, device: torch.device) -> float:
-    """Env steps per second of ``args.steps`` policy-driven vector steps (after as many to warm up)."""
+def rollout_rate(vectorization: str, args: argparse.Namespace, device: torch.device,
+                 dtype: torch.dtype | None = None) -> float:
+    """Env steps per second of ``args.steps`` policy-driven vector steps (after as many to warm up);
+    ``dtype`` builds the torch port with that state dtype."""
     cfg = config(vectorization, args)
-    env = make_gym_env(cfg.env, device, gamma=cfg.algo.gamma)
+    if dtype is None:
+        env = make_gym_env(cfg.env, device, gamma=cfg.algo.gamma)
+    else:
+        env = TorchClassicVecEnv(CartPole(), args.num_envs, device, dtype=dtype, max_episode_steps=500)
     policy = make_policy(cfg, env, device)
     obs = rollout_steps(env, policy, env.reset(seed=0), args.steps)
     best = 0.0
@@ -135,6 +144,7 @@ def main() -> None:
     machine = torch.cuda.get_device_name(device) if device.type == "cuda" else f"{cpu_name()} (CPU)"
 
     rollout = {name: rollout_rate(name, args, device) for name in VECTORIZATIONS}
+    rollout["torch_float32"] = rollout_rate("torch", args, device, torch.float32)
     training = {name: training_rate(name, args) for name in VECTORIZATIONS}
     syncs = sync_counts(args, device)
     figures = {"device": machine, "num_envs": args.num_envs, "torch": torch.__version__,
@@ -146,6 +156,8 @@ def main() -> None:
     rows = ["| check | torch port on the device | CartPoleVectorEnv via GymVecEnv | ratio |", "|---|---|---|---|",
             f"| (a) rollout, env steps/s | {rollout['torch']:,.0f} | {rollout['vector_entry_point']:,.0f} | "
             f"{figures['rollout_ratio']:.2f}× |",
+            f"| (a) rollout, env steps/s, float32 state | {rollout['torch_float32']:,.0f} | | "
+            f"{rollout['torch_float32'] / rollout['vector_entry_point']:.2f}× |",
             f"| (b) PPO training, env steps/s | {training['torch']['steps_per_second']:,.0f} | "
             f"{training['vector_entry_point']['steps_per_second']:,.0f} | {figures['training_ratio']:.2f}× |"]
     if syncs is None:

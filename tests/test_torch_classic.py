@@ -190,6 +190,26 @@ def test_episodes_of_another_kind_of_env_are_restarted_not_restored():
     assert env.load_state_dict(env.state_dict())
 
 
+def test_normaliser_statistics_cross_between_gym_vec_env_and_torch_env():
+    """A video evaluation (sync) reads a torch run's statistics, and a run that resumes on another
+    device kind reads the other env's: the state dicts share their keys and dtypes."""
+    def make(vectorization):
+        config = EnvConfig(id="CartPole-v1", num_envs=2, vectorization=vectorization, normalize_obs=True,
+                           normalize_reward=True)
+        return make_gym_env(config, CPU, 0.99)
+
+    source = make("torch")
+    source.reset(seed=0)
+    for _ in range(20):
+        source.step(torch.ones(2, dtype=torch.long))
+    for target in (make("sync"), make("torch")):
+        assert target.load_state_dict(source.state_dict(), restore_episodes=False)
+        target.set_training(False)
+        source.set_training(False)
+        torch.testing.assert_close(target.reset(seed=3), source.reset(seed=3), **F32)
+        source.set_training(True)
+
+
 def test_episode_statistics_count_every_ended_episode():
     env = torch_env("CartPole-v1", 3, limit=5)
     env.reset(seed=0)

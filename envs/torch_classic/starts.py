@@ -2,17 +2,19 @@
 
 Gymnasium resets an ended copy by drawing its next start state from that copy's NumPy generator. On a
 GPU, drawing only when a copy ends would mean reading the ``ended`` mask back every step (a
-host-device sync), then drawing and copying back. Instead each copy's next ``size`` start states are
-drawn in advance, in the order its generator yields them, and kept on the device as a ring of Q slots
-per copy; a reset takes a copy's next entry by tensor indexing and advances the copy's pointer. A step consumes at most
-one start per copy, so after Q takes no copy can have run out: then one sync reads the pointers back
-and the consumed slots are drawn again, each copy's in one NumPy call. Every copy sees exactly the
-sequence of start states its Gymnasium env would draw, whatever Q is.
+host-device sync), then drawing and copying back. Instead each copy's next Q start states are drawn
+in advance, in the order its generator yields them, and kept on the device as a ring of Q slots per
+copy; a reset takes a copy's next entry by tensor indexing and advances the copy's pointer. A step
+takes at most one start per copy, so after Q takes no copy can have run out: the next take first
+reads the pointers back (the one sync of Q steps) and draws the consumed slots again, each copy's in
+one NumPy call. Every copy sees exactly the sequence of start states its Gymnasium env would draw,
+whatever Q is.
 
-On the CPU this is also faster than drawing on demand, which pays a Python call per ended copy per
-step and a check of the mask every step (benchmarks/classic_env_stepping.py measures both). The ring is
-laid out (D, Q·N), slot-major, so that a take is one ``index_select`` that gives the (D, N) rows the
-dynamics work on.
+On the CPU, where reading the mask costs nothing, the queue saves NumPy calls: one per copy per Q
+steps instead of one per ended episode (CartPole, 256 copies: 181 µs a step against 241 drawing on
+demand, benchmarks/classic_env_stepping.py). The ring is laid out (D, Q·N), slot-major, so that a
+take is one ``index_select`` giving the (D, N) rows the dynamics work on. A snapshot holds it whole:
+Q·N·D numbers, 16 MB for 4,096 CartPoles at Q = 128.
 """
 
 from __future__ import annotations
