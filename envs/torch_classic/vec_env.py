@@ -162,7 +162,7 @@ class TorchClassicVecEnv:
     def close(self) -> None:
         pass
 
-    # ------------------------------------------------------------------ helpers
+    # ------------------------------------------------------------------ normalisation and the guard
     def _normalize_obs(self, obs: Tensor, update: bool = True) -> Tensor:
         return obs if self.obs_normalizer is None else self.obs_normalizer(obs, update)
 
