@@ -56,10 +56,11 @@ class EnvConfig(EnvSchema):
     groups, e.g. ``env=cartpole``, set it)."""
     num_envs: int = setting(8, ge=1)
     """Copies stepped in lockstep."""
-    vectorization: str = setting("auto", choices=("auto", "sync", "async", "vector_entry_point", "batched"))
-    """auto (the env's own vectorised implementation when it has one, else the batched NumPy envs of
+    vectorization: str = setting("auto", choices=("auto", "sync", "async", "vector_entry_point", "batched", "torch"))
+    """auto (on CUDA the torch ports of envs/torch_classic for the five classic-control tasks; otherwise
+    the env's own vectorised implementation when it has one, else the batched NumPy envs of
     envs/classic_vector.py for Acrobot, MountainCar and Pendulum, else sync) | sync | async |
-    vector_entry_point | batched."""
+    vector_entry_point | batched | torch (the classic-control tasks as tensors on the run's device)."""
     normalize_obs: bool = False
     """Running mean/std observation normalisation; its statistics are saved with the model."""
     normalize_reward: bool = False

@@ -188,7 +188,12 @@ class Trainer:
 
     def _scalars(self, stats: dict[str, Tensor]) -> dict[str, float]:
         """The update's statistics (global already) with the episodes and env metrics of every rank."""
-        episodes = self.env.pop_episode_stats()
+        failure = None
+        try:
+            episodes = self.env.pop_episode_stats()
+        except NonFiniteError as error:  # from an env that checks its outputs once a rollout (envs/torch_classic)
+            failure = NonFiniteError(f"{error}; training stopped: {self._checkpoint_state()}")
+        distributed.stop_together(failure)
         values = torch.stack([v.detach().float().cpu() for v in stats.values()]).tolist()
         scalars = {f"losses/{key}": value for key, value in zip(stats, values)}
         episode_sums = [float(episodes.count), float(episodes.return_sum), float(episodes.length_sum)]
