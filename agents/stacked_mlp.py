@@ -163,6 +163,7 @@ class StackedMLPActorCritic:
     def _mlp(self, prefix: str, x: Tensor) -> Tensor:
         """The network ``prefix`` (actor or critic) on x (S, N, in) -> (S, N, out)."""
         depth = sum(1 for name in self.names if name.startswith(prefix) and name.endswith("weight"))
+        x = x.contiguous()  # MKL's batched matmul rounds a strided input otherwise than a contiguous one
         for i in range(depth):
             layer = f"{prefix}.layers.{i}"
             x = _StackedLinear.apply(x, self.by_name[f"{layer}.weight"], self.by_name[f"{layer}.bias"])

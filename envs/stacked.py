@@ -80,7 +80,9 @@ class CartPoleStack:
         ended = terminated | truncated
         for core, lo, hi in zip(cores, bounds[:-1], bounds[1:]):
             core.state, core.steps, core.prev_done = state[:, lo:hi].copy(), steps[lo:hi].copy(), ended[lo:hi].copy()
-        obs = state.T.astype(np.float32)  # (S·N, 4)
+        # row-major, as every other observation the batch sees (a reset's, a checkpoint's): ``astype`` would
+        # keep the transpose's column-major layout, and a batched matmul rounds differently on each layout
+        obs = state.T.astype(np.float32, order="C")  # (S·N, 4)
         return self._wrap(obs, reward, terminated, truncated, bounds)
 
     def _wrap(self, obs: np.ndarray, reward: np.ndarray, terminated: np.ndarray, truncated: np.ndarray,

@@ -256,9 +256,32 @@ def test_stacked_cartpoles_step_as_each_env_alone():
         expected, got = step_each(alone, action), stack(together, action)
         for field in ("obs", "reward", "terminated", "truncated", "valid"):
             assert torch.equal(getattr(expected, field), getattr(got, field)), field
+        assert got.obs.is_contiguous()  # the layout of a reset's and a checkpoint's observations
     assert [e.pop_episode_stats() for e in alone] == [e.pop_episode_stats() for e in together]
     assert all(e.env.np_random.bit_generator.state == f.env.np_random.bit_generator.state
                for e, f in zip(alone, together))
+
+
+def test_the_stacked_policy_gives_the_same_numbers_for_any_layout_of_its_observations():
+    """A resumed batch's first observation comes from its checkpoint, contiguous; a stepped one came
+    column-major from the CartPole stack. MKL's batched matmul rounds the two layouts differently, which
+    made a resumed batch one ulp off its uninterrupted twin: both must give the same numbers. (4 copies
+    a run, as in SMALL: at 8 and more this CPU's MKL happens to round both layouts alike.)"""
+    import gymnasium as gym
+    import numpy as np
+
+    from agents.mlp import MLPActorCritic
+    from agents.stacked_mlp import StackedMLPActorCritic
+
+    space = gym.spaces.Box(-np.inf, np.inf, (4,), np.float32)
+    torch.manual_seed(0)
+    policy = StackedMLPActorCritic([MLPActorCritic(space, gym.spaces.Discrete(2)) for _ in range(2)])
+    obs = torch.randn(2, 4, 4)
+    column_major = obs.reshape(8, 4).T.contiguous().T.reshape(2, 4, 4)
+    assert not column_major.is_contiguous() and torch.equal(obs, column_major)
+    assert torch.equal(policy.value(obs), policy.value(column_major))
+    assert torch.equal(policy.evaluate(obs, torch.zeros(2, 4, dtype=torch.long)).distribution.log_probs,
+                       policy.evaluate(column_major, torch.zeros(2, 4, dtype=torch.long)).distribution.log_probs)
 
 
 def test_a_run_whose_loss_turns_non_finite_stops_alone(tmp_path, monkeypatch):
