@@ -10,9 +10,12 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from ppo_core.distributed import combine_equal_moments
+
 
 class RunningMeanStd:
-    """Mean and variance of a stream of batches (Chan et al. 1979 parallel update), float64."""
+    """Mean and variance of a stream of batches (Chan et al. 1979 parallel update), float64; in a
+    data-parallel run a batch is the union of every rank's batch of that step."""
 
     def __init__(self, shape: tuple[int, ...], device: torch.device, epsilon: float = 1e-4):
         self.mean = torch.zeros(shape, dtype=torch.float64, device=device)
@@ -25,6 +28,7 @@ class RunningMeanStd:
         batch_mean = batch.sum(0) / batch_count
         centered = batch - batch_mean
         batch_var = (centered * centered).sum(0) / batch_count
+        batch_count, batch_mean, batch_var = combine_equal_moments(batch_count, batch_mean, batch_var)  # all ranks'
         delta = batch_mean - self.mean
         total = self.count + batch_count
         self.mean = self.mean + delta * batch_count / total

@@ -18,6 +18,7 @@ import pytest
 import torch
 
 from envs.normalize import RunningMeanStd
+from envs.torch_normalize import RunningMeanStd as TorchRunningMeanStd
 from ppo_core import algorithms, distributed
 from ppo_core.advantages import whiten
 from ppo_core.build import build_trainer, run_training
@@ -138,6 +139,8 @@ def text_overrides(artifacts: Path, *extra: str) -> tuple[str, ...]:
 
 UPDATES = {
     "cartpole-ppo": lambda a: (*CARTPOLE, "algo=ppo", "algo.num_minibatches=2", "algo.update_epochs=2"),
+    "cartpole-torch-envs-ppo": lambda a: (*CARTPOLE, "env.vectorization=torch", "env.normalize_obs=true",
+                                          "env.normalize_reward=true", "algo=ppo", "algo.num_minibatches=2"),
     "cartpole-trpo": lambda a: (*CARTPOLE, "algo=trpo", "algo.num_minibatches=2"),
     "cartpole-reinforce": lambda a: (*CARTPOLE, "algo=reinforce", "algo.num_minibatches=2"),
     "text-ppo": lambda a: text_overrides(a, "algo=ppo", "algo.num_minibatches=2", "algo.update_epochs=2"),
@@ -185,7 +188,9 @@ def statistics(rank: int, out: Path) -> None:
     stats = RunningMeanStd((2,))
     stats.update(observations)
     stats.update(observations[:2] * 2)
-    torch.save({"whitened": whitened, "mean": mean, "per_sample": per_sample, "obs_mean": stats.mean,
+    on_device = TorchRunningMeanStd((2,), torch.device("cpu"))
+    on_device.update(torch.from_numpy(observations[:3]))  # the same count on every rank, as env copies are
+    torch.save({"device_mean": on_device.mean, "device_var": on_device.var, "device_count": on_device.count,"whitened": whitened, "mean": mean, "per_sample": per_sample, "obs_mean": stats.mean,
                 "obs_var": stats.var, "obs_count": stats.count}, out / f"stats{rank}.pt")
 
 
@@ -207,6 +212,12 @@ def test_whitening_and_running_normalisation_see_the_concatenated_data(tmp_path)
         np.testing.assert_allclose(rank["obs_mean"], reference.mean, rtol=1e-12)
         np.testing.assert_allclose(rank["obs_var"], reference.var, rtol=1e-12)
         assert rank["obs_count"] == pytest.approx(reference.count)
+    on_device = RunningMeanStd((2,))
+    on_device.update(np.concatenate([d[2][:3] for d in data]))
+    for rank in ranks:
+        np.testing.assert_allclose(rank["device_mean"].numpy(), on_device.mean, rtol=1e-12)
+        np.testing.assert_allclose(rank["device_var"].numpy(), on_device.var, rtol=1e-12)
+        assert float(rank["device_count"]) == pytest.approx(on_device.count)
 
 
 # ----------------------------------------------------------------------------- whole runs
