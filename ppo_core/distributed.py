@@ -129,6 +129,16 @@ def global_sum(x: Tensor) -> Tensor:
     return total + (x - x.detach())  # the value is the total to the bit; x − x.detach() is 0
 
 
+def global_sum_and_count(total: Tensor, count: Tensor) -> tuple[Tensor, Tensor]:
+    """``global_sum`` of a partial sum and of the number of entries behind it, in one collective."""
+    if not _reducing:
+        return total, count
+    both = torch.stack([total.detach(), count.to(total.dtype)])  # (2, ...): counts are exact below 2**24
+    _collective(lambda: dist.all_reduce(both))
+    summed = both[0] + (total - total.detach()) if total.requires_grad else both[0]
+    return summed, both[1]
+
+
 def mean_over_ranks(x: Tensor) -> Tensor:
     """The mean over the ranks of a per-rank mean of equal-sized data (a pretraining batch's loss, a
     step's mean KL), on every rank; a gradient flows to this rank's own ``x``, as in ``global_sum``."""

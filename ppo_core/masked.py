@@ -11,7 +11,7 @@ import math
 import torch
 from torch import Tensor
 
-from ppo_core.distributed import global_sum, reducing
+from ppo_core.distributed import global_sum, global_sum_and_count, reducing
 
 Dim = int | tuple[int, ...] | None
 
@@ -51,8 +51,8 @@ def masked_mean(x: Tensor, mask: Tensor | None = None, dim: Dim = None, keepdim:
     """Mean of the entries of x where mask is 1/True; a slice with no valid entry gives 0, not NaN.
     Without a mask it is ``x.mean``, which on CPU is the same sum-then-divide as the masked path."""
     if _spans_ranks(x, dim):
-        count = global_sum(_count(x, mask, dim, keepdim)).clamp(min=1)
-        return global_sum(_local_sum(x, mask, dim, keepdim)) / count
+        total, count = global_sum_and_count(_local_sum(x, mask, dim, keepdim), _count(x, mask, dim, keepdim))
+        return total / count.clamp(min=1)
     if mask is None:
         return x.mean(dim=dim, keepdim=keepdim)
     valid = _valid(x, mask)
@@ -70,9 +70,9 @@ def masked_var(
     that is all True and no mask give the same numbers to the bit.
     """
     if _spans_ranks(x, dim):
-        count = global_sum(_count(x, mask, dim, keepdim=True))
         x = x if mask is None else torch.where(_valid(x, mask), x, 0.0)
-        mean = global_sum(x.sum(dim=dim, keepdim=True)) / count.clamp(min=1)
+        total, count = global_sum_and_count(x.sum(dim=dim, keepdim=True), _count(x, mask, dim, keepdim=True))
+        mean = total / count.clamp(min=1)
         centered = x - mean if mask is None else torch.where(_valid(x, mask), x - mean, 0.0)
         var = global_sum((centered**2).sum(dim=dim, keepdim=True)) / (count - correction).clamp(min=1)
         return var if keepdim else var.squeeze() if dim is None else var.squeeze(dim)
