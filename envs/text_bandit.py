@@ -123,10 +123,11 @@ class TextReward(nn.Module):
     (a ``RewardSet``, or one reward model over the policy's token ids), and scores a batch with one
     forward of each model on packed sequences (``agents/packing.py``, no padding),
     or, for a model that cannot be packed, cut to the columns the batch uses (``agents.lm.trim_padding``).
-    The KL treatment (``ppo_core.kl``): ``estimator`` k1 (InstructGPT), k2, k3 or exact; ``direction``
-    reverse, KL(π‖π_SFT), or forward, KL(π_SFT‖π); ``placement`` reward (subtract β·Σ_l KL_l here) or
-    loss (the reward is the RM score and the algorithm adds β·KL to its loss, from the reference
-    log-probs this env returns in ``extras``).
+    The KL treatment (``ppo_core.kl``): ``placement`` reward (subtract β·Σ_l KL_l here, with k1 in the
+    reverse direction KL(π‖π_SFT), the only per-sample reward with the KL's gradient) or loss (the
+    reward is the RM score and the algorithm adds β·KL to its loss, from the reference log-probs this
+    env returns in ``extras``: estimator k2 or exact for the reverse direction, k3 or exact for the
+    forward KL(π_SFT‖π)).
     β is fixed, or adapted towards ``kl_coef_target`` by Ziegler et al.'s controller after every step.
     Whatever is configured, every step measures k1, k2, k3 and (given π's full distributions) the
     exact KL in both directions, so a negative k1 report can be told apart from a real one.

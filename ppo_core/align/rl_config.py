@@ -133,9 +133,12 @@ class RLHFObjectiveConfig(ObjectiveSchema):
     """reward: subtract β·Σ_l KL_l from the reward (InstructGPT) | loss: reward = RM score, and the
     algorithm adds β · (mean per-token KL) to its loss, outside the importance ratio."""
     kl_estimator: str = setting("k1", choices=KL_ESTIMATORS)
-    """Per-token KL: k1 (InstructGPT) | k2 | k3 | exact (over the vocabulary); see ppo_core/kl.py."""
+    """Per-token KL: k1 (InstructGPT) | k2 | k3 | exact (over the vocabulary); see ppo_core/kl.py. In the
+    reward k1 only (the others give a biased gradient there); in the loss k2 or exact (reverse), k3 or
+    exact (forward)."""
     kl_direction: str = setting("reverse", choices=KL_DIRECTIONS)
-    """reverse: KL(π‖π_SFT) (InstructGPT, conservative) | forward: KL(π_SFT‖π) (PPO's, exploration-friendly)."""
+    """reverse: KL(π‖π_SFT) (InstructGPT, conservative) | forward: KL(π_SFT‖π) (PPO's, exploration-friendly;
+    in the loss only)."""
     kl_coef_target: Optional[float] = setting(None, gt=0)
     """None: fixed β. Else adapt β after every step towards this KL per completion (Ziegler et al. 2019)."""
     kl_horizon: float = setting(10000.0, gt=0)
