@@ -247,10 +247,13 @@ def completion_space(max_new_tokens: int, vocab_size: int) -> gym.spaces.Dict:
 
 
 class TextBanditVecEnv:
-    """N prompts per step, torch-native (``envs.base.VecEnv``): every step ends N episodes.
+    """N completions per step, torch-native (``envs.base.VecEnv``): every step ends N episodes.
 
     Prompts are drawn without replacement from a shuffled order that is renewed once used up (in order
-    when ``shuffle`` is false, which evaluation uses), with the env's own ``torch.Generator``.
+    when ``shuffle`` is false, which evaluation uses), with the env's own ``torch.Generator``. With
+    ``samples_per_prompt`` K a step answers N/K prompts K times each, the copies of one prompt adjacent;
+    ``start_groups`` (N,) names each copy's prompt slot, the groups a group baseline (RLOO, GRPO)
+    compares.
     ``step`` takes ``{"tokens", "mask", "log_prob"}`` (N, L) and returns the reward (N,), the reward's
     parts in ``info`` and ``extras["ref_log_prob"]`` (N, L) for the buffer. With ``gold`` (the embedded
     world's labeler) every completion is also gold-scored for the logs; as a reward source it is part
@@ -268,7 +271,13 @@ class TextBanditVecEnv:
         shuffle: bool = True,
         gold: GoldFn | None = None,
         adapt_kl_coef: bool = True,
+        samples_per_prompt: int = 1,
     ):
+        if samples_per_prompt < 1 or num_envs % samples_per_prompt:
+            raise ConfigError(f"env.num_envs={num_envs} is not a multiple of env.samples_per_prompt={samples_per_prompt}: "
+                              "each step answers num_envs / samples_per_prompt prompts samples_per_prompt times each")
+        self.samples_per_prompt = int(samples_per_prompt)
+        self.start_groups = torch.arange(num_envs, device=device) // self.samples_per_prompt  # (N,)
         self.prompts = PromptSet(prompts.texts, prompts.input_ids.to(device), prompts.attention_mask.to(device))
         self.reward = reward
         self.tokenizer = tokenizer
@@ -295,7 +304,8 @@ class TextBanditVecEnv:
         return order.to(self.device)
 
     def _draw(self) -> Tensor:
-        picked, needed = [], self.num_envs
+        """The next N/K prompts of the order, each repeated K times: (N,)."""
+        picked, needed = [], self.num_envs // self.samples_per_prompt
         while needed > 0:
             if self.cursor == len(self.order):
                 self.order, self.cursor = self._new_order(), 0
@@ -303,7 +313,8 @@ class TextBanditVecEnv:
             picked.append(take)
             self.cursor += len(take)
             needed -= len(take)
-        return picked[0] if len(picked) == 1 else torch.cat(picked)  # (N,)
+        drawn = picked[0] if len(picked) == 1 else torch.cat(picked)  # (N/K,)
+        return drawn if self.samples_per_prompt == 1 else drawn.repeat_interleave(self.samples_per_prompt)
 
     def _observe(self) -> dict[str, Tensor]:
         index = self.index

@@ -59,6 +59,34 @@ def gae(
     return advantages, returns
 
 
+GROUP_BASELINES = ("leave_one_out", "group_mean")
+ADVANTAGES = ("gae", *GROUP_BASELINES)
+GROUP_STD_EPS = 1e-4  # TRL's GRPO: a group of equal returns gets advantage 0, not 0/0
+
+
+def group_advantages(returns: Tensor, groups: Tensor, baseline: str, scale_by_std: bool = False) -> Tensor:
+    """Returns minus a baseline from the other episodes that started from the same state.
+
+    ``returns`` (T, N): the return of each single-step episode; ``groups`` (N,): copies with equal ids
+    start every episode from the same state (each group has at least two). ``baseline``:
+    leave_one_out, A_i = R_i − mean of the group's other K − 1 returns (RLOO, Ahmadian et al. 2024, §3;
+    Kool et al. 2019), unbiased since the baseline ignores episode i; group_mean, A_i = R_i − group mean
+    (GRPO, Shao et al. 2024, §4.1.2), with ``scale_by_std`` divided by the group's sample std. Both
+    are (T, N); each step's groups are their own.
+    """
+    _, index = torch.unique(groups, return_inverse=True)  # (N,) ids 0..G-1
+    members = torch.nn.functional.one_hot(index).to(returns.dtype)  # (N, G)
+    count = members.sum(0)[index]  # (N,) K of each copy's group
+    group_sum = (returns @ members)[:, index]  # (T, G) -> (T, N)
+    if baseline == "leave_one_out":
+        return returns - (group_sum - returns) / (count - 1)
+    centred = returns - group_sum / count  # (T, N)
+    if not scale_by_std:
+        return centred
+    std = ((centred**2 @ members)[:, index] / (count - 1)).sqrt()  # (T, N) Bessel-corrected, as torch.std
+    return centred / (std + GROUP_STD_EPS)
+
+
 def place_at_last_decision(step_rewards: Tensor, mask: Tensor) -> Tensor:
     """Spread a per-step reward (T, N) onto decisions (T, N, L), at each step's last valid one."""
     positions = torch.arange(mask.shape[-1], device=mask.device)

@@ -25,6 +25,7 @@ from ppo_core.algorithms import Algorithm
 from ppo_core.buffer import RolloutBatch, RolloutBuffer, tree_map
 from ppo_core.config import TrainConfig
 from ppo_core.errors import NonFiniteError
+from ppo_core.group_baseline import rollout_group_advantages, start_groups
 from ppo_core.logging import RunLogger
 
 log = logging.getLogger(__name__)
@@ -62,6 +63,7 @@ class Trainer:
         # V of the real final observation where an episode was truncated (same-step autoreset)
         self.final_values = torch.zeros(algo.num_steps, env.num_envs, device=device)
         self.has_final = torch.zeros(algo.num_steps, env.num_envs, dtype=torch.bool, device=device)
+        self.groups = start_groups(algo, env)  # (N,) copies that start alike, for a group baseline; else None
         self.iteration = 0
         self.global_step = 0
         self.wall_seconds = 0.0  # training time, evaluation excluded
@@ -118,6 +120,8 @@ class Trainer:
         advantages, returns = gae(
             rewards, values, next_values, b["terminated"], b["episode_ends"], mask, algo.gamma, algo.gae_lambda
         )
+        if self.groups is not None:  # a group baseline replaces V in the advantage; V still learns the returns
+            advantages = rollout_group_advantages(algo, self.groups, rewards, b["episode_ends"], mask)
         return b.flatten(advantages, returns)
 
     # ----------------------------------------------------------------------------- loop

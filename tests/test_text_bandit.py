@@ -370,3 +370,61 @@ def test_a_truncated_model_file_is_one_line_naming_the_directory(artifacts, tmp_
         build_trainer(text_config(copy, f"env.prompts={copy / 'prompts.jsonl'}",
                                   f"env.eval_prompts={copy / 'prompts.jsonl'}"), tmp_path / "run")
     assert "\n" not in str(error.value)
+
+
+def test_k_samples_per_prompt_answer_the_same_prompt_side_by_side():
+    tokenizer, _, _, reward = parts()
+    env = TextBanditVecEnv(tokenize_prompts(TEXTS, tokenizer, CONTEXT - L), reward, tokenizer, 8, L, samples_per_prompt=4)
+    assert env.start_groups.tolist() == [0, 0, 0, 0, 1, 1, 1, 1]
+    obs = env.reset(seed=3)
+    action = {"tokens": torch.full((8, L), 5), "mask": torch.ones(8, L, dtype=torch.bool), "log_prob": torch.zeros(8, L)}
+    seen = []
+    for _ in range(5):  # 2 prompts a step: one pass over the 10 prompts
+        index = obs["prompt_index"].tolist()
+        for group in (range(0, 4), range(4, 8)):
+            assert len({index[i] for i in group}) == 1
+            for i in group:
+                assert torch.equal(obs["input_ids"][i], env.prompts.input_ids[index[group[0]]])
+                assert torch.equal(obs["attention_mask"][i], env.prompts.attention_mask[index[group[0]]])
+        seen += [index[0], index[4]]
+        obs = env.step(action).obs
+    assert sorted(seen) == list(range(10))  # without replacement within a pass, as with one sample each
+    with pytest.raises(ConfigError, match=r"env.num_envs=6 is not a multiple of env.samples_per_prompt=4"):
+        TextBanditVecEnv(tokenize_prompts(TEXTS, tokenizer, CONTEXT - L), reward, tokenizer, 6, L, samples_per_prompt=4)
+
+
+@pytest.mark.parametrize("algo, advantage, extra", [
+    ("ppo", "leave_one_out", ()), ("reinforce", "group_mean", ("algo.group_std=true",)),
+    ("trpo", "leave_one_out", ("agent.critic=separate",)),
+])
+def test_a_group_baseline_trains_every_algorithm_on_each_prompts_other_completions(artifacts, tmp_path, algo, advantage,
+                                                                                    extra):
+    config = text_config(artifacts, f"algo={algo}", f"algo.advantage={advantage}", "env.samples_per_prompt=4",
+                         "total_timesteps=16", *extra)
+    trainer = build_trainer(config, tmp_path / "run")
+    batch = trainer.compute_batch(trainer.collect_rollout())
+    rewards, mask, index = trainer.buffer["rewards"][0], trainer.buffer["mask"][0], trainer.buffer["obs"]["prompt_index"][0]
+    for i in range(8):
+        group = [j for j in range(8) if j // 4 == i // 4]
+        assert len({int(index[j]) for j in group}) == 1
+        others = [float(rewards[j]) for j in group if j != i]
+        if advantage == "leave_one_out":
+            expected = float(rewards[i]) - sum(others) / 3
+        else:
+            values = [float(rewards[j]) for j in group]
+            mean = sum(values) / 4
+            expected = (float(rewards[i]) - mean) / ((sum((v - mean) ** 2 for v in values) / 3) ** 0.5 + 1e-4)
+        torch.testing.assert_close(batch.advantages[i], torch.where(mask[i], expected, 0.0), atol=1e-5, rtol=1e-5)
+    before = [p.detach().clone() for p in trainer.policy.actor_parameters()]
+    trainer.train()
+    assert any(not torch.equal(a, b) for a, b in zip(before, trainer.policy.actor_parameters()))
+
+
+def test_a_group_baseline_without_several_samples_per_prompt_is_a_config_error(artifacts, tmp_path):
+    with pytest.raises(ConfigError, match=r"algo.advantage=group_mean compares the completions of one prompt: set "
+                                          r"env.samples_per_prompt to 2 or more \(got 1\)"):
+        build_trainer(text_config(artifacts, "algo.advantage=group_mean"), tmp_path / "run")
+    with pytest.raises(ConfigError, match=r"algo.advantage='leave_one_out' is invalid; expected gae with "
+                                          r"algo.baseline=false"):
+        build_trainer(text_config(artifacts, "algo=reinforce", "algo.baseline=false", "algo.advantage=leave_one_out",
+                                  "env.samples_per_prompt=2"), tmp_path / "run")

@@ -55,7 +55,10 @@ class TextEnvConfig(EnvSchema):
     eval_prompts: str = "validation"
     """Evaluation prompts, in order from the first; same forms as ``prompts``."""
     num_envs: int = setting(32, ge=1)
-    """Prompts answered per env step."""
+    """Completions per env step (prompts answered, times ``samples_per_prompt``)."""
+    samples_per_prompt: int = setting(1, ge=1)
+    """K: completions of each prompt in one step, adjacent (``num_envs`` a multiple of it), for a group
+    baseline (``algo.advantage=leave_one_out`` or ``group_mean``); evaluation answers each prompt once."""
     max_new_tokens: int = setting(28, ge=1)
     """L: tokens per completion (the action length), shared with the policy."""
     temperature: float = setting(1.0, gt=0)
