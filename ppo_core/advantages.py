@@ -87,11 +87,24 @@ def group_advantages(returns: Tensor, groups: Tensor, baseline: str, scale_by_st
     return centred / (std + GROUP_STD_EPS)
 
 
+DECISION_REWARDS = "decision_rewards"
+"""The ``extras`` key of an env that spreads a step's reward over its decisions itself: (N, L), summing
+to the step's reward (e.g. a per-token penalty at its own token, the rest at the last)."""
+
+
 def place_at_last_decision(step_rewards: Tensor, mask: Tensor) -> Tensor:
     """Spread a per-step reward (T, N) onto decisions (T, N, L), at each step's last valid one."""
     positions = torch.arange(mask.shape[-1], device=mask.device)
     last = torch.where(mask, positions, -1).amax(dim=-1, keepdim=True)  # (T, N, 1)
     return torch.where(positions == last, step_rewards.unsqueeze(-1), 0.0).to(step_rewards.dtype)
+
+
+def place_rewards(step_rewards: Tensor, mask: Tensor, decision_rewards: Tensor | None = None) -> Tensor:
+    """Rewards per decision (T, N, L): the env's own spread (``decision_rewards`` (T, N, L)) on valid
+    decisions where it gives one, else each step's reward (T, N) at its last valid decision."""
+    if decision_rewards is None:
+        return place_at_last_decision(step_rewards, mask)
+    return torch.where(mask, decision_rewards, 0.0).to(step_rewards.dtype)
 
 
 def whiten(x: Tensor, mask: Tensor | None = None, eps: float = 1e-8, dim: tuple[int, ...] | None = None) -> Tensor:

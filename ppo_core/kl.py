@@ -38,7 +38,7 @@ from torch import Tensor
 ESTIMATORS = ("k1", "k2", "k3")
 KL_ESTIMATORS = (*ESTIMATORS, "exact")
 KL_DIRECTIONS = ("reverse", "forward")  # KL(π‖π_ref) | KL(π_ref‖π)
-KL_PLACEMENTS = ("reward", "loss")
+KL_PLACEMENTS = ("reward", "token_reward", "loss")  # Σ_l at the last token | each at its own token | the loss
 LOSS_ESTIMATORS = {"reverse": ("k2", "exact"), "forward": ("k3", "exact")}
 REWARD_ESTIMATORS = ("k1",)  # reverse direction only: no per-sample reward from π's samples is unbiased for KL(π_ref‖π)
 

@@ -20,7 +20,7 @@ from tqdm import tqdm
 from agents.base import ActorCritic
 from envs.base import Observation, VecEnv
 from ppo_core import checkpoint
-from ppo_core.advantages import gae, place_at_last_decision
+from ppo_core.advantages import DECISION_REWARDS, gae, place_rewards
 from ppo_core.algorithms import Algorithm
 from ppo_core.buffer import RolloutBatch, RolloutBuffer, tree_map
 from ppo_core.config import TrainConfig
@@ -110,13 +110,14 @@ class Trainer:
     def compute_batch(self, next_value: Tensor) -> RolloutBatch:
         """GAE over the rollout, flattened to one batch. V(s_{t+1}) comes from the next step, or from the
         real final observation where an episode was truncated (bootstrapping on time limits); a step's
-        reward is credited to its last decision (its only one, for a control action)."""
+        reward is credited to its last decision (its only one, for a control action) unless the env
+        spreads it over the decisions itself (``extras["decision_rewards"]``)."""
         algo = self.config.algo
         b = self.buffer
         values, mask = b["values"], b["mask"]  # (T, N, L)
         successor_values = torch.cat([values[1:, :, 0], next_value.unsqueeze(0)])  # (T, N)
         next_values = torch.where(self.has_final, self.final_values, successor_values)
-        rewards = place_at_last_decision(b["rewards"], mask)  # (T, N, L)
+        rewards = place_rewards(b["rewards"], mask, b.storage.get("extras", {}).get(DECISION_REWARDS))  # (T, N, L)
         advantages, returns = gae(
             rewards, values, next_values, b["terminated"], b["episode_ends"], mask, algo.gamma, algo.gae_lambda
         )

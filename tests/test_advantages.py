@@ -5,7 +5,7 @@ import math
 import pytest
 import torch
 
-from ppo_core.advantages import gae, group_advantages, place_at_last_decision, whiten
+from ppo_core.advantages import gae, group_advantages, place_at_last_decision, place_rewards, whiten
 from ppo_core.config import PPOConfig
 from ppo_core.errors import ConfigError
 from ppo_core.group_baseline import rollout_group_advantages, start_groups
@@ -212,3 +212,18 @@ def test_a_group_baseline_the_env_cannot_serve_is_a_config_error(settings, group
     with pytest.raises(ConfigError, match=message):
         start_groups(PPOConfig(**settings), Copies(groups))
     assert start_groups(PPOConfig(), Copies(None)) is None
+
+
+def test_an_envs_own_per_decision_rewards_reach_gae_at_their_decisions():
+    """One completion of 3 tokens (and a padded 4th), γ = 1, λ = 0.5, terminal: by hand,
+    δ_2 = 0.7 − 0.2 = 0.5, δ_1 = −0.2 + 0.2 − 0.4 = −0.4, δ_0 = −0.1 + 0.4 − 0.5 = −0.2;
+    A_2 = 0.5, A_1 = −0.4 + 0.5·0.5 = −0.15, A_0 = −0.2 + 0.5·(−0.15) = −0.275."""
+    mask = torch.tensor([[[True, True, True, False]]])
+    spread = torch.tensor([[[-0.1, -0.2, 0.7, 9.0]]])  # the padded decision's 9 is dropped
+    rewards = place_rewards(torch.tensor([[0.4]]), mask, spread)
+    torch.testing.assert_close(rewards, torch.tensor([[[-0.1, -0.2, 0.7, 0.0]]]))
+    values = torch.tensor([[[0.5, 0.4, 0.2, 0.0]]])
+    ones = torch.ones(1, 1, dtype=torch.bool)
+    advantages, _ = gae(rewards, values, torch.zeros(1, 1), ones, ones, mask, gamma=1.0, gae_lambda=0.5)
+    torch.testing.assert_close(advantages, torch.tensor([[[-0.275, -0.15, 0.5, 0.0]]]))
+    assert torch.equal(place_rewards(torch.tensor([[0.4]]), mask), place_at_last_decision(torch.tensor([[0.4]]), mask))

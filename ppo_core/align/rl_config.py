@@ -133,8 +133,10 @@ class RLHFObjectiveConfig(ObjectiveSchema):
     """β: weight of the KL penalty (InstructGPT: 0.02, which over-optimises this world's reward model,
     benchmarks/RESULTS.md); the initial β when ``kl_coef_target`` is set."""
     kl_placement: str = setting("reward", choices=KL_PLACEMENTS)
-    """reward: subtract β·Σ_l KL_l from the reward (InstructGPT) | loss: reward = RM score, and the
-    algorithm adds β · (mean per-token KL) to its loss, outside the importance ratio."""
+    """reward: subtract β·Σ_l KL_l from the reward, credited to the last token (InstructGPT) |
+    token_reward: the same reward spread over the tokens, −β·KL_l at token l and the score at the last
+    (TRL's PPO), which GAE over the tokens then carries | loss: reward = RM score, and the algorithm adds
+    β · (mean per-token KL) to its loss, outside the importance ratio."""
     kl_estimator: str = setting("k1", choices=KL_ESTIMATORS)
     """Per-token KL: k1 (InstructGPT) | k2 | k3 | exact (over the vocabulary); see ppo_core/kl.py. In the
     reward k1 only (the others give a biased gradient there); in the loss k2 or exact (reverse), k3 or
