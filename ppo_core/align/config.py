@@ -120,6 +120,10 @@ class RewardConfig:
     """Global gradient-norm clip; 0 disables."""
     max_new_tokens: int = setting(24, ge=1)
     """Tokens sampled per completion."""
+    normalize_std: bool = False
+    """Also scale the reward model's scores to standard deviation 1 on the SFT samples that set its
+    offset (``scale`` beside ``offset`` in reward_config.json), so that β weighs the KL against the same
+    spread of reward whatever the reward model; off: mean 0 only (InstructGPT Sec. 3.5)."""
     temperature: float = setting(1.0, gt=0)
     """Sampling temperature of the SFT policy when collecting comparisons."""
     gen_batch_size: int = setting(128, ge=1)
