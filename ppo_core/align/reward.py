@@ -99,6 +99,9 @@ def collect_rankings(
     check_k(cfg.k)
     if not prompts:
         raise AlignError("no prompts to collect reward-model comparisons from")
+    if cfg.max_new_tokens is None:
+        raise AlignError("rm.max_new_tokens is unset: the rm stage sets it to the RL stage's env.max_new_tokens; "
+                         "a direct call needs a length")
     if cfg.max_prompt_tokens + cfg.max_new_tokens > context_length(policy):
         raise AlignError(
             f"rm.max_prompt_tokens + rm.max_new_tokens = {cfg.max_prompt_tokens + cfg.max_new_tokens}"
