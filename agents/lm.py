@@ -291,9 +291,13 @@ class LMActorCritic(nn.Module):
         nn.init.zeros_(self.value_head.bias)
         if value_init is not None:
             with torch.no_grad():
-                self.value_head.weight.copy_(value_init.head.weight)
                 bias = value_init.head.bias if value_init.head.bias is not None else 0.0
-                self.value_head.bias.copy_(bias + value_init.offset)
+                if value_init.scale == 1.0:
+                    self.value_head.weight.copy_(value_init.head.weight)
+                    self.value_head.bias.copy_(bias + value_init.offset)
+                else:  # V starts as the reward model's normalised score, scale · (w·h + b + offset)
+                    self.value_head.weight.copy_(value_init.scale * value_init.head.weight)
+                    self.value_head.bias.copy_(value_init.scale * (bias + value_init.offset))
         self.train(False)
         if trim_padding == "pack":
             self._check_packing()

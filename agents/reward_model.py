@@ -12,7 +12,8 @@ Saved layout (everything loads without pickle):
     <dir>/config.json, model.safetensors   ``save_pretrained`` of the classifier (``num_labels=1``):
                                            ``AutoModelForSequenceClassification.from_pretrained(dir)``
                                            loads it and its ``.logits`` are ``forward``'s rewards
-    <dir>/reward_config.json               ``offset`` (added by ``score``) and metadata
+    <dir>/reward_config.json               ``offset`` (added by ``score``), ``scale`` (multiplied after it)
+                                           and metadata
     <dir>/tokenizer*.json                  the tokenizer, when one is passed to ``save_pretrained``
 A directory of the earlier layout (a base model's ``save_pretrained`` with ``reward_head.safetensors``)
 still loads: its head bias joins the offset, so ``score`` is unchanged.
@@ -55,18 +56,21 @@ def scalar_classifier(config) -> PreTrainedModel:
 
 
 class RewardModel(nn.Module):
-    """r(x, y) = w · h_last(x, y) + offset, where h_last is the trunk's final hidden state at the last
-    non-pad token and w the classifier's ``score`` head.
+    """r(x, y) = scale · (w · h_last(x, y) + offset), where h_last is the trunk's final hidden state at the
+    last non-pad token and w the classifier's ``score`` head.
 
     `offset` is set after training so that SFT samples score 0 on average (InstructGPT Sec. 3.5
     normalises the RM so that demonstrations score 0 before RL); it cancels in the ranking loss, and it
     lives beside the classifier (``reward_config.json``) because a one-label classifier's head has no bias.
+    `scale` (1 unless the RM stage was asked for unit spread) makes those samples' scores' standard
+    deviation 1, so that the KL coefficient β weighs the KL against the same spread of reward for any
+    reward model.
 
     The trunk runs on packed sequences (agents/packing.py: no padding reaches it) when its packed
     forward matches its padded one, as for GPT-2 and Llama; otherwise on the padded batch.
     """
 
-    def __init__(self, classifier: PreTrainedModel, offset: float = 0.0):
+    def __init__(self, classifier: PreTrainedModel, offset: float = 0.0, scale: float = 1.0):
         super().__init__()
         if getattr(classifier.config, "num_labels", None) != 1:
             raise ValueError(f"a reward model has one label; this {type(classifier).__name__} has "
@@ -76,6 +80,7 @@ class RewardModel(nn.Module):
                              "model here is a decoder's *ForSequenceClassification (GPT-2, Llama, Qwen2, Mistral, ...)")
         self.classifier = classifier
         self.offset = float(offset)
+        self.scale = float(scale)
         pad, eos = classifier.config.pad_token_id, classifier.config.eos_token_id
         # a classifier that pads with its EOS (TRL's usual GPT-2 and Llama set-up) is read, as transformers
         # reads it, at the last token that is not EOS
@@ -120,8 +125,9 @@ class RewardModel(nn.Module):
         return self.head(h_last).squeeze(-1)  # (B,)
 
     def score(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-        """Normalised rewards (B,): `forward` plus the stored offset."""
-        return self(input_ids, attention_mask) + self.offset
+        """Normalised rewards (B,): `forward` plus the stored offset, times the stored scale."""
+        shifted = self(input_ids, attention_mask) + self.offset
+        return shifted if self.scale == 1.0 else shifted * self.scale
 
     def save_pretrained(self, path: str, tokenizer: PreTrainedTokenizerBase | None = None, **metadata) -> None:
         """Write the classifier, the offset (and `tokenizer`, extra JSON `metadata`) to directory `path`."""
@@ -130,23 +136,27 @@ class RewardModel(nn.Module):
             self.classifier.config.pad_token_id = tokenizer.pad_token_id  # the classifier finds the last token by it
         self.classifier.save_pretrained(path)
         with open(os.path.join(path, CONFIG_FILE), "w") as f:
-            json.dump({"offset": self.offset, "read_position": "last_non_pad", **metadata}, f, indent=2)
+            json.dump({"offset": self.offset, "scale": self.scale, "read_position": "last_non_pad", **metadata}, f,
+                      indent=2)
         if tokenizer is not None:
             tokenizer.save_pretrained(path)
 
     @classmethod
     def from_pretrained(cls, path: str, device: str | torch.device = "cpu") -> "RewardModel":
-        """Load a one-label sequence classifier (ours, TRL's, OpenRLHF's; offset 0 unless
-        ``reward_config.json`` gives one) or the earlier trunk + head layout. Local files only, no
+        """Load a one-label sequence classifier (ours, TRL's, OpenRLHF's; offset 0 and scale 1 unless
+        ``reward_config.json`` gives them) or the earlier trunk + head layout. Local files only, no
         remote code; a ValueError says what the directory holds instead."""
         if not os.path.isfile(os.path.join(path, "config.json")):
             raise FileNotFoundError(f"{path!r} is not a saved model: config.json is missing")
-        offset = 0.0
+        offset, scale = 0.0, 1.0
         if os.path.isfile(os.path.join(path, CONFIG_FILE)):
             with open(os.path.join(path, CONFIG_FILE)) as f:
-                offset = float(json.load(f)["offset"])
+                saved = json.load(f)
+            offset, scale = float(saved["offset"]), float(saved.get("scale", 1.0))
         if os.path.isfile(os.path.join(path, LEGACY_HEAD_FILE)):
-            return cls._from_legacy(path, offset).to(device).eval()
+            rm = cls._from_legacy(path, offset)
+            rm.scale = scale
+            return rm.to(device).eval()
         config = AutoConfig.from_pretrained(path, local_files_only=True, trust_remote_code=False)
         architectures = getattr(config, "architectures", None) or []
         if not any(name.endswith("ForSequenceClassification") for name in architectures):
@@ -157,7 +167,7 @@ class RewardModel(nn.Module):
             raise ValueError(f"{path!r} is a classifier with num_labels={config.num_labels}; a reward model has one")
         classifier = AutoModelForSequenceClassification.from_pretrained(
             path, local_files_only=True, trust_remote_code=False, dtype=torch.float32)
-        return cls(classifier, offset).to(device).eval()
+        return cls(classifier, offset, scale).to(device).eval()
 
     @classmethod
     def _from_legacy(cls, path: str, offset: float) -> "RewardModel":

@@ -30,7 +30,7 @@ from envs.language_world import TASK_KINDS  # noqa: E402
 from ppo_core.align.config import AlignConfig, compose_align_config  # noqa: E402
 from ppo_core.align.gold import GoldReport, demonstration_report, gold_report  # noqa: E402
 from ppo_core.align.models import load_causal_lm  # noqa: E402
-from ppo_core.align.stages import STAGES, SUMMARY_FILE  # noqa: E402
+from ppo_core.align.stages import STAGES, SUMMARY_FILE, rm_sample_tokens  # noqa: E402
 from ppo_core.align.world import load_world  # noqa: E402
 from record import record  # noqa: E402
 
@@ -69,7 +69,7 @@ def evaluate(cfg: AlignConfig) -> dict[str, GoldReport]:
         for label, temperature in (("greedy", 0.0), ("sampled", 1.0)):
             torch.manual_seed(cfg.seed)
             reports[f"{name} {label}"] = gold_report(
-                model, tokenizer, world, "test", temperature, cfg.rm.max_new_tokens, cfg.rm.max_prompt_tokens
+                model, tokenizer, world, "test", temperature, rm_sample_tokens(cfg), cfg.rm.max_prompt_tokens
             )
     return reports
 

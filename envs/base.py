@@ -24,6 +24,10 @@ class StepResult(NamedTuple):
 
 
 class VecEnv(Protocol):
+    """What the trainer steps. Optional: ``start_groups`` (N,) long, equal ids for copies that start every
+    episode from the same state (e.g. K samples of one prompt), what a group baseline compares
+    (ppo_core/group_baseline.py)."""
+
     num_envs: int
     single_observation_space: gym.Space
     single_action_space: gym.Space

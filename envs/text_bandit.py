@@ -9,7 +9,10 @@ RM(x, y) the weighted sum of the configured reward sources (``envs/text_rewards.
 over the policy's tokens or their own, Python functions, the gold labeler), KL_l the per-token KL to the frozen SFT policy at the completion's valid tokens. With the defaults
 (estimator k1, direction reverse) KL_l = log π(y_l | x, y_<l) − log π_SFT(y_l | x, y_<l) and this is
 InstructGPT's eq. 2 without the pretraining term. Both log-probs are at the sampling temperature T,
-so at T = 1 this is exactly InstructGPT's penalty. With ``kl_placement="loss"`` the reward is the RM
+so at T = 1 this is exactly InstructGPT's penalty. The trainer credits it to the completion's last
+token; with ``kl_placement="token_reward"`` the same reward reaches it spread over the tokens, −β·KL_l at
+token l and RM(x, y) − penalties at the last (TRL's PPO), for GAE over the tokens to carry. With
+``kl_placement="loss"`` the reward is the RM
 score alone (less penalties) and the reference log-probs and β travel in ``extras`` for the KL term
 of the loss (``ppo_core.align.objective_terms.ReferenceKLLoss``).
 
@@ -50,6 +53,7 @@ from agents.packing import PACKING_TOLERANCE
 from envs.base import EpisodeStats, StepResult
 from envs.text_encoding import encode_prompt, pad_sequences
 from envs.text_rewards import Completions, GoldFn, GoldReward, RewardFn, RewardSet
+from ppo_core.advantages import DECISION_REWARDS, place_at_last_decision
 from ppo_core.distributed import mean_over_ranks, world_size
 from ppo_core.errors import ConfigError
 from ppo_core.kl import ESTIMATORS, check_kl_treatment, kl_estimate, token_kl
@@ -103,6 +107,7 @@ class RewardParts(NamedTuple):
     penalty: Tensor  # (N,) subtracted from the score
     kl: Tensor  # (N,) Σ_l per_token_kl: the KL the penalty is made of
     per_token_kl: Tensor  # (N, L) the configured per-token KL on valid tokens, 0 elsewhere
+    token_rewards: Tensor  # (N, L) the reward as the placement spreads it over the tokens; sums to `reward`
     ref_log_prob: Tensor  # (N, L) log π_SFT at temperature T, 0 where masked
     nonfinite: Tensor  # (N,) bool
     no_eos: Tensor  # (N,) bool
@@ -124,10 +129,13 @@ class TextReward(nn.Module):
     (a ``RewardSet``, or one reward model over the policy's token ids), and scores a batch with one
     forward of each model on packed sequences (``agents/packing.py``, no padding),
     or, for a model that cannot be packed, cut to the columns the batch uses (``agents.lm.trim_padding``).
-    The KL treatment (``ppo_core.kl``): ``estimator`` k1 (InstructGPT), k2, k3 or exact; ``direction``
-    reverse, KL(π‖π_SFT), or forward, KL(π_SFT‖π); ``placement`` reward (subtract β·Σ_l KL_l here) or
-    loss (the reward is the RM score and the algorithm adds β·KL to its loss, from the reference
-    log-probs this env returns in ``extras``).
+    The KL treatment (``ppo_core.kl``): ``placement`` reward (subtract β·Σ_l KL_l here, with k1 in the
+    reverse direction KL(π‖π_SFT), the only per-sample reward with the KL's gradient), token_reward
+    (the same reward, spread as −β·KL_l at token l and the score less penalties at the last token, as
+    TRL's PPO does; the env hands that spread to the trainer in ``extras["decision_rewards"]``) or loss (the
+    reward is the RM score and the algorithm adds β·KL to its loss, from the reference log-probs this
+    env returns in ``extras``: estimator k2 or exact for the reverse direction, k3 or exact for the
+    forward KL(π_SFT‖π)).
     β is fixed, or adapted towards ``kl_coef_target`` by Ziegler et al.'s controller after every step.
     Whatever is configured, every step measures k1, k2, k3 and (given π's full distributions) the
     exact KL in both directions, so a negative k1 report can be told apart from a real one.
@@ -218,13 +226,17 @@ class TextReward(nn.Module):
         no_eos = ~is_eos.any(-1)
         empty = is_eos[:, 0]
         penalty = self.no_eos_penalty * no_eos + self.empty_penalty * empty  # (N,)
-        if self.placement == "reward":
-            reward = instructgpt_reward(scores, penalty, chosen, self.kl_coef)
-        else:  # the KL goes to the loss (ReferenceKLLoss) through extras
+        if self.placement == "loss":  # the KL goes to the loss (ReferenceKLLoss) through extras
             reward = scores - penalty
+        else:
+            reward = instructgpt_reward(scores, penalty, chosen, self.kl_coef)
+        if self.placement == "token_reward":  # TRL's PPO: −β·KL_l at token l, the score at the last token
+            token_rewards = place_at_last_decision((scores - penalty)[None], mask[None])[0] - self.kl_coef * chosen
+        else:  # all of it at the last token
+            token_rewards = place_at_last_decision(reward[None], mask[None])[0]  # (N, L)
         estimates = {f"kl_{name}": value.sum(-1) for name, value in per_token.items()}
-        parts = RewardParts(reward, scores, penalty, chosen.sum(-1), chosen, ref_log_prob, nonfinite, no_eos, empty,
-                            estimates, named)
+        parts = RewardParts(reward, scores, penalty, chosen.sum(-1), chosen, token_rewards, ref_log_prob, nonfinite,
+                            no_eos, empty, estimates, named)
         return parts, reference.log_probs
 
 
@@ -247,10 +259,13 @@ def completion_space(max_new_tokens: int, vocab_size: int) -> gym.spaces.Dict:
 
 
 class TextBanditVecEnv:
-    """N prompts per step, torch-native (``envs.base.VecEnv``): every step ends N episodes.
+    """N completions per step, torch-native (``envs.base.VecEnv``): every step ends N episodes.
 
     Prompts are drawn without replacement from a shuffled order that is renewed once used up (in order
-    when ``shuffle`` is false, which evaluation uses), with the env's own ``torch.Generator``.
+    when ``shuffle`` is false, which evaluation uses), with the env's own ``torch.Generator``. With
+    ``samples_per_prompt`` K a step answers N/K prompts K times each, the copies of one prompt adjacent;
+    ``start_groups`` (N,) names each copy's prompt slot, the groups a group baseline (RLOO, GRPO)
+    compares.
     ``step`` takes ``{"tokens", "mask", "log_prob"}`` (N, L) and returns the reward (N,), the reward's
     parts in ``info`` and ``extras["ref_log_prob"]`` (N, L) for the buffer. With ``gold`` (the embedded
     world's labeler) every completion is also gold-scored for the logs; as a reward source it is part
@@ -268,7 +283,13 @@ class TextBanditVecEnv:
         shuffle: bool = True,
         gold: GoldFn | None = None,
         adapt_kl_coef: bool = True,
+        samples_per_prompt: int = 1,
     ):
+        if samples_per_prompt < 1 or num_envs % samples_per_prompt:
+            raise ConfigError(f"env.num_envs={num_envs} is not a multiple of env.samples_per_prompt={samples_per_prompt}: "
+                              "each step answers num_envs / samples_per_prompt prompts samples_per_prompt times each")
+        self.samples_per_prompt = int(samples_per_prompt)
+        self.start_groups = torch.arange(num_envs, device=device) // self.samples_per_prompt  # (N,)
         self.prompts = PromptSet(prompts.texts, prompts.input_ids.to(device), prompts.attention_mask.to(device))
         self.reward = reward
         self.tokenizer = tokenizer
@@ -295,7 +316,8 @@ class TextBanditVecEnv:
         return order.to(self.device)
 
     def _draw(self) -> Tensor:
-        picked, needed = [], self.num_envs
+        """The next N/K prompts of the order, each repeated K times: (N,)."""
+        picked, needed = [], self.num_envs // self.samples_per_prompt
         while needed > 0:
             if self.cursor == len(self.order):
                 self.order, self.cursor = self._new_order(), 0
@@ -303,7 +325,8 @@ class TextBanditVecEnv:
             picked.append(take)
             self.cursor += len(take)
             needed -= len(take)
-        return picked[0] if len(picked) == 1 else torch.cat(picked)  # (N,)
+        drawn = picked[0] if len(picked) == 1 else torch.cat(picked)  # (N/K,)
+        return drawn if self.samples_per_prompt == 1 else drawn.repeat_interleave(self.samples_per_prompt)
 
     def _observe(self) -> dict[str, Tensor]:
         index = self.index
@@ -341,6 +364,8 @@ class TextBanditVecEnv:
             self.reward.controller.update(mean_over_ranks(parts.kl.mean()), self.num_envs * world_size())
         n = self.num_envs
         extras = {"ref_log_prob": parts.ref_log_prob}
+        if self.reward.placement == "token_reward":  # the trainer credits each token its own reward
+            extras[DECISION_REWARDS] = parts.token_rewards
         if self.reward.placement == "loss":
             extras["kl_coef"] = torch.full((n,), kl_coef, device=self.device)
             if self.reward.estimator == "exact":

@@ -59,11 +59,52 @@ def gae(
     return advantages, returns
 
 
+GROUP_BASELINES = ("leave_one_out", "group_mean")
+ADVANTAGES = ("gae", *GROUP_BASELINES)
+GROUP_STD_EPS = 1e-4  # TRL's GRPO: a group of equal returns gets advantage 0, not 0/0
+
+
+def group_advantages(returns: Tensor, groups: Tensor, baseline: str, scale_by_std: bool = False) -> Tensor:
+    """Returns minus a baseline from the other episodes that started from the same state.
+
+    ``returns`` (T, N): the return of each single-step episode; ``groups`` (N,): copies with equal ids
+    start every episode from the same state (each group has at least two). ``baseline``:
+    leave_one_out, A_i = R_i − mean of the group's other K − 1 returns (RLOO, Ahmadian et al. 2024, §3;
+    Kool et al. 2019), unbiased since the baseline ignores episode i; group_mean, A_i = R_i − group mean
+    (GRPO, Shao et al. 2024, §4.1.2), with ``scale_by_std`` divided by the group's sample std. Both
+    are (T, N); each step's groups are their own.
+    """
+    _, index = torch.unique(groups, return_inverse=True)  # (N,) ids 0..G-1
+    members = torch.nn.functional.one_hot(index).to(returns.dtype)  # (N, G)
+    count = members.sum(0)[index]  # (N,) K of each copy's group
+    group_sum = (returns @ members)[:, index]  # (T, G) -> (T, N)
+    if baseline == "leave_one_out":
+        return returns - (group_sum - returns) / (count - 1)
+    centred = returns - group_sum / count  # (T, N)
+    if not scale_by_std:
+        return centred
+    std = ((centred**2 @ members)[:, index] / (count - 1)).sqrt()  # (T, N) Bessel-corrected, as torch.std
+    return centred / (std + GROUP_STD_EPS)
+
+
+DECISION_REWARDS = "decision_rewards"
+"""The ``extras`` key of an env that spreads a step's reward over its decisions itself: (N, L), summing
+to the step's reward (e.g. a per-token penalty at its own token, the rest at the last)."""
+
+
 def place_at_last_decision(step_rewards: Tensor, mask: Tensor) -> Tensor:
     """Spread a per-step reward (T, N) onto decisions (T, N, L), at each step's last valid one."""
     positions = torch.arange(mask.shape[-1], device=mask.device)
     last = torch.where(mask, positions, -1).amax(dim=-1, keepdim=True)  # (T, N, 1)
     return torch.where(positions == last, step_rewards.unsqueeze(-1), 0.0).to(step_rewards.dtype)
+
+
+def place_rewards(step_rewards: Tensor, mask: Tensor, decision_rewards: Tensor | None = None) -> Tensor:
+    """Rewards per decision (T, N, L): the env's own spread (``decision_rewards`` (T, N, L)) on valid
+    decisions where it gives one, else each step's reward (T, N) at its last valid decision."""
+    if decision_rewards is None:
+        return place_at_last_decision(step_rewards, mask)
+    return torch.where(mask, decision_rewards, 0.0).to(step_rewards.dtype)
 
 
 def whiten(x: Tensor, mask: Tensor | None = None, eps: float = 1e-8, dim: tuple[int, ...] | None = None) -> Tensor:

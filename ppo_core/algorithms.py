@@ -364,6 +364,8 @@ class Reinforce(Algorithm):
     config: ReinforceConfig
 
     def __init__(self, policy: ActorCritic, config: ReinforceConfig, auxiliary: Sequence[AuxiliaryLoss] = ()):
+        if not config.baseline:  # the policy gradient then reads the returns, not the advantages
+            require(config, "advantage", config.advantage == "gae", "gae with algo.baseline=false, which trains on G itself")
         super().__init__(policy, config, auxiliary)
         self.add_optimizer("actor", policy.actor_parameters(), config.learning_rate)
         self.add_optimizer("critic", separate_critic_parameters(policy, "reinforce"), config.vf_learning_rate)

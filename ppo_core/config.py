@@ -10,6 +10,7 @@ from typing import Any, Optional
 from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING
 
+from ppo_core.advantages import ADVANTAGES
 from ppo_core.errors import ConfigError
 from ppo_core.migration import migrate, reject_old_keys
 from ppo_core.plugins import load_plugins
@@ -108,6 +109,13 @@ class AlgoConfig:
     """Discount factor γ of the return."""
     gae_lambda: float = setting(0.95, ge=0, le=1)
     """λ of GAE (Schulman et al. 2016): 0 is the one-step TD error, 1 the Monte-Carlo return minus V."""
+    advantage: str = setting("gae", choices=ADVANTAGES)
+    """gae: GAE(λ) against the learned V | leave_one_out: the return minus the mean return of the other
+    copies that started from the same state (RLOO, Ahmadian et al. 2024) | group_mean: minus the group's
+    mean (GRPO, Shao et al. 2024). The groups are the env's (``start_groups``), single-step episodes
+    only; every valid decision of an episode gets its advantage, and V is still fitted to the λ-returns."""
+    group_std: bool = False
+    """advantage=group_mean: also divide by the group's standard deviation (GRPO)."""
     learning_rate: float = setting(3e-4, gt=0)
     """Adam step size (of the critic alone for TRPO, of the actor for REINFORCE)."""
     anneal_lr: bool = True

@@ -21,6 +21,13 @@ As a LOSS (differentiated through log π at on-policy samples) the estimators fo
 gradients than their values suggest: ∇k1 = ∇log π has expectation 0; E[∇k2] = ∇KL(π‖π_ref);
 E[∇k3] = E[(1 − π_ref/π)∇log π] = ∇KL(π_ref‖π). ``LOSS_ESTIMATORS`` lists, per direction, the
 estimators whose expected gradient is that direction's gradient.
+
+As a REWARD (a constant to the policy gradient, which sees it through the score function only) the
+update follows E[k ∇log π(y)] = ∇E[k] − E[∇k]: the KL's gradient only where E[k] = KL and E[∇k] = 0,
+which holds for k1 alone (E[∇log π] = 0). E[∇k3] = ∇KL(π_ref‖π) and E[k2] is not the KL; the exact
+KL at token l is a function of the prefix y_<l, not of the sampled y_l, and its own gradient at that
+prefix never reaches the update. So a reward placement accepts only ``REWARD_ESTIMATORS`` in the
+reverse direction; the loss placement is where the others belong.
 """
 
 import torch
@@ -31,8 +38,9 @@ from torch import Tensor
 ESTIMATORS = ("k1", "k2", "k3")
 KL_ESTIMATORS = (*ESTIMATORS, "exact")
 KL_DIRECTIONS = ("reverse", "forward")  # KL(π‖π_ref) | KL(π_ref‖π)
-KL_PLACEMENTS = ("reward", "loss")
+KL_PLACEMENTS = ("reward", "token_reward", "loss")  # Σ_l at the last token | each at its own token | the loss
 LOSS_ESTIMATORS = {"reverse": ("k2", "exact"), "forward": ("k3", "exact")}
+REWARD_ESTIMATORS = ("k1",)  # reverse direction only: no per-sample reward from π's samples is unbiased for KL(π_ref‖π)
 
 
 def k1(log_q: Tensor, log_p: Tensor) -> Tensor:
@@ -98,7 +106,12 @@ def token_kl(
     ``exact`` estimator needs the full normalised distributions ``log_probs`` / ``ref_log_probs``
     (..., V) instead. ``direction`` is "reverse", KL(π‖π_ref), or "forward", KL(π_ref‖π) (exact only).
     """
-    check_kl_treatment(estimator, direction)
+    if estimator not in KL_ESTIMATORS or direction not in KL_DIRECTIONS:
+        raise ValueError(f"KL estimator={estimator!r}, direction={direction!r}: expected an estimator in "
+                         f"{KL_ESTIMATORS} and a direction in {KL_DIRECTIONS}")
+    if direction == "forward" and estimator != "exact":
+        raise ValueError(f"the {estimator} estimator measures KL(π‖π_ref) from π's samples; the forward direction "
+                         "KL(π_ref‖π) needs estimator=exact")
     if estimator == "exact":
         if log_probs is None or ref_log_probs is None:
             raise ValueError("the exact KL needs the full distributions log_probs and ref_log_probs (..., V)")
@@ -109,14 +122,23 @@ def token_kl(
 
 
 def check_kl_treatment(estimator: str, direction: str, placement: str = "reward") -> None:
-    """A clear error for a KL treatment that does not exist or does not estimate what it says."""
+    """A clear error for a KL treatment that does not exist or whose gradient is not the KL's."""
     if estimator not in KL_ESTIMATORS or direction not in KL_DIRECTIONS or placement not in KL_PLACEMENTS:
         raise ValueError(f"KL estimator={estimator!r}, direction={direction!r}, placement={placement!r}: expected "
                          f"an estimator in {KL_ESTIMATORS}, a direction in {KL_DIRECTIONS} and a placement in "
                          f"{KL_PLACEMENTS}")
-    if direction == "forward" and placement == "reward" and estimator != "exact":
-        raise ValueError(f"the {estimator} estimator measures KL(π‖π_ref) from π's samples; the forward direction "
-                         "KL(π_ref‖π) needs estimator=exact")
+    loss_instead = f"or placement=loss with estimator {' or '.join(LOSS_ESTIMATORS[direction])}"
+    if placement != "loss" and direction == "forward":
+        raise ValueError(f"as a reward, the forward KL(π_ref‖π) has no unbiased per-sample reward from π's samples "
+                         f"(the k-estimators measure the reverse KL, and the exact KL's own gradient never reaches "
+                         f"the update); use placement=loss with estimator {' or '.join(LOSS_ESTIMATORS['forward'])}")
+    if placement != "loss" and estimator not in REWARD_ESTIMATORS:
+        why = ("the exact KL at token l depends on the prefix, not on the sampled token, and its own gradient never "
+               "reaches the update" if estimator == "exact" else
+               "E[k2] is not the KL" if estimator == "k2" else "E[∇k3] = ∇KL(π_ref‖π) is not 0")
+        raise ValueError(f"as a reward, {estimator} gives a biased KL gradient: the update follows E[k ∇log π] = "
+                         f"∇E[k] − E[∇k], and {why}; only k1 = log π/π_ref of the sampled token is an unbiased "
+                         f"per-sample reward: use estimator k1 in the reward, {loss_instead}")
     if placement == "loss" and estimator not in LOSS_ESTIMATORS[direction]:
         raise ValueError(f"as a loss, {estimator} does not follow the gradient of the {direction} KL "
                          f"(E[∇k1] = 0, E[∇k2] = ∇KL(π‖π_ref), E[∇k3] = ∇KL(π_ref‖π)); use one of "

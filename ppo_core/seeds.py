@@ -60,6 +60,8 @@ def batch_blocker(config: TrainConfig) -> str:
     for key in ("shared_trunk", "gsde"):
         if getattr(config.agent, key):
             return f"agent.{key}=true"
+    if config.algo.advantage != "gae":  # the seed batch runs GAE only
+        return f"algo.advantage={config.algo.advantage}"
     if config.algo.name == "ppo" and config.algo.vf_learning_rate is not None:  # a second rate in one Adam
         return f"algo.vf_learning_rate={config.algo.vf_learning_rate}"
     return ""

@@ -25,11 +25,12 @@ from tqdm import tqdm
 from agents.base import ActorCritic
 from envs.base import Observation, VecEnv
 from ppo_core import checkpoint, distributed
-from ppo_core.advantages import gae, place_at_last_decision
+from ppo_core.advantages import DECISION_REWARDS, gae, place_rewards
 from ppo_core.algorithms import Algorithm
 from ppo_core.buffer import RolloutBatch, RolloutBuffer, tree_map
 from ppo_core.config import TrainConfig
 from ppo_core.errors import ConfigError, NonFiniteError
+from ppo_core.group_baseline import rollout_group_advantages, start_groups
 from ppo_core.logging import RunLogger
 
 log = logging.getLogger(__name__)
@@ -70,6 +71,7 @@ class Trainer:
         # V of the real final observation where an episode was truncated (same-step autoreset)
         self.final_values = torch.zeros(algo.num_steps, env.num_envs, device=device)
         self.has_final = torch.zeros(algo.num_steps, env.num_envs, dtype=torch.bool, device=device)
+        self.groups = start_groups(algo, env)  # (N,) copies that start alike, for a group baseline; else None
         self.iteration = 0
         self.global_step = 0
         self.wall_seconds = 0.0  # training time, evaluation excluded
@@ -118,16 +120,19 @@ class Trainer:
     def compute_batch(self, next_value: Tensor) -> RolloutBatch:
         """GAE over the rollout, flattened to one batch. V(s_{t+1}) comes from the next step, or from the
         real final observation where an episode was truncated (bootstrapping on time limits); a step's
-        reward is credited to its last decision (its only one, for a control action)."""
+        reward is credited to its last decision (its only one, for a control action) unless the env
+        spreads it over the decisions itself (``extras["decision_rewards"]``)."""
         algo = self.config.algo
         b = self.buffer
         values, mask = b["values"], b["mask"]  # (T, N, L)
         successor_values = torch.cat([values[1:, :, 0], next_value.unsqueeze(0)])  # (T, N)
         next_values = torch.where(self.has_final, self.final_values, successor_values)
-        rewards = place_at_last_decision(b["rewards"], mask)  # (T, N, L)
+        rewards = place_rewards(b["rewards"], mask, b.storage.get("extras", {}).get(DECISION_REWARDS))  # (T, N, L)
         advantages, returns = gae(
             rewards, values, next_values, b["terminated"], b["episode_ends"], mask, algo.gamma, algo.gae_lambda
         )
+        if self.groups is not None:  # a group baseline replaces V in the advantage; V still learns the returns
+            advantages = rollout_group_advantages(algo, self.groups, rewards, b["episode_ends"], mask)
         return b.flatten(advantages, returns)
 
     # ----------------------------------------------------------------------------- loop

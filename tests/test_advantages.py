@@ -1,8 +1,14 @@
-"""GAE against naive Python loops written straight from the definitions."""
+"""GAE and group baselines against naive Python loops written straight from the definitions."""
 
+import math
+
+import pytest
 import torch
 
-from ppo_core.advantages import gae, place_at_last_decision, whiten
+from ppo_core.advantages import gae, group_advantages, place_at_last_decision, place_rewards, whiten
+from ppo_core.config import PPOConfig
+from ppo_core.errors import ConfigError
+from ppo_core.group_baseline import rollout_group_advantages, start_groups
 
 
 def naive_gae(rewards, values, next_values, terminated, ends, gamma, lam):
@@ -133,3 +139,91 @@ def test_whiten_uses_valid_entries_only():
     expected = (valid - valid.mean()) / (valid.std() + 1e-8)
     torch.testing.assert_close(out[mask], expected)
     assert (out[~mask] == 0).all()
+
+
+def naive_group_advantages(returns, groups, baseline, scale_by_std=False, eps=1e-4):
+    """Each copy against the others of its group, step by step, in plain floats."""
+    out = []
+    for row in returns.tolist():
+        advantages = []
+        for i, r in enumerate(row):
+            group = [row[j] for j in range(len(row)) if groups[j] == groups[i]]
+            others = [row[j] for j in range(len(row)) if groups[j] == groups[i] and j != i]
+            if baseline == "leave_one_out":
+                advantages.append(r - sum(others) / len(others))
+                continue
+            mean = sum(group) / len(group)
+            std = math.sqrt(sum((x - mean) ** 2 for x in group) / (len(group) - 1))
+            advantages.append((r - mean) / (std + eps) if scale_by_std else r - mean)
+        out.append(advantages)
+    return torch.tensor(out, dtype=returns.dtype)
+
+
+GROUPS = [7, 7, 3, 3, 3, 7, 0, 0]  # ids need not be 0..G-1 nor their copies adjacent; sizes 3, 3, 2
+
+
+@pytest.mark.parametrize("baseline, scale", [("leave_one_out", False), ("group_mean", False), ("group_mean", True)])
+def test_group_advantages_match_a_naive_loop(baseline, scale):
+    returns = torch.randn(3, len(GROUPS), generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    returns[2, 6:] = 1.5  # a group of equal returns: advantage 0, also when divided by its std
+    got = group_advantages(returns, torch.tensor(GROUPS), baseline, scale)
+    torch.testing.assert_close(got, naive_group_advantages(returns, GROUPS, baseline, scale))
+    assert torch.equal(got[2, 6:], torch.zeros(2, dtype=torch.float64))
+
+
+def test_group_mean_advantages_sum_to_zero_and_leave_one_out_is_the_mean_scaled_by_k_over_k_minus_1():
+    """RLOO's A_i = K/(K−1)·(R_i − mean), Ahmadian et al. 2024 eq. 9, checked by hand for K = 4."""
+    returns = torch.tensor([[1.0, 2.0, 4.0, 9.0]])
+    groups = torch.zeros(4, dtype=torch.long)
+    centred = group_advantages(returns, groups, "group_mean")
+    assert centred.tolist() == [[-3.0, -2.0, 0.0, 5.0]]
+    torch.testing.assert_close(group_advantages(returns, groups, "leave_one_out"), centred * 4 / 3)
+    assert group_advantages(returns, groups, "leave_one_out")[0, 0] == 1.0 - (2.0 + 4.0 + 9.0) / 3
+
+
+def test_a_rollout_group_advantage_sums_each_episodes_decisions_and_fills_its_valid_decisions():
+    algo = PPOConfig(advantage="leave_one_out")
+    rewards = torch.tensor([[[0.0, 1.0, 0.0], [0.5, 0.5, 2.0], [3.0, 0.0, 0.0], [0.0, 0.0, -1.0]]])  # (1, 4, 3)
+    mask = torch.tensor([[[1, 1, 0], [1, 1, 1], [1, 0, 0], [1, 1, 1]]], dtype=torch.bool)
+    groups = torch.tensor([0, 0, 1, 1])
+    got = rollout_group_advantages(algo, groups, rewards, torch.ones(1, 4, dtype=torch.bool), mask)
+    expected = torch.tensor([1.0 - 3.0, 3.0 - 1.0, 3.0 - (-1.0), -1.0 - 3.0])  # returns 1, 3, 3, −1
+    torch.testing.assert_close(got, expected[None, :, None] * mask)
+    with pytest.raises(ConfigError, match="compares the returns of single-step episodes"):
+        rollout_group_advantages(algo, groups, rewards, torch.tensor([[True, False, True, True]]), mask)
+
+
+class Copies:
+    def __init__(self, groups):
+        self.num_envs = 4
+        if groups is not None:
+            self.start_groups = torch.tensor(groups)
+
+
+@pytest.mark.parametrize("settings, groups, message", [
+    ({"advantage": "leave_one_out"}, None, "algo.advantage=leave_one_out compares episodes that start from the same "
+                                           "state, and this env reports no such copies"),
+    ({"advantage": "group_mean"}, [0, 0, 1, 2], "needs at least 2 copies per start state; the env's smallest group has 1"),
+    ({"group_std": True}, [0, 0, 1, 1], "algo.group_std=true divides group_mean advantages .* it needs "
+                                        "algo.advantage=group_mean, not gae"),
+    ({"advantage": "leave_one_out", "group_std": True}, [0, 0, 1, 1], "needs algo.advantage=group_mean, not leave_one_out"),
+])
+def test_a_group_baseline_the_env_cannot_serve_is_a_config_error(settings, groups, message):
+    with pytest.raises(ConfigError, match=message):
+        start_groups(PPOConfig(**settings), Copies(groups))
+    assert start_groups(PPOConfig(), Copies(None)) is None
+
+
+def test_an_envs_own_per_decision_rewards_reach_gae_at_their_decisions():
+    """One completion of 3 tokens (and a padded 4th), γ = 1, λ = 0.5, terminal: by hand,
+    δ_2 = 0.7 − 0.2 = 0.5, δ_1 = −0.2 + 0.2 − 0.4 = −0.4, δ_0 = −0.1 + 0.4 − 0.5 = −0.2;
+    A_2 = 0.5, A_1 = −0.4 + 0.5·0.5 = −0.15, A_0 = −0.2 + 0.5·(−0.15) = −0.275."""
+    mask = torch.tensor([[[True, True, True, False]]])
+    spread = torch.tensor([[[-0.1, -0.2, 0.7, 9.0]]])  # the padded decision's 9 is dropped
+    rewards = place_rewards(torch.tensor([[0.4]]), mask, spread)
+    torch.testing.assert_close(rewards, torch.tensor([[[-0.1, -0.2, 0.7, 0.0]]]))
+    values = torch.tensor([[[0.5, 0.4, 0.2, 0.0]]])
+    ones = torch.ones(1, 1, dtype=torch.bool)
+    advantages, _ = gae(rewards, values, torch.zeros(1, 1), ones, ones, mask, gamma=1.0, gae_lambda=0.5)
+    torch.testing.assert_close(advantages, torch.tensor([[[-0.275, -0.15, 0.5, 0.0]]]))
+    assert torch.equal(place_rewards(torch.tensor([[0.4]]), mask), place_at_last_decision(torch.tensor([[0.4]]), mask))

@@ -61,6 +61,49 @@ def test_save_and_load_round_trip(tmp_path):
         torch.testing.assert_close(loaded.score(ids, mask), rm(ids, mask) - 0.25)
 
 
+def test_a_scale_multiplies_the_shifted_score_and_round_trips(tmp_path):
+    rm = RewardModel.from_causal_lm(tiny_lms()["gpt2"]).eval()
+    rm.offset, rm.scale = -0.25, 4.0
+    rm.save_pretrained(str(tmp_path))
+    assert json.load(open(os.path.join(tmp_path, CONFIG_FILE)))["scale"] == 4.0
+    loaded = RewardModel.from_pretrained(str(tmp_path))
+    ids, mask = pad_sequences(SEQUENCES, PAD, "left")
+    with torch.no_grad():
+        torch.testing.assert_close(loaded.score(ids, mask), 4.0 * (rm(ids, mask) - 0.25))
+    saved = json.load(open(os.path.join(tmp_path, CONFIG_FILE)))
+    del saved["scale"]  # a reward model written before scales existed
+    json.dump(saved, open(os.path.join(tmp_path, CONFIG_FILE), "w"))
+    assert RewardModel.from_pretrained(str(tmp_path)).scale == 1.0
+
+
+def test_normalize_std_gives_the_sft_samples_mean_0_and_sd_1(tmp_path):
+    """After training with rm.normalize_std, every training completion scored one at a time, unpadded:
+    mean 0 (the offset) and sample standard deviation 1 (the scale); without it, mean 0 and scale 1."""
+    from ppo_core.align.config import RewardConfig
+    from ppo_core.align.reward import RankedPrompt, train_reward_model
+    from tests.lm_fixtures import make_lm, make_tokenizer
+
+    generator = torch.Generator().manual_seed(0)
+    ranked = [RankedPrompt(torch.randint(3, 40, (3 + i % 3,), generator=generator).tolist(),
+                           [torch.randint(3, 99, (1 + (i + j) % 4,), generator=generator).tolist() + [1] for j in range(3)],
+                           None) for i in range(6)]
+    for normalize in (True, False):
+        rm = RewardModel.from_causal_lm(make_lm(1))
+        result = train_reward_model(rm, make_tokenizer(), ranked, ranked[:2], RewardConfig(k=3, batch_size=2, normalize_std=normalize),
+                                    str(tmp_path / str(normalize)))
+        loaded = RewardModel.from_pretrained(str(tmp_path / str(normalize)))
+        with torch.no_grad():
+            scores = torch.stack([loaded.score(torch.tensor([r.prompt_ids + c]), torch.ones(1, len(r.prompt_ids + c),
+                                                                                           dtype=torch.long))[0]
+                                  for r in ranked for c in r.completions])
+        assert abs(float(scores.mean())) < 1e-5
+        if normalize:
+            assert float(scores.std()) == pytest.approx(1.0, abs=1e-4) and result.scale == loaded.scale != 1.0
+            assert loaded.scale == pytest.approx(1 / result.reward_std)
+        else:
+            assert loaded.scale == result.scale == 1.0 and float(scores.std()) == pytest.approx(result.reward_std, abs=1e-4)
+
+
 def test_load_rejects_a_plain_model_dir(tmp_path):
     tiny_lms()["gpt2"].save_pretrained(str(tmp_path))
     with pytest.raises(ValueError, match="holds a GPT2LMHeadModel model, not a reward model"):

@@ -77,7 +77,7 @@ CASES = [
     ((*TEXT, "env.prompt_overflow=drop"), "env.prompt_overflow='drop' is invalid; expected one of error, truncate"),
     ((*TEXT, "env.reward_source=gold"), "env.reward_source was renamed env.reward in ppo-core 0.3; write env.reward=gold"),
     ((*TEXT, "objective.kl_estimator=k5"), "objective.kl_estimator='k5' is invalid; expected one of k1, k2, k3, exact"),
-    ((*TEXT, "objective.kl_placement=both"), "objective.kl_placement='both' is invalid; expected one of reward, loss"),
+    ((*TEXT, "objective.kl_placement=both"), "objective.kl_placement='both' is invalid; expected one of reward, token_reward, loss"),
     ((*TEXT, "objective.kl_coef=-1"), "objective.kl_coef=-1.0 is invalid; expected >= 0"),
     ((*TEXT, "objective.kl_coef_target=0"), "objective.kl_coef_target=0.0 is invalid; expected > 0"),
     ((*TEXT, "objective.ptx_coef=-1"), "objective.ptx_coef=-1.0 is invalid; expected >= 0"),

@@ -260,3 +260,18 @@ def test_align_settings_keep_their_documented_zeros_and_the_rl_stage_validates_i
         compose_align_config(["world.split=[0.7,1.5]"])
     with pytest.raises(AlignError, match=r"env.temperature=0.0 is invalid; expected > 0"):
         rl_train_config(compose_align_config(["size=tiny", "rl.overrides=['env.temperature=0']"]))
+
+
+def test_reward_model_samples_are_as_long_as_the_rl_completions_unless_set():
+    from ppo_core.align.config import compose_align_config
+    from ppo_core.align.stages import rl_train_config, rm_sample_tokens
+
+    for overrides, expected in ((["size=small"], 28), (["size=tiny"], 16),
+                                (["size=small", "rl.overrides=['env.max_new_tokens=20']"], 20),
+                                (["size=small", "rm.max_new_tokens=12"], 12)):
+        cfg = compose_align_config(overrides)
+        assert rm_sample_tokens(cfg) == expected, overrides
+        if cfg.rm.max_new_tokens is None:
+            assert rm_sample_tokens(cfg) == rl_train_config(cfg).env.max_new_tokens
+    with pytest.raises(ConfigError, match=r"rm.max_new_tokens=0 is invalid; expected >= 1"):
+        compose_align_config(["rm.max_new_tokens=0"])

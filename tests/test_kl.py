@@ -5,7 +5,7 @@ import torch
 from torch.distributions import Categorical, kl_divergence
 
 from ppo_core.errors import NonFiniteError
-from ppo_core.kl import exact_kl_from_logits, kl_estimate
+from ppo_core.kl import check_kl_treatment, exact_kl_from_logits, kl_estimate
 from ppo_core.kl_control import AdaptiveKLController, FixedKLController, PPOKLPenaltyController
 from ppo_core.masked import masked_mean, masked_sum, masked_var
 
@@ -71,6 +71,44 @@ def test_k3_accurate_when_distributions_are_close():
     reference = (d.exp() - 1 - d).float()  # float64 reference for the float32 result
     assert torch.allclose(kl_estimate(log_q, log_p, "k3"), reference, rtol=1e-3, atol=0)
     assert kl_estimate(log_q, log_p, "k3")[0] == 0
+
+
+def reward_gradient(logits: torch.Tensor, log_ref: torch.Tensor, estimator: str) -> torch.Tensor:
+    """E_{y~π}[k(y) ∇log π(y)]: the policy gradient of the reward k, k held constant (as a reward is),
+    summed exactly over the support; the exact KL of one decision is the same constant for every y."""
+    logits = logits.detach().clone().requires_grad_(True)
+    log_pi = torch.log_softmax(logits, -1)
+    with torch.no_grad():
+        k = (log_pi.exp() * (log_pi - log_ref)).sum().expand(5) if estimator == "exact" else \
+            kl_estimate(log_pi, log_ref, estimator)
+    (grad,) = torch.autograd.grad((log_pi.exp().detach() * k * log_pi).sum(), logits)
+    return grad
+
+
+def test_only_k1_as_a_reward_follows_the_gradient_of_the_kl(qp):
+    """Why a reward placement takes k1 alone: the score-function gradient of each estimator as a
+    reward, exactly over 5 categories, against ∇KL(π‖π_ref) by autograd."""
+    log_q, log_p = qp
+    logits = log_q.clone().requires_grad_(True)
+    log_pi = torch.log_softmax(logits, -1)
+    (kl_grad,) = torch.autograd.grad((log_pi.exp() * (log_pi - log_p)).sum(), logits)
+    torch.testing.assert_close(reward_gradient(log_q, log_p, "k1"), kl_grad)
+    for estimator in ("k2", "k3", "exact"):
+        assert (reward_gradient(log_q, log_p, estimator) - kl_grad).abs().max() > 1e-3, estimator
+
+
+@pytest.mark.parametrize("estimator, direction, reason", [
+    ("k2", "reverse", "E\\[k2\\] is not the KL"), ("k3", "reverse", "E\\[∇k3\\] = ∇KL\\(π_ref‖π\\) is not 0"),
+    ("exact", "reverse", "depends on the prefix, not on the sampled token"),
+    ("exact", "forward", "forward KL\\(π_ref‖π\\) has no unbiased per-sample reward"),
+    ("k1", "forward", "forward KL\\(π_ref‖π\\) has no unbiased per-sample reward"),
+])
+def test_a_biased_kl_reward_is_refused_with_what_to_use_instead(estimator, direction, reason):
+    instead = "use estimator k1 in the reward, or placement=loss with estimator k2 or exact" \
+        if direction == "reverse" else "use placement=loss with estimator k3 or exact"
+    with pytest.raises(ValueError, match=f"{reason}.*{instead}"):
+        check_kl_treatment(estimator, direction, "reward")
+    check_kl_treatment("k1", "reverse", "reward")  # InstructGPT's, the default
 
 
 def test_unknown_estimator_names_choices():

@@ -26,7 +26,7 @@ from envs.language_world import (
     pretraining_corpus,
     split_by_user,
 )
-from envs.language_world.ranking import disagreements, ranking_agreement
+from envs.language_world.ranking import disagreements, noisy_tiers, ranking_agreement
 from envs.language_world.vocabulary import phrase_words, words
 
 
@@ -429,20 +429,45 @@ def test_default_disagreement_makes_two_labelers_agree_as_instructgpts_did(hand_
     assert labeler.agreement_ceiling() == pytest.approx(0.836)
 
 
-def test_rank_tiers_mark_equal_neighbours_and_keep_the_order(hand_world):
+def tiers_check(tiers, totals):
+    """Independent of how tiers are drawn: a partition of the indices, best tier first as a list of
+    lists; every pair with equal gold in one tier and every pair with distinct gold in two."""
+    assert sorted(i for tier in tiers for i in tier) == list(range(len(totals)))
+    tier_of = {i: t for t, tier in enumerate(tiers) for i in tier}
+    for i in range(len(totals)):
+        for j in range(i + 1, len(totals)):
+            assert (tier_of[i] == tier_of[j]) == (totals[i] == totals[j]), (i, j, tiers)
+
+
+def test_rank_tiers_tie_every_equal_gold_pair_and_keep_the_order(hand_world):
     labeler = GoldLabeler(hand_world, seed=2)
     tied = ["The zorbat eats fish.", "It eats fish.", "The zorbat eats insects.", "The zorbat eats fish."]
     totals = [labeler.score(EAT, text).total for text in tied]
     rng = random.Random(5)
     for _ in range(200):
-        tiers = labeler.rank_tiers(EAT, tied, rng)
-        assert sorted(i for tier in tiers for i in tier) == [0, 1, 2, 3]
-        for tier in tiers:
-            assert len({totals[i] for i in tier}) == 1
-        for upper, lower in zip(tiers, tiers[1:]):
-            assert totals[upper[-1]] != totals[lower[0]]
+        tiers_check(labeler.rank_tiers(EAT, tied, rng), totals)
     assert GoldLabeler(hand_world, disagreement=0.0).rank_tiers(EAT, tied, rng)[0] in ([0, 1, 3], [0, 3, 1], [1, 0, 3],
                                                                                    [1, 3, 0], [3, 0, 1], [3, 1, 0])
+
+
+def test_noisy_tiers_tie_separated_equal_pairs_and_keep_the_disagreement_rate():
+    """Gold [1, 0.5, 1, 0.2, 0.5, 1]: a noisy ranking often puts a 0.5 between two 1s, which ``tie_tiers``
+    of that ranking left as a preference. Every equal pair is tied here, and the pairs of distinct gold
+    are swapped on `disagreement` of them on average, counted by a naive loop over pairs."""
+    scores = [1.0, 0.5, 1.0, 0.2, 0.5, 1.0]
+    rng, p, draws = random.Random(0), 0.3, 6000
+    wrong = compared = 0
+    for _ in range(draws):
+        tiers = noisy_tiers(scores, p, rng)
+        tiers_check(tiers, scores)
+        tier_of = {i: t for t, tier in enumerate(tiers) for i in tier}
+        for i in range(6):
+            for j in range(6):
+                if scores[i] > scores[j]:
+                    compared += 1
+                    wrong += tier_of[i] > tier_of[j]
+    assert wrong / compared == pytest.approx(p, abs=0.01)
+    assert [sorted(tier) for tier in noisy_tiers(scores, 0.0, rng)] == [[0, 2, 5], [1, 4], [3]]
 
 
 @pytest.mark.parametrize("k", [0, 1, MAX_K + 1, 12])

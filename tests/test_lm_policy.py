@@ -237,9 +237,10 @@ def test_critic_head_and_separate_partition_the_parameters():
     assert not head.model.training  # dropout stays off in updates
 
 
-def test_value_function_initialised_from_the_reward_model():
+@pytest.mark.parametrize("scale", [1.0, 3.0])
+def test_value_function_initialised_from_the_reward_model(scale):
     rm = RewardModel.from_causal_lm(make_lm(1)).eval()
-    rm.offset = 0.5
+    rm.offset, rm.scale = 0.5, scale
     obs = left_padded()
     with torch.no_grad():
         expected = rm.score(obs["input_ids"], obs["attention_mask"])  # RM read at the last prompt token

@@ -16,6 +16,7 @@ from agents.lm import Completion, LMActorCritic, completion_mask
 from agents.reward_model import RewardModel
 from envs.text_bandit import TextBanditVecEnv, TextReward, tokenize_prompts
 from envs.text_rewards import Completions
+from ppo_core.advantages import place_at_last_decision
 from ppo_core.algorithms import make_algorithm, shuffled_minibatches
 from ppo_core.build import build_trainer
 from ppo_core.config import PPOConfig, TrainConfig
@@ -370,3 +371,123 @@ def test_a_truncated_model_file_is_one_line_naming_the_directory(artifacts, tmp_
         build_trainer(text_config(copy, f"env.prompts={copy / 'prompts.jsonl'}",
                                   f"env.eval_prompts={copy / 'prompts.jsonl'}"), tmp_path / "run")
     assert "\n" not in str(error.value)
+
+
+def test_k_samples_per_prompt_answer_the_same_prompt_side_by_side():
+    tokenizer, _, _, reward = parts()
+    env = TextBanditVecEnv(tokenize_prompts(TEXTS, tokenizer, CONTEXT - L), reward, tokenizer, 8, L, samples_per_prompt=4)
+    assert env.start_groups.tolist() == [0, 0, 0, 0, 1, 1, 1, 1]
+    obs = env.reset(seed=3)
+    action = {"tokens": torch.full((8, L), 5), "mask": torch.ones(8, L, dtype=torch.bool), "log_prob": torch.zeros(8, L)}
+    seen = []
+    for _ in range(5):  # 2 prompts a step: one pass over the 10 prompts
+        index = obs["prompt_index"].tolist()
+        for group in (range(0, 4), range(4, 8)):
+            assert len({index[i] for i in group}) == 1
+            for i in group:
+                assert torch.equal(obs["input_ids"][i], env.prompts.input_ids[index[group[0]]])
+                assert torch.equal(obs["attention_mask"][i], env.prompts.attention_mask[index[group[0]]])
+        seen += [index[0], index[4]]
+        obs = env.step(action).obs
+    assert sorted(seen) == list(range(10))  # without replacement within a pass, as with one sample each
+    with pytest.raises(ConfigError, match=r"env.num_envs=6 is not a multiple of env.samples_per_prompt=4"):
+        TextBanditVecEnv(tokenize_prompts(TEXTS, tokenizer, CONTEXT - L), reward, tokenizer, 6, L, samples_per_prompt=4)
+
+
+@pytest.mark.parametrize("algo, advantage, extra", [
+    ("ppo", "leave_one_out", ()), ("reinforce", "group_mean", ("algo.group_std=true",)),
+    ("trpo", "leave_one_out", ("agent.critic=separate",)),
+])
+def test_a_group_baseline_trains_every_algorithm_on_each_prompts_other_completions(artifacts, tmp_path, algo, advantage,
+                                                                                    extra):
+    config = text_config(artifacts, f"algo={algo}", f"algo.advantage={advantage}", "env.samples_per_prompt=4",
+                         "total_timesteps=16", *extra)
+    trainer = build_trainer(config, tmp_path / "run")
+    batch = trainer.compute_batch(trainer.collect_rollout())
+    rewards, mask, index = trainer.buffer["rewards"][0], trainer.buffer["mask"][0], trainer.buffer["obs"]["prompt_index"][0]
+    for i in range(8):
+        group = [j for j in range(8) if j // 4 == i // 4]
+        assert len({int(index[j]) for j in group}) == 1
+        others = [float(rewards[j]) for j in group if j != i]
+        if advantage == "leave_one_out":
+            expected = float(rewards[i]) - sum(others) / 3
+        else:
+            values = [float(rewards[j]) for j in group]
+            mean = sum(values) / 4
+            expected = (float(rewards[i]) - mean) / ((sum((v - mean) ** 2 for v in values) / 3) ** 0.5 + 1e-4)
+        torch.testing.assert_close(batch.advantages[i], torch.where(mask[i], expected, 0.0), atol=1e-5, rtol=1e-5)
+    before = [p.detach().clone() for p in trainer.policy.actor_parameters()]
+    trainer.train()
+    assert any(not torch.equal(a, b) for a, b in zip(before, trainer.policy.actor_parameters()))
+
+
+def test_a_group_baseline_without_several_samples_per_prompt_is_a_config_error(artifacts, tmp_path):
+    with pytest.raises(ConfigError, match=r"algo.advantage=group_mean compares the completions of one prompt: set "
+                                          r"env.samples_per_prompt to 2 or more \(got 1\)"):
+        build_trainer(text_config(artifacts, "algo.advantage=group_mean"), tmp_path / "run")
+    with pytest.raises(ConfigError, match=r"algo.advantage='leave_one_out' is invalid; expected gae with "
+                                          r"algo.baseline=false"):
+        build_trainer(text_config(artifacts, "algo=reinforce", "algo.baseline=false", "algo.advantage=leave_one_out",
+                                  "env.samples_per_prompt=2"), tmp_path / "run")
+
+
+def step_with(placement):
+    """One step of the same completions (seed 0) under a KL placement: obs, policy step, result, rm, policy."""
+    env, rm = vec_env(placement=placement, temperature=0.8)
+    policy = LMActorCritic(make_lm(2), PAD, EOS, max_new_tokens=L, temperature=0.8)
+    obs = env.reset(seed=0)
+    torch.manual_seed(0)
+    step = policy.act(obs)
+    return obs, step, env.step(policy.env_action(step)), rm, policy
+
+
+def test_per_token_kl_rewards_sit_at_their_own_tokens_and_sum_to_the_summed_reward():
+    """placement=token_reward: −β·(log π − log π_SFT) of token l at l, the score less penalties at the
+    last token, by hand from the models; their sum is placement=reward's reward for the same completions."""
+    obs, step, result, rm, policy = step_with("token_reward")
+    spread = result.extras["decision_rewards"]  # (N, L)
+    reference = make_lm(0)
+    with torch.no_grad():
+        for i in range(len(spread)):
+            prompt = obs["input_ids"][i][obs["attention_mask"][i].bool()].tolist()
+            completion = step.action[i][step.mask[i]].tolist()
+            ids = torch.tensor([prompt + completion])
+            taken = torch.tensor(completion)[:, None]
+            log_pi, log_ref = (torch.log_softmax(m(input_ids=ids).logits[0, len(prompt) - 1 : -1] / 0.8, -1)
+                               .gather(-1, taken).squeeze(-1) for m in (policy.model, reference))
+            expected = torch.zeros(L)
+            expected[: len(completion)] = -BETA * (log_pi - log_ref)
+            expected[len(completion) - 1] += rm.score(ids, torch.ones_like(ids))[0] - 1.0 * (EOS not in completion)
+            torch.testing.assert_close(spread[i], expected, atol=1e-4, rtol=0)
+    torch.testing.assert_close(spread.sum(-1), result.reward, atol=1e-5, rtol=0)
+    _, summed_step, summed, _, _ = step_with("reward")
+    assert torch.equal(summed_step.action, step.action) and "decision_rewards" not in summed.extras
+    torch.testing.assert_close(result.reward, summed.reward)
+
+
+def naive_token_gae(rewards, values, gamma, lam):
+    """GAE over one completion's tokens, the episode ending after the last: plain floats, backwards."""
+    advantages, running, next_value = [0.0] * len(rewards), 0.0, 0.0
+    for l in reversed(range(len(rewards))):
+        delta = rewards[l] + gamma * next_value - values[l]
+        running = delta + gamma * lam * running
+        advantages[l], next_value = running, values[l]
+    return advantages
+
+
+def test_the_trainer_runs_gae_over_the_per_token_rewards(artifacts, tmp_path):
+    make_lm(2).save_pretrained(tmp_path / "policy")  # not π_SFT, so that every token's KL is nonzero
+    make_tokenizer().save_pretrained(tmp_path / "policy")
+    config = text_config(artifacts, "objective.kl_placement=token_reward", "algo.num_steps=1", "algo.gamma=0.9",
+                         "algo.gae_lambda=0.8", "total_timesteps=16", f"agent.model_path={tmp_path / 'policy'}")
+    trainer = build_trainer(config, tmp_path / "run")
+    batch = trainer.compute_batch(trainer.collect_rollout())
+    spread = trainer.buffer["extras"]["decision_rewards"][0]  # (N, L)
+    values, mask = trainer.buffer["values"][0], trainer.buffer["mask"][0]
+    assert not torch.equal(spread, place_at_last_decision(trainer.buffer["rewards"], trainer.buffer["mask"])[0])
+    for i in range(8):
+        n = int(mask[i].sum())
+        expected = naive_token_gae(spread[i, :n].tolist(), values[i, :n].tolist(), 0.9, 0.8)
+        torch.testing.assert_close(batch.advantages[i, :n], torch.tensor(expected), atol=1e-5, rtol=1e-5)
+        assert not batch.advantages[i, n:].any()
+    trainer.train()

@@ -65,18 +65,19 @@ def test_env_logs_every_estimator_and_the_exact_kl_in_both_directions():
     assert metrics["kl_k2"] >= 0 and metrics["kl_k3"] >= 0 and metrics["kl_exact"] >= 0 and metrics["beta"] == BETA
 
 
-@torch.no_grad()
-def test_forward_exact_kl_in_the_reward():
-    env, rm = vec_env(temperature=T, estimator="exact", direction="forward")
-    policy = LMActorCritic(make_lm(2), PAD, EOS, max_new_tokens=L, temperature=T)
-    obs, step, result = rollout_step(env, policy)
-    forward = result.info["kl_estimates"]["kl_exact_forward"]
-    torch.testing.assert_close(result.info["kl"], forward)
-    torch.testing.assert_close(result.reward, result.info["scores"] - result.info["penalty"] - BETA * forward)
+@pytest.mark.parametrize("estimator, direction", [("k2", "reverse"), ("k3", "reverse"), ("exact", "reverse"),
+                                                  ("exact", "forward")])
+def test_a_kl_reward_with_a_biased_gradient_is_a_config_error(artifacts, tmp_path, estimator, direction):
+    config = text_config(artifacts, f"objective.kl_estimator={estimator}", f"objective.kl_direction={direction}")
+    with pytest.raises(ConfigError, match=f"objective.kl_estimator='{estimator}', objective.kl_direction='{direction}', "
+                                          "objective.kl_placement='reward': as a reward, .*use .*placement=loss"):
+        build_trainer(config, tmp_path / "run")
+    with pytest.raises(ValueError, match="as a reward"):
+        vec_env(temperature=T, estimator=estimator, direction=direction)
 
 
 def test_kl_treatments_that_do_not_measure_what_they_say_are_refused(artifacts, tmp_path):
-    with pytest.raises(ValueError, match="forward direction KL\\(π_ref‖π\\) needs estimator=exact"):
+    with pytest.raises(ValueError, match="the forward KL\\(π_ref‖π\\) has no unbiased per-sample reward"):
         check_kl_treatment("k1", "forward", "reward")
     for estimator, direction in [("k1", "reverse"), ("k3", "reverse"), ("k2", "forward"), ("k1", "forward")]:
         with pytest.raises(ValueError, match="does not follow the gradient"):
@@ -88,7 +89,7 @@ def test_kl_treatments_that_do_not_measure_what_they_say_are_refused(artifacts, 
         build_trainer(text_config(artifacts, "objective.kl_estimator=k5"), tmp_path / "run")
 
 
-@pytest.mark.parametrize("estimator, direction, placement", [("exact", "reverse", "reward"), ("k3", "forward", "loss")])
+@pytest.mark.parametrize("estimator, direction, placement", [("exact", "reverse", "loss"), ("k3", "forward", "loss")])
 def test_kl_that_sums_over_the_vocabulary_asks_for_the_policy_distributions(estimator, direction, placement):
     """The single gymnasium env's own action space carries tokens, no distributions: the exact KL and
     the forward KL(π_SFT‖π) cannot be computed from it, and the step says so."""
@@ -168,6 +169,25 @@ def test_exact_kl_loss_value_and_gradient_against_torch_distributions():
     torch.testing.assert_close(loss, expected, atol=1e-5, rtol=1e-4)
     torch.testing.assert_close(grad, expected_grad, atol=1e-6, rtol=1e-3)
     torch.testing.assert_close(stats["ref_kl"], total.detach() / count, atol=1e-5, rtol=1e-4)
+
+
+def test_k3_loss_for_the_forward_kl_is_beta_times_the_mean_sampled_k3():
+    """KL(π_SFT‖π) in the loss with k3: β · mean over completion tokens of (r − 1) − log r, r = π_SFT/π
+    of the sampled token, by hand from the two models (its expected gradient is ∇KL(π_SFT‖π), see
+    test_loss_estimators_follow_the_gradient_of_their_direction_exactly)."""
+    env, _ = vec_env(temperature=T, placement="loss", estimator="k3", direction="forward")
+    policy = LMActorCritic(make_lm(2), PAD, EOS, max_new_tokens=L, temperature=T)
+    obs, step, result = rollout_step(env, policy)
+    loss, _ = ReferenceKLLoss("k3", "forward")(policy.evaluate(obs, step.action), text_batch(obs, step, result))
+    reference, total, count = make_lm(0), 0.0, 0
+    for i in range(env.num_envs):
+        prompt, completion = unpadded(obs, step, i)
+        taken = torch.tensor(completion)[:, None]
+        with torch.no_grad():
+            log_r = (full_log_probs(reference, prompt, completion).gather(-1, taken)
+                     - full_log_probs(policy.model, prompt, completion).gather(-1, taken))
+        total, count = total + (log_r.exp() - 1 - log_r).sum(), count + len(completion)
+    torch.testing.assert_close(loss.detach(), BETA * total / count, atol=1e-5, rtol=1e-4)
 
 
 def test_adaptive_beta_follows_the_controller_and_is_checkpointed():

@@ -92,16 +92,17 @@ class GoldLabeler:
         return ranking.noisy_ranking(scores, self.disagreement, self._random(rng))
 
     def rank_tiers(self, prompt: Prompt, completions: Sequence[str], rng: RandomLike = None) -> list[list[int]]:
-        """`rank` with ties marked: neighbours in the noisy ranking with equal gold scores share a tier.
+        """A noisy ranking with ties marked: tiers of indices, best first, every pair of equal gold score
+        in one tier (ranking.noisy_tiers).
 
         A labeler shown two equally good answers says so rather than picking one at random (with
-        `rank`, half of such pairs would teach a reward model a preference that does not exist). Pairs
-        of distinct gold score are never tied, so the disagreement rate on them is unchanged.
+        `rank`, half of such pairs would teach a reward model a preference that does not exist), wherever
+        the noise would have placed them apart. Pairs of distinct gold score are never tied and are
+        swapped against the gold order at the same rate `disagreement` as by `rank`.
         """
         ranking.check_k(len(completions))
         scores = [self.score(prompt, completion).total for completion in completions]
-        order = ranking.noisy_ranking(scores, self.disagreement, self._random(rng))
-        return ranking.tie_tiers(order, scores)
+        return ranking.noisy_tiers(scores, self.disagreement, self._random(rng))
 
     def compare(self, prompt: Prompt, a: str, b: str) -> float:
         """1.0 if `a` has the higher gold total, 0.0 if `b` has, 0.5 on a tie (noise-free, for win rates)."""

@@ -10,6 +10,11 @@ people. For each ranking phi is solved so that the mean of q_d over the pairs wi
 equals the configured `disagreement`: a labeler then disagrees with the gold order on that share of such
 pairs in expectation, for every K and every pattern of ties, and a perfect reward model agrees with the
 labels on 1 - disagreement of them. Gold ties are ordered at random (each way half the time).
+
+A labeler who marks ties (``noisy_tiers``) ranks the distinct gold scores instead: completions of equal
+score form one tier, every such pair tied wherever the noise would have put it, and the tiers are
+drawn from Mallows around the gold order with phi solved so that a pair of completions with distinct
+scores is still swapped with probability `disagreement` on average.
 """
 
 from __future__ import annotations
@@ -100,15 +105,44 @@ def noisy_ranking(scores: Sequence[float], disagreement: float, rng: random.Rand
     return sample_mallows(centre, phi, rng)
 
 
-def tie_tiers(order: Sequence[int], scores: Sequence[float]) -> list[list[int]]:
-    """`order` (indices best to worst) cut into tiers of neighbours with equal scores."""
+@lru_cache(maxsize=4096)
+def tier_dispersion(sizes: tuple[int, ...], disagreement: float) -> float:
+    """phi such that, over pairs of completions in different tiers of `sizes` (the gold order's tiers,
+    best first), the mean swap probability of their tiers is `disagreement`: tiers a < b count
+    sizes[a] * sizes[b] pairs, swapped with probability q_(b - a)."""
+    pairs = [(b - a, sizes[a] * sizes[b]) for a in range(len(sizes)) for b in range(a + 1, len(sizes))]
+    if not pairs or disagreement <= 0.0:
+        return 0.0
+    total = sum(weight for _, weight in pairs)
+    low, high = 0.0, 1.0
+    for _ in range(100):
+        phi = (low + high) / 2
+        mean = sum(weight * swap_probability(d, phi) for d, weight in pairs) / total
+        low, high = (phi, high) if mean < disagreement else (low, phi)
+    return (low + high) / 2
+
+
+def gold_tiers(scores: Sequence[float]) -> list[list[int]]:
+    """Indices grouped by equal score (within TIE_TOLERANCE), best score first, each tier in index order."""
     tiers: list[list[int]] = []
-    for index in order:
-        if tiers and abs(scores[tiers[-1][-1]] - scores[index]) <= TIE_TOLERANCE:
+    for index in sorted(range(len(scores)), key=lambda i: (-scores[i], i)):
+        if tiers and abs(scores[tiers[-1][0]] - scores[index]) <= TIE_TOLERANCE:
             tiers[-1].append(index)
         else:
             tiers.append([index])
     return tiers
+
+
+def noisy_tiers(scores: Sequence[float], disagreement: float, rng: random.Random) -> list[list[int]]:
+    """A labeler's ranking with ties: tiers of indices of equal gold score, best tier first, their order
+    drawn from Mallows around the gold order (``tier_dispersion``), each tier's members in random order."""
+    check_disagreement(disagreement)
+    tiers = gold_tiers(scores)
+    phi = tier_dispersion(tuple(len(tier) for tier in tiers), round(disagreement, 12))
+    ranked = [list(tiers[t]) for t in sample_mallows(range(len(tiers)), phi, rng)]
+    for tier in ranked:
+        rng.shuffle(tier)
+    return ranked
 
 
 def disagreements(ranking: Sequence[int], scores: Sequence[float]) -> tuple[int, int]:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Optional
 
 from ppo_core.validation import setting, validate
 
@@ -118,8 +118,13 @@ class RewardConfig:
     """AdamW weight decay."""
     grad_clip: float = 1.0
     """Global gradient-norm clip; 0 disables."""
-    max_new_tokens: int = setting(24, ge=1)
-    """Tokens sampled per completion."""
+    max_new_tokens: Optional[int] = setting(None, ge=1)
+    """Tokens sampled per completion; None: the RL stage's ``env.max_new_tokens`` (with ``rl.overrides``),
+    so the reward model learns on completions as long as those it scores in RL."""
+    normalize_std: bool = False
+    """Also scale the reward model's scores to standard deviation 1 on the SFT samples that set its
+    offset (``scale`` beside ``offset`` in reward_config.json), so that β weighs the KL against the same
+    spread of reward whatever the reward model; off: mean 0 only (InstructGPT Sec. 3.5)."""
     temperature: float = setting(1.0, gt=0)
     """Sampling temperature of the SFT policy when collecting comparisons."""
     gen_batch_size: int = setting(128, ge=1)

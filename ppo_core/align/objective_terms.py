@@ -15,7 +15,7 @@ from torch import Tensor, nn
 from agents.base import PolicyEvaluation
 from ppo_core.buffer import RolloutBatch
 from ppo_core.distributed import mean_over_ranks
-from ppo_core.kl import check_kl_treatment, token_kl
+from ppo_core.kl import check_kl_treatment, kl_estimate, token_kl
 from ppo_core.masked import masked_mean
 
 Stats = dict[str, Tensor]
@@ -34,7 +34,9 @@ class ReferenceKLLoss:
     The env supplies, per rollout step, ``extras["ref_log_prob"]`` (B, L) (log π_ref of the sampled
     decisions), ``extras["kl_coef"]`` (B,) (β when the step was taken, so an adaptive β applies) and,
     for the exact KL, ``extras["ref_log_probs"]`` (B, L, V). Only estimators whose expected gradient is
-    the chosen direction's gradient are accepted (``ppo_core.kl.LOSS_ESTIMATORS``).
+    the chosen direction's gradient are accepted (``ppo_core.kl.LOSS_ESTIMATORS``); k3 for the forward
+    direction is the sampled k3, whose value estimates the reverse KL but whose expected gradient is
+    ∇KL(π_ref‖π), so ``ref_kl`` then logs the reverse estimate.
     """
 
     def __init__(self, estimator: str, direction: str):
@@ -49,9 +51,11 @@ class ReferenceKLLoss:
 
     def __call__(self, evaluation: PolicyEvaluation, batch: RolloutBatch) -> tuple[Tensor, Stats]:
         extras = batch.extras
-        full = evaluation.distribution.log_probs if self.estimator == "exact" else None  # (B, L, V)
-        kl = token_kl(evaluation.log_prob, extras["ref_log_prob"], self.estimator, self.direction, full,
-                      extras.get("ref_log_probs"))  # (B, L)
+        if self.estimator == "exact":
+            kl = token_kl(evaluation.log_prob, extras["ref_log_prob"], "exact", self.direction,
+                          evaluation.distribution.log_probs, extras["ref_log_probs"])  # (B, L) from (B, L, V)
+        else:  # k2 or k3 of the samples: the value estimates KL(π‖π_ref), the gradient is the direction's
+            kl = kl_estimate(evaluation.log_prob, extras["ref_log_prob"], self.estimator)  # (B, L)
         loss = masked_mean(extras["kl_coef"].unsqueeze(-1) * kl, batch.mask)
         return loss, {"ref_kl": masked_mean(kl, batch.mask).detach(), "ref_kl_loss": loss.detach()}
 

@@ -14,6 +14,7 @@ import torch
 
 from ppo_core.build import EnvKind, PolicyNeeds, register_agent, register_env_kind, register_objective
 from ppo_core.config import TrainConfig, register_schema
+from ppo_core.errors import ConfigError
 from ppo_core.align.rl_config import LMAgentConfig, RLHFObjectiveConfig, TextEnvConfig
 
 
@@ -21,9 +22,12 @@ def make_env(config: TrainConfig, device: torch.device):
     from ppo_core.align.rl_build import make_text_env
 
     env = config.env
+    if config.algo.advantage != "gae" and env.samples_per_prompt < 2:
+        raise ConfigError(f"algo.advantage={config.algo.advantage} compares the completions of one prompt: set "
+                          f"env.samples_per_prompt to 2 or more (got {env.samples_per_prompt})")
     return make_text_env(env, config.objective, device, env.prompts, "env.prompts", env.num_envs, shuffle=True,
                          gold=env.gold or "gold" in ([env.reward] if isinstance(env.reward, str) else env.reward),
-                         training=True)
+                         training=True, samples_per_prompt=env.samples_per_prompt)
 
 
 def make_eval_env(config: TrainConfig, device: torch.device, episodes: int, video_dir: Path | None = None):

@@ -66,8 +66,10 @@ class RewardResult:
     """`evaluate_rankings` on the validation rankings."""
     offset: float
     reward_std: float
-    """Standard deviation of the rewards of the training completions."""
+    """Standard deviation of the rewards of the training completions, before any scale."""
     seconds: float
+    scale: float = 1.0
+    """What scores are multiplied by after the offset: 1 / reward_std with ``rm.normalize_std``, else 1."""
 
 
 def check_k(k: int) -> None:
@@ -97,6 +99,9 @@ def collect_rankings(
     check_k(cfg.k)
     if not prompts:
         raise AlignError("no prompts to collect reward-model comparisons from")
+    if cfg.max_new_tokens is None:
+        raise AlignError("rm.max_new_tokens is unset: the rm stage sets it to the RL stage's env.max_new_tokens; "
+                         "a direct call needs a length")
     if cfg.max_prompt_tokens + cfg.max_new_tokens > context_length(policy):
         raise AlignError(
             f"rm.max_prompt_tokens + rm.max_new_tokens = {cfg.max_prompt_tokens + cfg.max_new_tokens}"
@@ -272,10 +277,11 @@ def train_reward_model(
     seed: int = 0,
     metadata: dict | None = None,
 ) -> RewardResult:
-    """Train `rm` on ranked prompts, set its offset so SFT samples score 0 on average, and save it.
+    """Train `rm` on ranked prompts, set its offset so SFT samples score 0 on average (and, with
+    ``cfg.normalize_std``, its scale so that they spread with standard deviation 1), and save it.
 
     The offset is the negated mean reward over the completions of (up to OFFSET_PROMPTS) training
-    prompts, samples of the SFT policy.
+    prompts, samples of the SFT policy; the scale is 1 / their (sample) standard deviation.
     """
     if not train or not val:
         raise AlignError(f"reward model needs train and validation rankings; got {len(train)} and {len(val)}")
@@ -305,6 +311,12 @@ def train_reward_model(
     val_stats = evaluate_rankings(rm, val, pad_id, cfg.batch_size)
     train_stats = evaluate_rankings(rm, train[:OFFSET_PROMPTS], pad_id, cfg.batch_size)
     rm.offset = -train_stats["mean"]
+    if cfg.normalize_std:
+        if not train_stats["std"] > 0:
+            raise AlignError(f"rm.normalize_std=true: the reward model scores its {len(train[:OFFSET_PROMPTS])} "
+                             f"training prompts' completions with standard deviation {train_stats['std']}; "
+                             "there is no spread to scale to 1")
+        rm.scale = 1.0 / train_stats["std"]
     for k, v in val_stats.items():
         writer.add_scalar(f"val/{k}", v, step)
     writer.close()
@@ -319,4 +331,5 @@ def train_reward_model(
         )
     rm.eval()
     rm.save_pretrained(out_dir, tokenizer, k=cfg.k, val=val_stats, reward_std=train_stats["std"], **(metadata or {}))
-    return RewardResult(out_dir, step, train_loss, val_stats, rm.offset, train_stats["std"], time.time() - start)
+    return RewardResult(out_dir, step, train_loss, val_stats, rm.offset, train_stats["std"], time.time() - start,
+                        rm.scale)

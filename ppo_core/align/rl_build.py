@@ -30,11 +30,12 @@ log = logging.getLogger(__name__)
 
 def make_text_env(
     config: TextEnvConfig, objective: RLHFObjectiveConfig, device: torch.device, source: str, key: str,
-    num_envs: int, shuffle: bool, gold: bool, training: bool,
+    num_envs: int, shuffle: bool, gold: bool, training: bool, samples_per_prompt: int = 1,
 ) -> TextBanditVecEnv:
     """The text bandit over prompts ``source``, scored by ``env.reward``'s sources (frozen models shared
     between the training and evaluation envs) and, with ``objective.kl_placement=reward``, penalised
-    by the objective's KL to the frozen π_SFT; only the training env adapts β."""
+    by the objective's KL to the frozen π_SFT; only the training env adapts β and answers each prompt
+    ``samples_per_prompt`` times."""
     try:  # each setting's own range is the schema's (rl_config.py); this is their combination
         check_kl_treatment(objective.kl_estimator, objective.kl_direction, objective.kl_placement)
     except ValueError as error:
@@ -59,7 +60,7 @@ def make_text_env(
                         config.nonfinite_penalty)
     return TextBanditVecEnv(tokenize_prompts(prompts.texts, tokenizer, room, config.prompt_overflow), reward,
                             tokenizer, num_envs, config.max_new_tokens, device, shuffle,
-                            prompts.gold if gold else None, adapt_kl_coef=training)
+                            prompts.gold if gold else None, adapt_kl_coef=training, samples_per_prompt=samples_per_prompt)
 
 
 def make_auxiliary_losses(config: TrainConfig, policy: ActorCritic) -> list[AuxiliaryLoss]:

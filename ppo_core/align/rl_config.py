@@ -55,7 +55,10 @@ class TextEnvConfig(EnvSchema):
     eval_prompts: str = "validation"
     """Evaluation prompts, in order from the first; same forms as ``prompts``."""
     num_envs: int = setting(32, ge=1)
-    """Prompts answered per env step."""
+    """Completions per env step (prompts answered, times ``samples_per_prompt``)."""
+    samples_per_prompt: int = setting(1, ge=1)
+    """K: completions of each prompt in one step, adjacent (``num_envs`` a multiple of it), for a group
+    baseline (``algo.advantage=leave_one_out`` or ``group_mean``); evaluation answers each prompt once."""
     max_new_tokens: int = setting(28, ge=1)
     """L: tokens per completion (the action length), shared with the policy."""
     temperature: float = setting(1.0, gt=0)
@@ -130,12 +133,17 @@ class RLHFObjectiveConfig(ObjectiveSchema):
     """β: weight of the KL penalty (InstructGPT: 0.02, which over-optimises this world's reward model,
     benchmarks/RESULTS.md); the initial β when ``kl_coef_target`` is set."""
     kl_placement: str = setting("reward", choices=KL_PLACEMENTS)
-    """reward: subtract β·Σ_l KL_l from the reward (InstructGPT) | loss: reward = RM score, and the
-    algorithm adds β · (mean per-token KL) to its loss, outside the importance ratio."""
+    """reward: subtract β·Σ_l KL_l from the reward, credited to the last token (InstructGPT) |
+    token_reward: the same reward spread over the tokens, −β·KL_l at token l and the score at the last
+    (TRL's PPO), which GAE over the tokens then carries | loss: reward = RM score, and the algorithm adds
+    β · (mean per-token KL) to its loss, outside the importance ratio."""
     kl_estimator: str = setting("k1", choices=KL_ESTIMATORS)
-    """Per-token KL: k1 (InstructGPT) | k2 | k3 | exact (over the vocabulary); see ppo_core/kl.py."""
+    """Per-token KL: k1 (InstructGPT) | k2 | k3 | exact (over the vocabulary); see ppo_core/kl.py. In the
+    reward k1 only (the others give a biased gradient there); in the loss k2 or exact (reverse), k3 or
+    exact (forward)."""
     kl_direction: str = setting("reverse", choices=KL_DIRECTIONS)
-    """reverse: KL(π‖π_SFT) (InstructGPT, conservative) | forward: KL(π_SFT‖π) (PPO's, exploration-friendly)."""
+    """reverse: KL(π‖π_SFT) (InstructGPT, conservative) | forward: KL(π_SFT‖π) (PPO's, exploration-friendly;
+    in the loss only)."""
     kl_coef_target: Optional[float] = setting(None, gt=0)
     """None: fixed β. Else adapt β after every step towards this KL per completion (Ziegler et al. 2019)."""
     kl_horizon: float = setting(10000.0, gt=0)

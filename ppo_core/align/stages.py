@@ -170,6 +170,7 @@ def run_rm(cfg: AlignConfig) -> dict[str, Any]:
         return run_rm_on_data(cfg, policy, tokenizer)
     check_k(cfg.rm.k)
     world, out = load_world_data(cfg), cfg.paths.resolve("rm")
+    rm_config = dataclasses.replace(cfg.rm, max_new_tokens=rm_sample_tokens(cfg))
     start = time.time()
     collect = functools.partial(
         collect_rankings,
@@ -180,7 +181,7 @@ def run_rm(cfg: AlignConfig) -> dict[str, Any]:
         rank=functools.partial(world.labeler.rank_tiers if cfg.rm.ties else world.labeler.rank,
                                rng=random.Random(f"{cfg.seed}-rm-rankings")),
         gold_score=world.gold_total,
-        cfg=cfg.rm,
+        cfg=rm_config,
         group=lambda prompt: prompt.kind,
     )
     train = collect(world.splits["train"])
@@ -190,8 +191,8 @@ def run_rm(cfg: AlignConfig) -> dict[str, Any]:
     sample_seconds = time.time() - start
     ceiling = world.labeler.agreement_ceiling()
     rm = RewardModel.from_causal_lm(policy)
-    result = train_reward_model(rm, tokenizer, train, val, cfg.rm, out, cfg.seed,
-                                metadata={"agreement_ceiling": ceiling})
+    result = train_reward_model(rm, tokenizer, train, val, rm_config, out, cfg.seed,
+                                metadata={"agreement_ceiling": ceiling, "max_new_tokens": rm_config.max_new_tokens})
     summary = dataclasses.asdict(result) | {
         "sample_seconds": sample_seconds,
         "agreement_ceiling": ceiling,
@@ -200,6 +201,12 @@ def run_rm(cfg: AlignConfig) -> dict[str, Any]:
         "accuracy_vs_ceiling": result.val["distinct_accuracy"] / ceiling,
     }
     return write_summary(out, "rm", cfg, summary)
+
+
+def rm_sample_tokens(cfg: AlignConfig) -> int:
+    """Tokens per sampled reward-model completion: ``rm.max_new_tokens``, or by default the RL stage's
+    ``env.max_new_tokens``, the length of the completions the reward model will score."""
+    return cfg.rm.max_new_tokens or rl_train_config(cfg).env.max_new_tokens
 
 
 def ranking_rows(ranked: list[RankedPrompt], tokenizer) -> list[dict[str, Any]]:
