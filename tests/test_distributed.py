@@ -144,6 +144,8 @@ UPDATES = {
     "cartpole-trpo": lambda a: (*CARTPOLE, "algo=trpo", "algo.num_minibatches=2"),
     "cartpole-reinforce": lambda a: (*CARTPOLE, "algo=reinforce", "algo.num_minibatches=2"),
     "text-ppo": lambda a: text_overrides(a, "algo=ppo", "algo.num_minibatches=2", "algo.update_epochs=2"),
+    "text-rloo-token-kl": lambda a: text_overrides(a, "algo=reinforce", "env.samples_per_prompt=2",
+                                                   "algo.advantage=leave_one_out", "objective.kl_placement=token_reward"),
     "text-trpo": lambda a: text_overrides(a, "algo=trpo", "agent.critic=separate", "algo.num_minibatches=2"),
 }
 
