@@ -56,6 +56,17 @@ def math_cos(x: np.ndarray) -> np.ndarray:
     return np.cos(x) if _COS_AS_MATH else np.array([math.cos(v) for v in x.tolist()])
 
 
+def rk4_step(derivatives, state, torque, dt: float):
+    """One classical Runge-Kutta step of ``acrobot.rk4`` over [0, dt] with the torque held constant, in
+    whatever array type ``state`` is (NumPy here, torch in envs/torch_classic), the same operation order."""
+    dt2 = dt / 2.0
+    k1 = derivatives(state, torque)
+    k2 = derivatives(state + dt2 * k1, torque)
+    k3 = derivatives(state + dt2 * k2, torque)
+    k4 = derivatives(state + dt * k3, torque)
+    return state + dt / 6.0 * (k1 + 2 * k2 + 2 * k3 + k4)
+
+
 class BatchedClassicEnv(VectorEnv):
     """N copies of one classic task; subclasses give the start state, the dynamics and the observation."""
 
@@ -175,14 +186,7 @@ class BatchedAcrobot(BatchedClassicEnv):
 
     def dynamics(self, state, actions):
         # acrobot.rk4 over t = [0, dt]; the torque is a constant fifth state there (its derivative is 0)
-        torque = self.torques[actions]  # (N,)
-        dt = self.task.dt
-        dt2 = dt / 2.0
-        k1 = self.derivatives(state, torque)
-        k2 = self.derivatives(state + dt2 * k1, torque)
-        k3 = self.derivatives(state + dt2 * k2, torque)
-        k4 = self.derivatives(state + dt * k3, torque)
-        ns = state + dt / 6.0 * (k1 + 2 * k2 + 2 * k3 + k4)
+        ns = rk4_step(self.derivatives, state, self.torques[actions], self.task.dt)
         if (np.abs(ns[:, :2]) > np.pi).any():  # acrobot.wrap: whole turns off, one at a time
             for i in (0, 1):
                 while (over := ns[:, i] > np.pi).any():

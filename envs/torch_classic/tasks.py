@@ -26,6 +26,8 @@ from gymnasium.envs.classic_control.mountain_car import MountainCarEnv
 from gymnasium.envs.classic_control.pendulum import DEFAULT_X, DEFAULT_Y, PendulumEnv
 from torch import Tensor
 
+from envs.classic_vector import rk4_step
+
 
 class ClassicTask:
     """One task: its Gymnasium env (constants and spaces), start-state draws and batched dynamics."""
@@ -138,13 +140,7 @@ class Acrobot(ClassicTask):
 
     def dynamics(self, state, action):
         torque = (action.to(state.dtype) - 1.0)  # AVAIL_TORQUE = [-1, 0, +1]
-        dt = self.env.dt
-        dt2 = dt / 2.0
-        k1 = self.derivatives(state, torque)
-        k2 = self.derivatives(state + dt2 * k1, torque)
-        k3 = self.derivatives(state + dt2 * k2, torque)
-        k4 = self.derivatives(state + dt * k3, torque)
-        ns = state + dt / 6.0 * (k1 + 2 * k2 + 2 * k3 + k4)
+        ns = rk4_step(self.derivatives, state, torque, self.env.dt)
         theta1, theta2 = self.wrap(ns[0]), self.wrap(ns[1])
         dtheta1 = ns[2].clamp(-AcrobotEnv.MAX_VEL_1, AcrobotEnv.MAX_VEL_1)
         dtheta2 = ns[3].clamp(-AcrobotEnv.MAX_VEL_2, AcrobotEnv.MAX_VEL_2)
