@@ -107,6 +107,9 @@ VARIANTS = {
     "ppo": [],
     "ppo_ptx": ["objective.ptx_coef={ptx}"],
     "ppo_gold_reward": ["env.reward=gold"],  # oracle: the gold labeler as the reward
+    # 4 completions of each of 8 prompts per step, each against the mean of the other 3 (RLOO's baseline)
+    "ppo_rloo4": ["env.samples_per_prompt=4", "algo.advantage=leave_one_out", "algo.vf_coef=0.0"],
+    "ppo_token_kl": ["objective.kl_placement=token_reward"],  # −β·KL_l at token l, the score at the last (TRL)
 }
 
 
