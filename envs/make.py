@@ -117,22 +117,25 @@ def _make_batched(config: EnvConfig, spec: gym.envs.registration.EnvSpec, batche
                   wrappers: list | None) -> gym.vector.VectorEnv:
     """One of envs/classic_vector.py's envs; ``max_episode_steps`` as ``gymnasium.make`` reads it (absent
     or None: the spec's limit; -1: none)."""
-    if batched is None:
-        ids = sorted(s.id for s in gym.registry.values() if s.entry_point in BATCHED_ENVS)
-        raise ConfigError(f"env.vectorization=batched: {config.id} has no batched implementation (these do: {ids})")
-    missing = _needs_gymnasium(config, spec, wrappers, BATCHED_KWARGS)
-    if missing:
-        raise ConfigError(f"env.vectorization=batched does not take {missing}; use env.vectorization=sync")
-    kwargs, limit = _kwargs_and_limit(config, spec)
+    kwargs, limit = _checked_kwargs(config, spec, wrappers, "batched", batched, BATCHED_ENVS, BATCHED_KWARGS)
     try:
         return batched(num_envs=num_envs, max_episode_steps=limit, **kwargs)
     except (TypeError, ValueError) as error:
         raise ConfigError(f"env.kwargs={dict(config.kwargs)} do not fit {config.id}: {error}") from None
 
 
-def _kwargs_and_limit(config: EnvConfig, spec: gym.envs.registration.EnvSpec) -> tuple[dict, int | None]:
-    """The env's constructor arguments, and ``max_episode_steps`` as ``gymnasium.make`` reads it (absent
-    or None: the spec's limit; -1: none)."""
+def _checked_kwargs(config: EnvConfig, spec: gym.envs.registration.EnvSpec, wrappers: list | None, mode: str,
+                    implementation: type | None, implementations: dict, accepted: set[str]) -> tuple[dict, int | None]:
+    """For ``env.vectorization=mode`` (one of this project's own implementations of the task): a
+    ConfigError where there is none or it cannot take the config; else the constructor arguments and
+    ``max_episode_steps`` as ``gymnasium.make`` reads it (absent or None: the spec's limit; -1: none)."""
+    if implementation is None:
+        ids = sorted(s.id for s in gym.registry.values() if s.entry_point in implementations)
+        what = "torch port" if mode == "torch" else f"{mode} implementation"
+        raise ConfigError(f"env.vectorization={mode}: {config.id} has no {what} (these do: {ids})")
+    missing = _needs_gymnasium(config, spec, wrappers, accepted)
+    if missing:
+        raise ConfigError(f"env.vectorization={mode} does not take {missing}; use env.vectorization=sync")
     kwargs = {**spec.kwargs, **config.kwargs}
     limit = kwargs.pop("max_episode_steps", None)
     return kwargs, spec.max_episode_steps if limit is None else None if limit == -1 else limit
@@ -141,13 +144,7 @@ def _kwargs_and_limit(config: EnvConfig, spec: gym.envs.registration.EnvSpec) ->
 def _make_torch(config: EnvConfig, spec: gym.envs.registration.EnvSpec, port: type | None, num_envs: int,
                 wrappers: list | None, device: torch.device, gamma: float) -> TorchClassicVecEnv:
     """The torch port of a classic-control task (envs/torch_classic), stepped on ``device``."""
-    if port is None:
-        ids = sorted(s.id for s in gym.registry.values() if s.entry_point in TASKS)
-        raise ConfigError(f"env.vectorization=torch: {config.id} has no torch port (these do: {ids})")
-    missing = _needs_gymnasium(config, spec, wrappers, TORCH_KWARGS)
-    if missing:
-        raise ConfigError(f"env.vectorization=torch does not take {missing}; use env.vectorization=sync")
-    kwargs, limit = _kwargs_and_limit(config, spec)
+    kwargs, limit = _checked_kwargs(config, spec, wrappers, "torch", port, TASKS, TORCH_KWARGS)
     try:
         task = port(**kwargs)
         return TorchClassicVecEnv(task, num_envs, device, max_episode_steps=limit, normalize_obs=config.normalize_obs,

@@ -117,26 +117,30 @@ def reducing() -> bool:
     return _reducing
 
 
+def _summed(x: Tensor) -> Tensor:
+    """Σ over the ranks of a detached copy of ``x``."""
+    total = x.detach().clone()
+    _collective(lambda: dist.all_reduce(total))
+    return total
+
+
+def _with_own_gradient(value: Tensor, x: Tensor, scale: float = 1.0) -> Tensor:
+    """``value`` to the bit (x − x.detach() is 0), with the gradient of ``scale · x``: this rank's share."""
+    return value + (x - x.detach()) * scale if x.requires_grad else value
+
+
 def global_sum(x: Tensor) -> Tensor:
     """Σ of ``x`` over the ranks, whose gradient is that of this rank's own ``x``: summed over the
     ranks, the gradients are the gradient of the global sum. Outside ``global_batch()``: ``x``."""
-    if not _reducing:
-        return x
-    total = x.detach().clone()
-    _collective(lambda: dist.all_reduce(total))
-    if not x.requires_grad:
-        return total
-    return total + (x - x.detach())  # the value is the total to the bit; x − x.detach() is 0
+    return _with_own_gradient(_summed(x), x) if _reducing else x
 
 
 def global_sum_and_count(total: Tensor, count: Tensor) -> tuple[Tensor, Tensor]:
     """``global_sum`` of a partial sum and of the number of entries behind it, in one collective."""
     if not _reducing:
         return total, count
-    both = torch.stack([total.detach(), count.to(total.dtype)])  # (2, ...): counts are exact below 2**24
-    _collective(lambda: dist.all_reduce(both))
-    summed = both[0] + (total - total.detach()) if total.requires_grad else both[0]
-    return summed, both[1]
+    both = _summed(torch.stack([total.detach(), count.to(total.dtype)]))  # (2, ...): counts exact below 2**24
+    return _with_own_gradient(both[0], total), both[1]
 
 
 def mean_over_ranks(x: Tensor) -> Tensor:
@@ -144,10 +148,7 @@ def mean_over_ranks(x: Tensor) -> Tensor:
     step's mean KL), on every rank; a gradient flows to this rank's own ``x``, as in ``global_sum``."""
     if world_size() == 1:
         return x
-    total = x.detach().clone()
-    _collective(lambda: dist.all_reduce(total))
-    total = total / world_size()
-    return total + (x - x.detach()) / world_size() if x.requires_grad else total
+    return _with_own_gradient(_summed(x) / world_size(), x, 1.0 / world_size())
 
 
 def all_true(flag: Tensor) -> bool:
@@ -173,11 +174,7 @@ def sum_gradients(parameters: Sequence[torch.nn.Parameter]) -> None:
 
 def sum_over_ranks(v: Tensor) -> Tensor:
     """Σ over the ranks of a tensor without gradient (TRPO's policy gradient and Fisher-vector products)."""
-    if world_size() == 1:
-        return v
-    v = v.detach().clone()
-    _collective(lambda: dist.all_reduce(v))
-    return v
+    return v if world_size() == 1 else _summed(v)
 
 
 def combine_moments(count: float, mean: Any, var: Any) -> tuple[float, Any, Any]:
