@@ -10,6 +10,7 @@ CartPole sizes the update is dispatch-bound, and vmap adds its own dispatch to e
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Sequence
 
 import numpy as np
@@ -122,6 +123,14 @@ class StackedMLPActorCritic:
         self.leaves = [leaf.detach()[keep].requires_grad_() for leaf in self.leaves]
         self.by_name = dict(zip(self.names, self.leaves))
 
+    def subset(self, keep: Tensor) -> "StackedMLPActorCritic":
+        """The runs at indices ``keep`` as stacked policies of their own (copies; this one is unchanged)."""
+        if keep.numel() == self.num_runs and bool((keep == torch.arange(self.num_runs, device=keep.device)).all()):
+            return self
+        other = copy.copy(self)
+        other.select(keep)
+        return other
+
     def write_back(self, run: int, policy: MLPActorCritic) -> None:
         """Copy run ``run``'s parameters into its own ``MLPActorCritic`` (checkpoints, evaluation)."""
         with torch.no_grad():
@@ -203,7 +212,15 @@ class StackedMLPActorCritic:
     def decision_values(self, obs: Tensor, action: Tensor) -> Tensor:
         return self._mlp("critic", obs)  # (S, B, 1)
 
+    def greedy_env_action(self, obs: Tensor) -> Tensor:
+        """Each run's greedy env actions for obs (S, N, D), its distribution's mode as ``MLPActorCritic.act(obs,
+        deterministic=True)`` takes it, without log-probs or values (evaluation)."""
+        return self._env_action(self._distribution(obs).mode())
+
     def env_action(self, step: PolicyStep) -> Tensor:
+        return self._env_action(step.action)
+
+    def _env_action(self, action: Tensor) -> Tensor:
         if self.discrete:
-            return step.action + self.action_offset
-        return torch.maximum(torch.minimum(step.action, self.action_high), self.action_low)
+            return action + self.action_offset
+        return torch.maximum(torch.minimum(action, self.action_high), self.action_low)

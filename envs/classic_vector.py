@@ -92,7 +92,8 @@ class BatchedClassicEnv(VectorEnv):
         raise NotImplementedError
 
     def dynamics(self, state: np.ndarray, actions: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """(N, D) state, (N, ...) actions -> next state (N, D), reward (N,) float64, terminated (N,) bool."""
+        """(B, D) state, (B, ...) actions -> next state (B, D), reward (B,) float64, terminated (B,) bool;
+        row by row, so B may hold the copies of several envs of one task."""
         raise NotImplementedError
 
     def observe(self, state: np.ndarray) -> np.ndarray:
@@ -129,8 +130,14 @@ class BatchedClassicEnv(VectorEnv):
         info; ended copies are already restarted in the returned obs."""
         if self.generators[0] is None:
             raise ResetNeeded("call reset() before step()")
-        actions = np.asarray(actions)
-        self.state, reward, terminated = self.dynamics(self.state, actions)
+        state, reward, terminated = self.dynamics(self.state, np.asarray(actions))
+        return self.advance(state, reward, terminated)
+
+    def advance(self, state: np.ndarray, reward: np.ndarray, terminated: np.ndarray):
+        """The rest of ``step`` once the dynamics have given the next state (N, D), reward (N,) and
+        terminated (N,): time limits and restarts. A seed batch computes the dynamics of all its runs'
+        copies at once and hands each run's env its rows (envs/stacked.py)."""
+        self.state = state
         obs = self.observe(self.state)
         self.elapsed_steps += 1
         if self.max_episode_steps is None:
@@ -224,7 +231,7 @@ class BatchedMountainCar(BatchedClassicEnv):
         position = np.clip(position + velocity, c.min_position, c.max_position)
         velocity = np.where((position == c.min_position) & (velocity < 0), 0.0, velocity)
         terminated = (position >= c.goal_position) & (velocity >= c.goal_velocity)
-        return np.stack([position, velocity], axis=1), np.full(self.num_envs, -1.0), terminated
+        return np.stack([position, velocity], axis=1), np.full(len(state), -1.0), terminated
 
     def observe(self, state):
         return state.astype(np.float32)
@@ -254,7 +261,7 @@ class BatchedPendulum(BatchedClassicEnv):
         newthdot = thdot + (3 * g / (2 * l) * np.sin(th) + 3.0 / (m * l**2) * u) * dt
         newthdot = np.clip(newthdot, -c.max_speed, c.max_speed)
         newth = th + newthdot * dt
-        return np.stack([newth, newthdot], axis=1), -costs, np.zeros(self.num_envs, dtype=bool)
+        return np.stack([newth, newthdot], axis=1), -costs, np.zeros(len(state), dtype=bool)
 
     def observe(self, state):
         return np.stack([np.cos(state[:, 0]), np.sin(state[:, 0]), state[:, 1]], axis=1).astype(np.float32)

@@ -89,7 +89,12 @@ class GymVecEnv:
         return self._observe(obs)
 
     def step(self, action: Tensor) -> StepResult:
-        obs, reward, terminated, truncated, info = self.env.step(action.cpu().numpy())
+        return self.after_step(*self.env.step(action.cpu().numpy()))
+
+    def after_step(self, obs: np.ndarray, reward: np.ndarray, terminated: np.ndarray, truncated: np.ndarray,
+                   info: dict[str, Any]) -> StepResult:
+        """The wrapped env's step results as a ``StepResult``: checked, tracked, normalised (a seed batch
+        steps several runs' envs at once and hands each its own results, envs/stacked.py)."""
         self.steps += 1
         check_finite(self.name, self.steps, reward=reward, observation=obs)
         valid = ~self._resetting

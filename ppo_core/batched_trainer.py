@@ -28,11 +28,13 @@ from tqdm import tqdm
 from envs.base import StepResult, VecEnv
 from ppo_core.advantages import gae, place_at_last_decision
 from ppo_core.batched_adam import BatchedAdam
+from ppo_core.batched_evaluation import evaluate_runs
 from ppo_core.batched_ppo import StackedPolicy, ppo_update
 from ppo_core.batched_reinforce import reinforce_update
 from ppo_core.batched_trpo import trpo_update
 from ppo_core.buffer import RolloutBatch, RolloutBuffer
 from ppo_core.errors import NonFiniteError
+from ppo_core.evaluation import RunEvaluator
 from ppo_core.logging import RunLogger
 from ppo_core.trainer import Trainer
 
@@ -82,13 +84,14 @@ def generator_from_global() -> torch.Generator:
 
 class BatchedTrainer:
     def __init__(self, trainers: Sequence[Trainer], generators: Sequence[torch.Generator],
-                 stack: Callable[[list[Any]], StackedPolicy], step_envs: EnvStepper = step_each):
+                 stack: Callable[[list[Any]], StackedPolicy], step_envs: EnvStepper = step_each,
+                 step_eval_envs: EnvStepper = step_each):
         iterations = {t.iteration for t in trainers}
         if len(iterations) != 1:
             raise ValueError(f"the runs of a batch must be at one iteration, got {sorted(iterations)}")
         self.trainers = list(trainers)
         self.generators = list(generators)
-        self.step_envs = step_envs
+        self.step_envs, self.step_eval_envs = step_envs, step_eval_envs
         first = self.trainers[0]
         self.config, self.device = first.config, first.device
         self.algo = self.config.algo
@@ -263,8 +266,10 @@ class BatchedTrainer:
                 last = self.iteration == self.num_iterations
                 evaluate = self.config.eval_episodes > 0 and (last or self.global_step >= next_eval)
                 checkpoint = self.global_step >= next_checkpoint
-                finished = [self._after_iteration(run, scalars[run], elapsed, last, evaluate, checkpoint)
-                            for run in range(len(self.trainers))]
+                failed = [not self._log(run, scalars[run], elapsed) for run in range(len(self.trainers))]
+                results = self._evaluate([run for run, bad in enumerate(failed) if not bad]) if evaluate else {}
+                finished = [bad or self._finish_iteration(run, results.get(run), last, checkpoint)
+                            for run, bad in enumerate(failed)]
                 if evaluate:
                     next_eval = self._next_multiple(self.config.eval_every)
                 if checkpoint:
@@ -276,22 +281,45 @@ class BatchedTrainer:
                 logger.close()
         return self.summaries, self.failures
 
-    def _after_iteration(self, run: int, scalars: dict[str, float], elapsed: float, last: bool, evaluate: bool,
-                         checkpoint: bool) -> bool:
-        """Log, evaluate and checkpoint run ``run`` as its own ``Trainer.train`` would; whether it is done."""
-        trainer, logger = self.trainers[run], self.loggers[run]
+    def _log(self, run: int, scalars: dict[str, float], elapsed: float) -> bool:
+        """Run ``run``'s iteration into its clock and scalars, as its own ``Trainer.train`` would;
+        False if its update was not finite (the run stops, its last good checkpoint untouched)."""
+        trainer = self.trainers[run]
         trainer.wall_seconds += elapsed
         trainer.iteration, trainer.global_step = self.iteration, self.global_step
         try:
             trainer._check_finite(scalars)
         except NonFiniteError as error:
             self.failures.append(f"{trainer.run_dir}: {error}")
-            return True
+            return False
         scalars["charts/SPS"] = trainer.global_step / max(trainer.wall_seconds, 1e-9)
-        logger.log(scalars, trainer.global_step)
-        if evaluate and trainer.evaluate is not None:
-            self.policy.write_back(run, trainer.policy)
-            trainer._run_evaluation(logger)
+        self.loggers[run].log(scalars, trainer.global_step)
+        return True
+
+    def _evaluate(self, runs: list[int]) -> dict[int, dict[str, float]]:
+        """The evaluations of ``runs``, by run: played together where every run has a ``RunEvaluator``
+        (ppo_core/batched_evaluation.py), else one run after another."""
+        evaluators = {run: self.trainers[run].evaluate for run in runs if self.trainers[run].evaluate is not None}
+        if not evaluators:
+            return {}
+        if not all(isinstance(e, RunEvaluator) for e in evaluators.values()):
+            results = {}
+            for run, evaluate in evaluators.items():
+                self.policy.write_back(run, self.trainers[run].policy)
+                results[run] = evaluate(len(self.trainers[run].eval_history))
+            return results
+        seeds = [e.prepare(len(self.trainers[run].eval_history)) for run, e in evaluators.items()]
+        runs = list(evaluators)
+        index = torch.tensor(runs, dtype=torch.long, device=self.device)
+        episodes = evaluate_runs(self.policy.subset(index), [e.eval_env for e in evaluators.values()], seeds,
+                                 self.step_eval_envs)
+        return {run: evaluators[run].report(result) for run, result in zip(runs, episodes)}
+
+    def _finish_iteration(self, run: int, evaluation: dict[str, float] | None, last: bool, checkpoint: bool) -> bool:
+        """Record run ``run``'s evaluation, checkpoint it as its own ``Trainer.train`` would; whether it is done."""
+        trainer = self.trainers[run]
+        if evaluation is not None:
+            trainer._record_evaluation(evaluation, self.loggers[run])
             last = last or trainer.solved()
         if last or checkpoint:
             try:

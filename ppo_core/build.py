@@ -25,7 +25,7 @@ from ppo_core.algorithms import ALGORITHMS, make_algorithm
 from ppo_core.auxiliary import AuxiliaryLoss
 from ppo_core.config import AlgoConfig, TrainConfig, config_from_dict
 from ppo_core.errors import ConfigError
-from ppo_core.evaluation import evaluate_policy
+from ppo_core.evaluation import RunEvaluator
 from ppo_core import checkpoint, distributed
 from ppo_core.plugins import load_plugins
 from ppo_core.resume import resumed_config
@@ -202,22 +202,11 @@ def build_trainer(config: TrainConfig, run_dir: Path) -> Trainer:
     if distributed.rank() > 0:  # its own actions and minibatches; rank 0 keeps a single run's streams
         seed_everything(config.seed + RANK_SEED_STRIDE * distributed.rank())
     algorithm = make_algorithm(policy, config.algo, make_objective_terms(config, policy))
-    evaluates = config.eval_episodes > 0 and distributed.is_main()  # rank 0 evaluates for every rank
-    eval_env = make_eval_env(config, device, config.eval_episodes) if evaluates else None
-
-    def evaluate(number: int) -> dict[str, float]:
-        eval_env.load_state_dict(env.state_dict(), restore_episodes=False)  # current normaliser statistics
-        policy.eval()
-        # new start states at every evaluation, as SB3's EvalCallback draws them: with one fixed set, a
-        # run is judged again and again on the same, possibly unlucky, episodes (an env with a fixed
-        # list of start states, such as a prompt set, serves it in order)
-        seed = config.seed + EVAL_SEED_OFFSET + number * eval_env.num_envs
-        result = evaluate_policy(policy, eval_env, seed=seed).as_dict()
-        policy.train()
-        result.update(eval_env.pop_metrics())  # the env's own metrics of the evaluation episodes
-        return result
-
-    trainer = Trainer(config, env, policy, algorithm, run_dir, evaluate if eval_env else None, device)
+    evaluate = None
+    if config.eval_episodes > 0 and distributed.is_main():  # rank 0 evaluates for every rank
+        evaluate = RunEvaluator(policy, env, make_eval_env(config, device, config.eval_episodes),
+                                config.seed + EVAL_SEED_OFFSET)
+    trainer = Trainer(config, env, policy, algorithm, run_dir, evaluate, device)
     if config.resume:
         trainer.load_state_dict(checkpoint.load(config.resume))  # on the CPU: RNG states must be; the rest moves
     else:

@@ -46,3 +46,34 @@ def evaluate_policy(policy: ActorCritic, env: VecEnv, seed: int, deterministic: 
         finished |= ended
         obs = result.obs
     return EvalResult(final_returns.tolist(), lengths.tolist())
+
+
+class RunEvaluator:
+    """A run's evaluations: episodes of ``eval_env`` (one per copy) with the training env's current
+    normaliser statistics, from new start states at every evaluation, as SB3's EvalCallback draws them
+    (with one fixed set, a run is judged again and again on the same, possibly unlucky, episodes; an
+    env with a fixed list of start states, such as a prompt set, serves it in order).
+
+    ``prepare`` and ``report`` are the two halves around the episodes, so that a seed batch can play
+    the episodes of all its runs at once (ppo_core/batched_trainer.py)."""
+
+    def __init__(self, policy: ActorCritic, env: VecEnv, eval_env: VecEnv, base_seed: int):
+        self.policy, self.env, self.eval_env, self.base_seed = policy, env, eval_env, base_seed
+
+    def prepare(self, number: int) -> int:
+        """Ready ``eval_env`` for evaluation ``number``; returns the seed of its start states."""
+        self.eval_env.load_state_dict(self.env.state_dict(), restore_episodes=False)
+        return self.base_seed + number * self.eval_env.num_envs
+
+    def report(self, result: EvalResult) -> dict[str, float]:
+        """The evaluation's figures, with the env's own metrics of its episodes."""
+        return {**result.as_dict(), **self.eval_env.pop_metrics()}
+
+    def __call__(self, number: int) -> dict[str, float]:
+        seed = self.prepare(number)
+        self.policy.eval()
+        try:
+            result = evaluate_policy(self.policy, self.eval_env, seed=seed)
+        finally:
+            self.policy.train()
+        return self.report(result)

@@ -229,7 +229,10 @@ class Trainer:
         return f"the last good checkpoint ({self.checkpoint_path}, env step {self.checkpoint_step}) is untouched"
 
     def _run_evaluation(self, logger: RunLogger) -> None:
-        result = self.evaluate(len(self.eval_history))
+        self._record_evaluation(self.evaluate(len(self.eval_history)), logger)
+
+    def _record_evaluation(self, result: dict[str, float], logger: RunLogger) -> None:
+        """Evaluation ``len(eval_history)``'s figures into the history and the run's scalars."""
         result["env_steps"] = self.global_step
         result["wall_seconds"] = self.wall_seconds
         self.eval_history.append(result)

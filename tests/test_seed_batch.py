@@ -5,6 +5,7 @@ their random draws exactly: the RNG state each checkpoint saves is the reference
 import json
 import logging
 
+import numpy as np
 import pytest
 import torch
 
@@ -262,6 +263,48 @@ def test_stacked_cartpoles_step_as_each_env_alone():
                for e, f in zip(alone, together))
 
 
+@pytest.mark.parametrize("env", ["acrobot", "mountaincar", "pendulum"])
+def test_stacked_classic_envs_step_as_each_env_alone(env):
+    """Three runs' batched NumPy envs (seeds 0-2) whose dynamics are computed as one array, against
+    their own envs stepped in turn, over 700 random steps: observations (normalised by each run's own
+    statistics where the preset normalises), rewards, time limits, real final observations, restarts
+    from each run's generators and episode counts all agree, bit for bit."""
+    from envs.classic_vector import BatchedClassicEnv
+    from envs.make import make_gym_env
+    from envs.stacked import ClassicStack, classic_stacks, env_stepper
+    from ppo_core.batched_trainer import step_each
+
+    config = make_config(f"env={env}", "env.num_envs=5", "env.vectorization=batched").env
+    alone, together = ([make_gym_env(config, torch.device("cpu"), 0.99) for _ in range(3)] for _ in range(2))
+    assert isinstance(together[0].env, BatchedClassicEnv) and isinstance(env_stepper(together), ClassicStack)
+    # another task, or the same one with other constants, has other dynamics
+    other = ("env=pendulum", "+env.kwargs.g=5.0") if env == "pendulum" else (
+        "env=mountaincar" if env == "acrobot" else "env=acrobot",)
+    other_env = make_gym_env(make_config(*other, "env.vectorization=batched").env, torch.device("cpu"), 0.99)
+    assert not classic_stacks([*together, other_env])
+    for seed, (a, b) in enumerate(zip(alone, together)):
+        a.reset(seed=seed), b.reset(seed=seed)
+    space = together[0].single_action_space
+    draws = torch.Generator().manual_seed(0)
+    stack = ClassicStack()
+    for _ in range(700):
+        if space.shape:  # Box
+            action = torch.rand(3, 5, *space.shape, generator=draws) * 4 - 2
+        else:
+            action = torch.randint(0, int(space.n), (3, 5), generator=draws)
+        expected, got = step_each(alone, action), stack(together, action)
+        for field in ("obs", "reward", "terminated", "truncated", "valid", "final_obs", "has_final"):
+            e, g = getattr(expected, field), getattr(got, field)
+            assert (e is None and g is None) or torch.equal(e, g), field
+    assert [e.pop_episode_stats() for e in alone] == [e.pop_episode_stats() for e in together]
+    for a, b in zip(alone, together):
+        assert all(x.bit_generator.state == y.bit_generator.state for x, y in zip(a.env.generators, b.env.generators))
+        assert np.array_equal(a.env.state, b.env.state)
+        for key, value in a.state_dict().items():
+            if key.endswith(("normalizer", "scaler")):
+                assert all(torch.equal(v, b.state_dict()[key][k]) for k, v in value.items()), key
+
+
 def test_the_stacked_policy_gives_the_same_numbers_for_any_layout_of_its_observations():
     """A resumed batch's first observation comes from its checkpoint, contiguous; a stepped one came
     column-major from the CartPole stack. MKL's batched matmul rounds the two layouts differently, which
@@ -310,3 +353,29 @@ def test_a_run_whose_loss_turns_non_finite_stops_alone(tmp_path, monkeypatch):
         written = json.loads((tmp_path / "batch" / f"seed_{seed}" / "summary.json").read_text())
         assert_run_matches(checkpoint.load(tmp_path / "batch" / f"seed_{seed}" / "checkpoint.pt"), trainer, written,
                            summary)
+
+
+@pytest.mark.parametrize("env", ["cartpole", "pendulum"])
+def test_a_batchs_evaluations_played_together_match_each_run_evaluated_alone(tmp_path, env):
+    """Three runs' evaluations played as one (the stacked policies acting for all of them, the CartPoles
+    stepped as one array) against each run's own ``RunEvaluator``: the same episodes, returns and
+    lengths, and each eval env stepped as far as its own evaluation steps it, and no further."""
+    from agents.stacked_mlp import StackedMLPActorCritic
+    from envs.stacked import env_stepper
+    from ppo_core.batched_evaluation import evaluate_runs
+
+    overrides = (*ENVS[env], "eval_episodes=4", "agent.gsde=false") if env == "pendulum" else \
+        (*ENVS[env], "eval_episodes=4")
+    alone, together = ([build_trainer(make_config(*overrides, f"seed={s}"), tmp_path / f"{k}_{s}") for s in range(3)]
+                       for k in ("alone", "together"))
+    expected = [trainer.evaluate(2) for trainer in alone]
+    evaluators = [trainer.evaluate for trainer in together]
+    envs = [e.eval_env for e in evaluators]
+    stacked = StackedMLPActorCritic([trainer.policy for trainer in together])
+    got = [e.report(r) for e, r in zip(evaluators, evaluate_runs(stacked, envs, [e.prepare(2) for e in evaluators],
+                                                                  env_stepper(envs)))]
+    if env == "cartpole":  # Pendulum's episodes all last 200 steps
+        assert len({g["mean_length"] for g in got}) > 1  # the runs' episodes end at different steps
+    for ours, theirs, a, b in zip(got, expected, alone, together):
+        assert ours == pytest.approx(theirs, rel=1e-5)
+        assert b.evaluate.eval_env.steps == a.evaluate.eval_env.steps

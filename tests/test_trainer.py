@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from ppo_core import build, checkpoint
+from ppo_core import checkpoint, evaluation
 from ppo_core.build import build_trainer, run_training
 from ppo_core.errors import NonFiniteError
 from ppo_core.losses import clipped_surrogate_loss
@@ -193,8 +193,9 @@ def test_early_stop_after_consecutive_evaluations_at_threshold(tmp_path, thresho
 
 def test_every_evaluation_draws_new_start_states(tmp_path, monkeypatch):
     seeds = []
-    real = build.evaluate_policy
-    monkeypatch.setattr(build, "evaluate_policy", lambda policy, env, seed: seeds.append(seed) or real(policy, env, seed))
+    real = evaluation.evaluate_policy
+    monkeypatch.setattr(evaluation, "evaluate_policy",
+                        lambda policy, env, seed: seeds.append(seed) or real(policy, env, seed))
     run_training(make_config(*SMALL, "eval_every=1024", "eval_episodes=3", "seed=7"), tmp_path)
     # 4096 steps, one evaluation per 1024: episodes seeded 1_000_007.. then 3 further on each time
     assert seeds == [1_000_007, 1_000_010, 1_000_013, 1_000_016]
