@@ -15,7 +15,8 @@ from envs.language_world import TASK_KINDS
 from ppo_core.align.config import compose_align_config
 from ppo_core.align.data import pad_sequences
 from ppo_core.align.errors import AlignError
-from ppo_core.align.evaluation import Answers, comparison_table, pretraining_loss, win_rate
+from ppo_core.align.evaluation import (Answers, Habits, best_of_n_kl, best_of_n_table, bootstrap_interval, comparison_table,
+                                       pretraining_loss, win_rate)
 from ppo_core.align.stages import SUMMARY_FILE, run_stage
 
 
@@ -99,6 +100,66 @@ def test_eval_of_sft_against_itself_ties_everywhere_with_zero_kl(artifacts, tmp_
     assert summary["win_vs_sft_sampled"] == 0.5  # seeded sampling: the same samples from the same model
     assert summary["gold_policy_sampled"] == summary["gold_sft_sampled"]
     assert summary["pretraining_loss_policy"] == pytest.approx(summary["pretraining_loss_sft"])
+    best_of = json.load(open(tmp_path / "eval" / "eval.json"))["best_of_n"]
+    assert [row["n"] for row in best_of] == [1, 2, 4, 8, 16]
+    # each n picks from a longer prefix of one pool: the best RM score and the best gold never fall
+    for smaller, larger in zip(best_of, best_of[1:]):
+        assert larger["rm_score"] >= smaller["rm_score"] - 1e-6 and larger["gold_oracle"] >= smaller["gold_oracle"]
+    assert best_of[0]["gold"] == best_of[0]["gold_oracle"]  # one candidate: both picks are it
+    assert "Best-of-n from SFT's samples" in open(tmp_path / "eval" / "eval.md").read()
+
+
+def test_the_win_splits_into_habits_fixed_and_the_rest_by_hand():
+    """Prompts 0-2 have a habit: SFT shows it on 0 and 1, the policy on 1 and 2 (fixed on 0, taken up on 2).
+    The policy wins 0, 3 and 4, ties 1, loses 2: win_vs_sft − ½ = (½ + 0 − ½ + ½ + ½)/5, of which the
+    prompts that differ in the habit (0 and 2) give (½ − ½)/5 = 0."""
+    gold = lambda values: Answers([""] * 5, torch.tensor(values), torch.zeros(5), None)  # noqa: E731
+    policy, sft = gold([1.0, 0.5, 0.2, 0.9, 0.8]), gold([0.5, 0.5, 0.6, 0.1, 0.4])
+    habits = Habits(torch.tensor([True, True, True, False, False]), torch.tensor([False, True, True, False, False]),
+                    torch.tensor([True, True, False, False, False]))
+    row = comparison_table(["a"] * 5, policy, sft, gold([0.0] * 5), habits=habits)[-1]
+    assert row["win_vs_sft"] == 0.5 + (0.5 + 0 - 0.5 + 0.5 + 0.5) / 5
+    assert row["habit_sft"] == 2 / 3 and row["habit_policy"] == 2 / 3
+    assert row["win_from_habits"] == 0.0
+    fixed = Habits(habits.applies, torch.tensor([False, True, False, False, False]), habits.sft)  # 0 fixed only
+    assert comparison_table(["a"] * 5, policy, sft, gold([0.0] * 5), habits=fixed)[-1]["win_from_habits"] == 0.5 / 5
+
+
+def test_bootstrap_interval_matches_the_normal_approximation_of_a_proportion():
+    """400 prompts won with probability 0.3: the 95% interval is p ± 1.96·√(p(1−p)/n), to a few percent."""
+    wins = (torch.rand(400, generator=torch.Generator().manual_seed(0)) < 0.3).double()
+    p = float(wins.mean())
+    lo, hi = bootstrap_interval(wins, seed=1)
+    half_width = 1.96 * math.sqrt(p * (1 - p) / 400)
+    assert lo < p < hi and (hi - lo) / 2 == pytest.approx(half_width, rel=0.08)
+    assert bootstrap_interval(torch.full((50,), 0.5), seed=1) == [0.5, 0.5]
+    assert bootstrap_interval(wins, seed=1) == [lo, hi]  # reproducible from its seed
+
+
+def test_best_of_n_picks_by_the_reward_model_from_a_growing_prefix_of_the_pool():
+    scores = torch.tensor([[0.1, 0.9, 0.0], [0.5, 0.2, 0.3], [0.4, 0.1, 0.8], [0.9, 0.0, 0.1]])  # (S=4, M=3)
+    gold = torch.tensor([[0.2, 0.6, 0.4], [0.8, 0.9, 0.1], [0.3, 1.0, 0.7], [0.6, 0.3, 1.0]])
+    against = torch.tensor([0.5, 0.6, 0.7])
+    rows = {row["n"]: row for row in best_of_n_table(scores, gold, against, seed=0)}
+    assert sorted(rows) == [1, 2, 4]
+    picks = {1: [0.2, 0.6, 0.4], 2: [0.8, 0.6, 0.1], 4: [0.6, 0.6, 0.7]}  # gold of each prompt's RM pick, by hand
+    oracle = {1: [0.2, 0.6, 0.4], 2: [0.8, 0.9, 0.4], 4: [0.8, 1.0, 1.0]}
+    for n, row in rows.items():
+        assert row["gold"] == pytest.approx(sum(picks[n]) / 3) and row["gold_oracle"] == pytest.approx(sum(oracle[n]) / 3)
+        assert row["win_vs_sft_sampled"] == win_rate(torch.tensor(picks[n]), against)
+        assert row["kl_bon"] == best_of_n_kl(n)
+    assert rows[4]["rm_score"] == pytest.approx((0.9 + 0.9 + 0.8) / 3)
+
+
+def test_best_of_n_kl_is_the_exact_kl_of_best_of_n_over_many_distinct_outcomes():
+    """π uniform over K outcomes with distinct rewards: best-of-n picks the i-th best with probability
+    (i/K)^n − ((i−1)/K)^n, and its exact KL to π tends to log n − (n − 1)/n as K grows."""
+    K = 100_000
+    ranks = torch.arange(1, K + 1, dtype=torch.float64) / K
+    for n in (1, 2, 4, 16):
+        p = ranks**n - (ranks - 1 / K) ** n
+        exact = float((p * torch.log(p * K)).sum())
+        assert exact == pytest.approx(best_of_n_kl(n), abs=1e-3)
 
 
 def test_eval_needs_an_rl_policy_and_a_known_split(artifacts, tmp_path):

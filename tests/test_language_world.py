@@ -349,6 +349,28 @@ def test_written_demonstrations_slip_at_the_set_rate_and_score_as_documented():
             == [labeler.demonstration(p, ideal_rng) for p in prompts])
 
 
+def test_the_habit_shows_in_exactly_the_slipped_demonstrations():
+    """A written demonstration shows the labeler's habit exactly when it is the lesser answer of a slip
+    (its gold total below the maximum); ideal answers never show it, and kinds without one give None."""
+    world = build_world(0, "tiny")
+    prompts = make_prompts(world, 600, seed=3)
+    labeler = GoldLabeler(world, slips={"harmful": 0.5, "open_qa": 0.5})
+    rng = random.Random(2)
+    seen = Counter()
+    for prompt in prompts:
+        written = labeler.demonstration(prompt, rng, written=True)
+        habit = labeler.shows_habit(prompt, written)
+        has_habit = (prompt.kind == "harmful" and prompt.spec["redirect"] is not None) or (
+            prompt.kind == "open_qa" and prompt.spec["known"])
+        if not has_habit:
+            assert habit is None, prompt
+            continue
+        assert habit == (labeler.score(prompt, written).total < GOLD_MAXIMUM), (prompt, written)
+        assert labeler.shows_habit(prompt, labeler.demonstration(prompt, rng)) is False
+        seen[habit] += 1
+    assert seen[True] > 20 and seen[False] > 20
+
+
 @pytest.mark.parametrize("slips, message", [({"classify": 0.5}, "classify"), ({"harmful": 1.5}, "1.5")])
 def test_bad_slips_are_named(slips, message):
     with pytest.raises(ValueError, match=message):

@@ -77,6 +77,11 @@ class GoldLabeler:
         """Gold helpful / honest / harmless scores and total (see scoring.py for the definitions)."""
         return self.scorer.score(prompt, completion)
 
+    def shows_habit(self, prompt: Prompt, completion: str) -> bool | None:
+        """Whether `completion` shows this labeler's planted habit for the prompt's kind (scoring.py);
+        None where the kind has none (so a policy's win can be split into habits fixed and the rest)."""
+        return self.scorer.shows_habit(prompt, completion)
+
     def demonstration(self, prompt: Prompt, rng: RandomLike = None, written: bool = False) -> str:
         """The ideal answer; canonical wording without an rng, varied wording with one (or a seed).
         `written`: as the labeler writes it for SFT, with its slips (needs an rng)."""

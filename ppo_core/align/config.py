@@ -190,6 +190,8 @@ class EvalStageConfig:
     """Prompts answered per batch."""
     samples_per_kind: int = setting(2, ge=0)
     """Completions shown per task kind in the sample table."""
+    best_of: int = setting(16, ge=0)
+    """Sampled SFT completions per prompt for the best-of-n baseline (n = 1, 2, 4, ... up to this); 0: none."""
 
 
 @dataclass

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import os
 from collections.abc import Sequence
 
@@ -52,41 +53,103 @@ class Answers:
     sampled_gold: Tensor | None = None  # (M,) gold totals of sampled completions; None when not sampled
 
 
+def outcomes(wins_over: Tensor, against: Tensor) -> Tensor:
+    """Per prompt (M,): 1 where ``wins_over``'s gold total beats ``against``'s, ½ on a tie, else 0."""
+    return (wins_over > against).double() + 0.5 * (wins_over == against).double()
+
+
 def win_rate(wins_over: Tensor, against: Tensor) -> float:
     """Fraction of prompts where ``wins_over`` beats ``against`` (both (M,) gold totals), ties half."""
-    return float(((wins_over > against).double() + 0.5 * (wins_over == against).double()).mean())
+    return float(outcomes(wins_over, against).mean())
+
+
+BOOTSTRAP_DRAWS = 2000
+
+
+def bootstrap_interval(values: Tensor, seed: int, level: float = 0.95, draws: int = BOOTSTRAP_DRAWS) -> list[float]:
+    """The percentile bootstrap interval [lo, hi] of the mean of ``values`` (M,): the prompts resampled
+    with replacement ``draws`` times (Efron & Tibshirani 1993, §13.3), reproducible from ``seed``."""
+    generator = torch.Generator().manual_seed(seed)
+    resampled = values.double()[torch.randint(len(values), (draws, len(values)), generator=generator)].mean(1)
+    tails = torch.tensor([(1 - level) / 2, (1 + level) / 2], dtype=torch.float64)
+    return [float(q) for q in torch.quantile(resampled, tails)]
+
+
+@dataclasses.dataclass
+class Sweep:
+    """One completion of each of the first M prompts, in prompt order."""
+
+    texts: list[str]
+    gold: Tensor  # (M,) gold totals
+    scores: Tensor  # (M,) reward-model scores
+    kl: Tensor  # (M,) exact KL(π‖π_SFT) summed over the completion's tokens
 
 
 @torch.no_grad()
+def sweep(policy: LMActorCritic, env: TextBanditVecEnv, count: int, deterministic: bool, seed: int) -> Sweep:
+    """Completions of the env's first ``count`` prompts, served in order ``env.num_envs`` at a time:
+    greedy, or sampled at the env temperature from torch's generators seeded with ``seed``."""
+    if not deterministic:
+        torch.manual_seed(seed)
+    rows, texts = [], []
+    obs = env.reset(seed=seed)
+    while len(texts) < count:
+        step = policy.act(obs, deterministic=deterministic)
+        result = env.step(policy.env_action(step))
+        keep = min(env.num_envs, count - len(texts))
+        rows.append((result.info["gold"][:keep], result.info["scores"][:keep],
+                     result.info["kl_estimates"]["kl_exact"][:keep]))
+        completions = [tokens[mask] for tokens, mask in zip(step.action[:keep].cpu(), step.mask[:keep].cpu())]
+        texts += env.tokenizer.batch_decode(completions, skip_special_tokens=True)
+        obs = result.obs
+    env.pop_metrics(), env.pop_episode_stats()
+    gold, scores, kl = (torch.cat(column).cpu() for column in zip(*rows))
+    return Sweep(texts, gold, scores, kl)
+
+
 def answer_all(policy: LMActorCritic, env: TextBanditVecEnv, count: int, sample: bool, seed: int) -> Answers:
     """Greedy completions (and, with ``sample``, one sampled completion each, for the KL and the sampled
-    gold totals) of the env's first ``count`` prompts, served in order ``env.num_envs`` at a time. The
-    sampled sweep seeds torch's generators with ``seed``, so it is reproducible."""
+    gold totals) of the env's first ``count`` prompts; the sampled sweep is seeded with ``seed``."""
+    greedy = sweep(policy, env, count, deterministic=True, seed=seed)
+    sampled = sweep(policy, env, count, deterministic=False, seed=seed) if sample else None
+    return Answers(greedy.texts, greedy.gold, greedy.scores, sampled.kl if sampled else None,
+                   sampled.gold if sampled else None)
 
-    def sweep(deterministic: bool) -> tuple[list[dict], list[str]]:
-        rows, texts = [], []
-        obs = env.reset(seed=seed)
-        while len(texts) < count:
-            step = policy.act(obs, deterministic=deterministic)
-            result = env.step(policy.env_action(step))
-            keep = min(env.num_envs, count - len(texts))
-            rows.append({"gold": result.info["gold"][:keep], "scores": result.info["scores"][:keep],
-                         "kl": result.info["kl_estimates"]["kl_exact"][:keep]})
-            completions = [tokens[mask] for tokens, mask in zip(step.action[:keep].cpu(), step.mask[:keep].cpu())]
-            texts += env.tokenizer.batch_decode(completions, skip_special_tokens=True)
-            obs = result.obs
-        env.pop_metrics(), env.pop_episode_stats()
-        return rows, texts
 
-    rows, texts = sweep(deterministic=True)
-    kl = sampled_gold = None
-    if sample:
-        torch.manual_seed(seed)
-        sampled = sweep(deterministic=False)[0]
-        kl = torch.cat([row["kl"] for row in sampled]).cpu()
-        sampled_gold = torch.cat([row["gold"] for row in sampled]).cpu()
-    return Answers(texts, torch.cat([row["gold"] for row in rows]).cpu(),
-                   torch.cat([row["scores"] for row in rows]).cpu(), kl, sampled_gold)
+def best_of_n_kl(n: int) -> float:
+    """KL(π_BoN‖π) of best-of-n sampling, log n − (n − 1)/n (Gao et al. 2023, after Stiennon et al. 2020):
+    exact when the n samples are distinct, an upper bound otherwise (Beirami et al. 2024)."""
+    return math.log(n) - (n - 1) / n
+
+
+def best_of_n_table(scores: Tensor, gold: Tensor, against: Tensor, seed: int) -> list[dict]:
+    """Best-of-n from a pool of samples, for n = 1, 2, 4, ... up to the pool's size.
+
+    ``scores``, ``gold`` (S, M): reward-model scores and gold totals of S samples per prompt; the first
+    n samples are the candidates of best-of-n. Per n: the pick by the reward model (the proxy BoN that RL
+    competes with) and by gold (an oracle selection), their mean gold and RM scores, and their win rate
+    against ``against`` (M,), another model's sampled gold totals, with a bootstrap interval."""
+    rows = []
+    prompts = torch.arange(gold.shape[1])
+    n = 1
+    while n <= gold.shape[0]:
+        by_rm = scores[:n].argmax(0)  # (M,) the candidate the reward model prefers
+        picked_gold, picked_score = gold[:n][by_rm, prompts], scores[:n][by_rm, prompts]
+        oracle = gold[:n].max(0).values
+        won = outcomes(picked_gold, against)
+        rows.append({"n": n, "kl_bon": best_of_n_kl(n), "gold": float(picked_gold.mean()),
+                     "rm_score": float(picked_score.mean()), "win_vs_sft_sampled": float(won.mean()),
+                     "win_vs_sft_sampled_ci": bootstrap_interval(won, seed),
+                     "gold_oracle": float(oracle.mean()), "win_oracle_vs_sft_sampled": win_rate(oracle, against)})
+        n *= 2
+    return rows
+
+
+def sample_pool(policy: LMActorCritic, env: TextBanditVecEnv, count: int, size: int, seed: int) -> tuple[Tensor, Tensor]:
+    """``size`` sampled completions of each of the first ``count`` prompts, the i-th seeded ``seed + i``:
+    their reward-model scores and gold totals, each (size, M)."""
+    sweeps = [sweep(policy, env, count, deterministic=False, seed=seed + i) for i in range(size)]
+    return torch.stack([s.scores for s in sweeps]), torch.stack([s.gold for s in sweeps])
 
 
 def heldout_blocks(corpus: Sequence[str], tokenizer, val_fraction: float, block_size: int) -> Tensor:
@@ -102,9 +165,32 @@ def pretraining_loss(model, blocks: Tensor, batch_size: int = 32) -> float:
     return loss
 
 
+@dataclasses.dataclass
+class Habits:
+    """Which greedy answers show the labeler's planted habit (envs/language_world: ``shows_habit``)."""
+
+    applies: Tensor  # (M,) bool: the prompt's kind has a habit to show
+    policy: Tensor  # (M,) bool: the policy's answer shows it
+    sft: Tensor  # (M,) bool: SFT's answer shows it
+
+
+def habit_rows(pick: Tensor, habits: Habits, won: Tensor) -> dict[str, float]:
+    """For the prompts ``pick`` (M,) bool: how often each model's answer shows the habit where one
+    applies, and the part of win_vs_sft − ½ won on prompts where the two answers differ in it (the
+    habit fixed, or taken up); the rest of the win is capability."""
+    applies = habits.applies & pick
+    count = int(applies.sum())
+    differ = applies & (habits.policy != habits.sft)
+    return {"habit_policy": float(habits.policy[applies].double().mean()) if count else math.nan,
+            "habit_sft": float(habits.sft[applies].double().mean()) if count else math.nan,
+            "win_from_habits": float((won[differ] - 0.5).sum()) / max(int(pick.sum()), 1)}
+
+
 def comparison_table(kinds: Sequence[str], policy: Answers, sft: Answers, base: Answers,
-                     best_gold: Tensor | None = None) -> list[dict]:
-    """One row per task kind and one for all prompts: win rates, gold totals, RM score and KL.
+                     best_gold: Tensor | None = None, seed: int = 0, habits: Habits | None = None) -> list[dict]:
+    """One row per task kind and one for all prompts: win rates (against SFT with a 95% bootstrap
+    interval over the prompts, seeded ``seed``), gold totals, RM score and KL; with ``habits``, the
+    split of the win into habits fixed and the rest (``habit_rows``).
 
     ``best_gold`` (M,): gold totals of the best completions known (the labeler's ideal answers); with
     it, ``best_win_vs_sft`` is their win rate against SFT, the ceiling of ``win_vs_sft``. Where both
@@ -118,6 +204,7 @@ def comparison_table(kinds: Sequence[str], policy: Answers, sft: Answers, base: 
             "kind": kind,
             "n": int(pick.sum()),
             "win_vs_sft": win_rate(policy.gold[pick], sft.gold[pick]),
+            "win_vs_sft_ci": bootstrap_interval(outcomes(policy.gold[pick], sft.gold[pick]), seed),
             **({"best_win_vs_sft": win_rate(best_gold[pick], sft.gold[pick])} if best_gold is not None else {}),
             "win_vs_base": win_rate(policy.gold[pick], base.gold[pick]),
             "sft_win_vs_base": win_rate(sft.gold[pick], base.gold[pick]),
@@ -129,25 +216,31 @@ def comparison_table(kinds: Sequence[str], policy: Answers, sft: Answers, base: 
         }
         if sampled:
             row["win_vs_sft_sampled"] = win_rate(policy.sampled_gold[pick], sft.sampled_gold[pick])
+            row["win_vs_sft_sampled_ci"] = bootstrap_interval(
+                outcomes(policy.sampled_gold[pick], sft.sampled_gold[pick]), seed)
             if best_gold is not None:
                 row["best_win_vs_sft_sampled"] = win_rate(best_gold[pick], sft.sampled_gold[pick])
             row["gold_policy_sampled"] = float(policy.sampled_gold[pick].mean())
             row["gold_sft_sampled"] = float(sft.sampled_gold[pick].mean())
         if policy.kl is not None:
             row["kl"] = float(policy.kl[pick].mean())
+        if habits is not None:
+            row.update(habit_rows(pick, habits, outcomes(policy.gold, sft.gold)))
         rows.append(row)
     return rows
 
 
-COLUMNS = ("kind", "n", "win_vs_sft", "best_win_vs_sft", "win_vs_base", "sft_win_vs_base", "gold_policy", "gold_sft",
-           "gold_base", "rm_score", "rm_score_sft", "win_vs_sft_sampled", "best_win_vs_sft_sampled",
-           "gold_policy_sampled", "gold_sft_sampled", "kl")
+COLUMNS = ("kind", "n", "win_vs_sft", "win_vs_sft_ci", "best_win_vs_sft", "win_vs_base", "sft_win_vs_base",
+           "gold_policy", "gold_sft", "gold_base", "rm_score", "rm_score_sft", "win_vs_sft_sampled",
+           "win_vs_sft_sampled_ci", "best_win_vs_sft_sampled", "gold_policy_sampled", "gold_sft_sampled", "kl",
+           "habit_sft", "habit_policy", "win_from_habits")
 
 
 COLUMN_MEANINGS = {
     "kind": "task kind of the held-out prompts (all: every prompt)",
     "n": "prompts of that kind",
     "win_vs_sft": "share of prompts where the RL policy's greedy answer has a higher gold score than SFT's (ties count half)",
+    "win_vs_sft_ci": "*_ci: 95% percentile bootstrap interval of the win rate over the prompts",
     "best_win_vs_sft": "the same for the labeler's ideal answers: the ceiling of win_vs_sft",
     "win_vs_base": "the RL policy against the pretrained base model",
     "sft_win_vs_base": "SFT against the base model",
@@ -155,6 +248,9 @@ COLUMN_MEANINGS = {
     "rm_score": "mean reward-model score of the policy's answers; rm_score_sft of SFT's",
     "win_vs_sft_sampled": "*_sampled: the same comparisons on answers sampled at the training temperature",
     "kl": "mean KL(π‖π_SFT) per answer, summed over its tokens",
+    "habit_sft": "share of the answers showing the labeler's planted habit, where the kind has one; habit_policy likewise",
+    "win_from_habits": "the part of win_vs_sft − 0.5 won on prompts where the two answers differ in the habit "
+                       "(the rest is capability)",
 }
 """What each column of the comparison table means, printed under it."""
 
@@ -169,13 +265,21 @@ def legend(rows: list[dict], smoke: bool = False) -> str:
     return "\n".join(lines)
 
 
-def markdown_table(rows: list[dict], extra: dict[str, float] | None = None) -> str:
-    """The comparison as a markdown table, with ``extra`` (e.g. pretraining losses) below it."""
-    columns = [c for c in COLUMNS if c in rows[0]]
+def table_cell(value) -> str:
+    """A table cell: floats to 3 places, an interval as [lo, hi]."""
+    if isinstance(value, float):
+        return f"{value:.3f}"
+    if isinstance(value, list):
+        return "[" + ", ".join(f"{v:.3f}" for v in value) + "]"
+    return str(value)
+
+
+def markdown_table(rows: list[dict], extra: dict[str, float] | None = None, columns: Sequence[str] = COLUMNS) -> str:
+    """Rows as a markdown table of ``columns`` (those present), with ``extra`` (e.g. pretraining losses) below it."""
+    columns = [c for c in columns if c in rows[0]]
     lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
     for row in rows:
-        cells = [f"{row[c]:.3f}" if isinstance(row[c], float) else str(row[c]) for c in columns]
-        lines.append("| " + " | ".join(cells) + " |")
+        lines.append("| " + " | ".join(table_cell(row[c]) for c in columns) + " |")
     for key, value in (extra or {}).items():
         lines.append(f"\n{key}: {value:.3f}")
     return "\n".join(lines)
@@ -198,12 +302,21 @@ def samples_table(prompts: Sequence[str], kinds: Sequence[str], policy: Answers,
     return "\n".join(lines)
 
 
-def write_report(out_dir: str, rows: list[dict], extra: dict[str, float], samples: str) -> str:
-    """``eval.json`` and ``eval.md`` in ``out_dir``; returns the markdown."""
+BEST_OF_N_COLUMNS = ("n", "kl_bon", "gold", "rm_score", "win_vs_sft_sampled", "win_vs_sft_sampled_ci", "gold_oracle",
+                     "win_oracle_vs_sft_sampled")
+
+
+def write_report(out_dir: str, rows: list[dict], extra: dict[str, float], samples: str,
+                 best_of_n: list[dict] | None = None) -> str:
+    """``eval.json`` and ``eval.md`` in ``out_dir``; returns the markdown (with the best-of-n baseline's
+    table where there is one)."""
     os.makedirs(out_dir, exist_ok=True)
     text = markdown_table(rows, extra)
+    if best_of_n:
+        text += ("\n\nBest-of-n from SFT's samples (picked by the reward model; gold_oracle: picked by gold), "
+                 "at KL(π_BoN‖π_SFT) = kl_bon:\n\n" + markdown_table(best_of_n, columns=BEST_OF_N_COLUMNS))
     with open(os.path.join(out_dir, "eval.json"), "w") as f:
-        json.dump({"rows": rows, **extra}, f, indent=2)
+        json.dump({"rows": rows, **extra, **({"best_of_n": best_of_n} if best_of_n else {})}, f, indent=2)
     with open(os.path.join(out_dir, "eval.md"), "w") as f:
         f.write(text + "\n\n## Samples (gold totals in brackets)\n\n" + samples + "\n")
     return text

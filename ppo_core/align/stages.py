@@ -286,17 +286,45 @@ def run_rl(cfg: AlignConfig) -> dict[str, Any]:
     return write_summary(out, "rl", cfg, summary)
 
 
+def evaluation_env(cfg: AlignConfig, split: str, device: torch.device):
+    """The text bandit env over the embedded world's ``split`` (prompts in order, gold-scored, β fixed)
+    as the RL stage configures it, with that world and its stage settings: (env, world, settings)."""
+    from ppo_core.align import artifacts
+    from ppo_core.align.artifacts import WORLD_SPLITS
+    from ppo_core.align.rl_build import make_text_env
+
+    if split not in WORLD_SPLITS:
+        raise AlignError(f"eval.split={split!r} is unknown; expected one of {WORLD_SPLITS}")
+    rl_config = rl_train_config(cfg)
+    try:
+        env = make_text_env(rl_config.env, rl_config.objective, device, split, "eval.split",
+                            cfg.eval.batch_size, shuffle=False, gold=True, training=False)
+        world, settings = artifacts.sft_world(rl_config.env, "eval.split", "the embedded world's prompts", "")
+    except ConfigError as error:
+        raise AlignError(str(error)) from None
+    return env, world, settings
+
+
+def evaluation_policy(path: str, env, device: torch.device):
+    """The causal LM at ``path`` as a policy answering ``env``'s prompts: (policy, model)."""
+    from agents.lm import LMActorCritic
+
+    model, tokenizer = load_causal_lm(path, device=device)
+    if tokenizer.get_vocab() != env.tokenizer.get_vocab():
+        raise AlignError(f"{path!r} has a different tokenizer from the SFT model's")
+    # trim_padding="minibatch" takes any causal LM (packing needs a check some models fail); no hot path here
+    policy = LMActorCritic(model, tokenizer.pad_token_id, tokenizer.eos_token_id, env.max_new_tokens,
+                           env.reward.temperature, trim_padding="minibatch")
+    return policy, model
+
+
 @register_stage("eval")
 def run_eval(cfg: AlignConfig) -> dict[str, Any]:
-    """The RL policy against SFT and base on held-out prompts: win rates, RM score, KL, pretraining loss."""
-    from agents.lm import LMActorCritic
-    from ppo_core.align import artifacts
+    """The RL policy against SFT and base on held-out prompts: win rates, RM score, KL, pretraining loss;
+    and best-of-n from SFT's samples, the baseline RL must beat at its KL."""
+    from envs.language_world import clean_completion
     from ppo_core.align import evaluation
-    from ppo_core.align.rl_build import make_text_env
-    from ppo_core.align.artifacts import WORLD_SPLITS
 
-    if cfg.eval.split not in WORLD_SPLITS:
-        raise AlignError(f"eval.split={cfg.eval.split!r} is unknown; expected one of {WORLD_SPLITS}")
     if cfg.eval.batch_size < 1 or cfg.eval.max_prompts < 0:
         raise AlignError(f"eval.batch_size={cfg.eval.batch_size} and eval.max_prompts={cfg.eval.max_prompts} "
                          "must be >= 1 and >= 0")
@@ -304,36 +332,32 @@ def run_eval(cfg: AlignConfig) -> dict[str, Any]:
     if not os.path.isfile(os.path.join(policy_dir, "config.json")):
         raise AlignError(f"no RL policy in {policy_dir!r}; run `python -m ppo_core.align stage=rl` first")
     start, device = time.time(), resolve_device(cfg.device)
-    rl_config = rl_train_config(cfg)
-    env_config = rl_config.env
-    try:
-        env = make_text_env(env_config, rl_config.objective, device, cfg.eval.split, "eval.split",
-                            cfg.eval.batch_size, shuffle=False, gold=True, training=False)
-        world, settings = artifacts.sft_world(env_config, "eval.split", "the embedded world's prompts", "")
-    except ConfigError as error:
-        raise AlignError(str(error)) from None
+    env, world, settings = evaluation_env(cfg, cfg.eval.split, device)
     prompts = world.splits[cfg.eval.split]
     count = min(len(prompts), cfg.eval.max_prompts or len(prompts))
     blocks = evaluation.heldout_blocks(world.corpus, env.tokenizer, settings["pretrain"]["val_fraction"],
                                        settings["pretrain"]["block_size"])
     answers, tax = {}, {}
     for name, path in (("policy", policy_dir), ("sft", cfg.paths.resolve("sft")), ("base", cfg.paths.resolve("base"))):
-        model, tokenizer = load_causal_lm(path, device=device)
-        if tokenizer.get_vocab() != env.tokenizer.get_vocab():
-            raise AlignError(f"{path!r} has a different tokenizer from the SFT model's")
-        # trim_padding="minibatch" takes any causal LM (packing needs a check some models fail); no hot path here
-        policy = LMActorCritic(model, tokenizer.pad_token_id, tokenizer.eos_token_id, env_config.max_new_tokens,
-                               env_config.temperature, trim_padding="minibatch")
+        policy, model = evaluation_policy(path, env, device)
         answers[name] = evaluation.answer_all(policy, env, count, sample=name != "base", seed=cfg.seed)
         tax[f"pretraining_loss_{name}"] = evaluation.pretraining_loss(model, blocks)
+        if name == "sft" and cfg.eval.best_of > 0:  # candidates drawn apart from the SFT sample they compete with
+            pool = evaluation.sample_pool(policy, env, count, cfg.eval.best_of, seed=cfg.seed + 1)
     kinds = [p.kind for p in prompts[:count]]
     rng = random.Random(f"{cfg.seed}-eval-demonstrations")
     best_gold = torch.tensor([world.gold_total(p, world.labeler.demonstration(p, rng)) for p in prompts[:count]])
-    rows = evaluation.comparison_table(kinds, answers["policy"], answers["sft"], answers["base"], best_gold)
+    shows = {name: [world.labeler.shows_habit(p, clean_completion(text)) for p, text in zip(prompts, answers[name].texts)]
+             for name in ("policy", "sft")}
+    habits = evaluation.Habits(torch.tensor([h is not None for h in shows["sft"]]),
+                               torch.tensor([bool(h) for h in shows["policy"]]), torch.tensor([bool(h) for h in shows["sft"]]))
+    rows = evaluation.comparison_table(kinds, answers["policy"], answers["sft"], answers["base"], best_gold, cfg.seed,
+                                       habits)
+    best_of_n = evaluation.best_of_n_table(*pool, answers["sft"].sampled_gold, cfg.seed) if cfg.eval.best_of else None
     texts = [world.prompt_text(p) for p in prompts[:count]]
     samples = evaluation.samples_table(texts, kinds, answers["policy"], answers["sft"], cfg.eval.samples_per_kind)
     out = cfg.paths.resolve("eval")
-    table = evaluation.write_report(out, rows, tax, samples)
+    table = evaluation.write_report(out, rows, tax, samples, best_of_n)
     writer = tensorboard_writer(out)
     writer.add_text("eval/table", table)
     writer.add_text("eval/samples", samples)
