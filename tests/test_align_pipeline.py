@@ -16,7 +16,7 @@ from ppo_core.align.config import compose_align_config
 from ppo_core.align.data import pad_sequences
 from ppo_core.align.errors import AlignError
 from ppo_core.align.evaluation import (Answers, Habits, best_of_n_kl, best_of_n_table, bootstrap_interval, comparison_table,
-                                       pretraining_loss, win_rate)
+                                       pretraining_loss, reward_model_agreement, win_rate)
 from ppo_core.align.stages import SUMMARY_FILE, run_stage
 
 
@@ -100,7 +100,10 @@ def test_eval_of_sft_against_itself_ties_everywhere_with_zero_kl(artifacts, tmp_
     assert summary["win_vs_sft_sampled"] == 0.5  # seeded sampling: the same samples from the same model
     assert summary["gold_policy_sampled"] == summary["gold_sft_sampled"]
     assert summary["pretraining_loss_policy"] == pytest.approx(summary["pretraining_loss_sft"])
-    best_of = json.load(open(tmp_path / "eval" / "eval.json"))["best_of_n"]
+    report = json.load(open(tmp_path / "eval" / "eval.json"))
+    assert report["reward_model"]["policy_vs_sft_samples"]["pairs"] == 0  # the same samples: every pair tied
+    assert report["reward_model"]["sft_vs_sft_samples"]["pairs"] > 0
+    best_of = report["best_of_n"]
     assert [row["n"] for row in best_of] == [1, 2, 4, 8, 16]
     # each n picks from a longer prefix of one pool: the best RM score and the best gold never fall
     for smaller, larger in zip(best_of, best_of[1:]):
@@ -123,6 +126,16 @@ def test_the_win_splits_into_habits_fixed_and_the_rest_by_hand():
     assert row["win_from_habits"] == 0.0
     fixed = Habits(habits.applies, torch.tensor([False, True, False, False, False]), habits.sft)  # 0 fixed only
     assert comparison_table(["a"] * 5, policy, sft, gold([0.0] * 5), habits=fixed)[-1]["win_from_habits"] == 0.5 / 5
+
+
+def test_reward_model_agreement_counts_pairs_of_distinct_gold_by_hand():
+    """Five pairs: one tied in gold (left out); gaps 0.05 (RM agrees), 0.2 (disagrees), 0.2 (agrees), 0.5 (agrees)."""
+    gold_a, gold_b = torch.tensor([0.5, 0.55, 0.8, 0.4, 1.0]), torch.tensor([0.5, 0.5, 0.6, 0.6, 0.5])
+    scores_a, scores_b = torch.tensor([3.0, 1.0, -1.0, 0.0, 2.0]), torch.tensor([0.0, 0.0, 1.0, 1.0, 1.0])
+    result = reward_model_agreement(scores_a, gold_a, scores_b, gold_b)
+    assert result["pairs"] == 4 and result["accuracy"] == 3 / 4
+    assert (result["pairs_gap_0-0.1"], result["pairs_gap_0.1-0.3"], result["pairs_gap_>0.3"]) == (1, 2, 1)
+    assert (result["accuracy_gap_0-0.1"], result["accuracy_gap_0.1-0.3"], result["accuracy_gap_>0.3"]) == (1.0, 0.5, 1.0)
 
 
 def test_bootstrap_interval_matches_the_normal_approximation_of_a_proportion():

@@ -51,6 +51,7 @@ class Answers:
     scores: Tensor  # (M,) reward-model scores of greedy completions
     kl: Tensor | None  # (M,) exact KL(π‖π_SFT) of sampled completions; None when not sampled
     sampled_gold: Tensor | None = None  # (M,) gold totals of sampled completions; None when not sampled
+    sampled_scores: Tensor | None = None  # (M,) reward-model scores of the sampled completions
 
 
 def outcomes(wins_over: Tensor, against: Tensor) -> Tensor:
@@ -113,7 +114,29 @@ def answer_all(policy: LMActorCritic, env: TextBanditVecEnv, count: int, sample:
     greedy = sweep(policy, env, count, deterministic=True, seed=seed)
     sampled = sweep(policy, env, count, deterministic=False, seed=seed) if sample else None
     return Answers(greedy.texts, greedy.gold, greedy.scores, sampled.kl if sampled else None,
-                   sampled.gold if sampled else None)
+                   sampled.gold if sampled else None, sampled.scores if sampled else None)
+
+
+GAP_BINS = ((0.0, 0.1), (0.1, 0.3), (0.3, math.inf))
+"""Bins of the gold gap |gold_a − gold_b| of a pair, for the reward model's accuracy by gap size."""
+
+
+def reward_model_agreement(scores_a: Tensor, gold_a: Tensor, scores_b: Tensor, gold_b: Tensor) -> dict[str, float]:
+    """How often the reward model orders pairs (a_i, b_i) of completions of one prompt (each (M,)) as the
+    gold labeler does, over the pairs of distinct gold total, in all and by size of the gold gap
+    (``GAP_BINS``); ``pairs*``: how many pairs each figure counts. Where the pairs come from the RL
+    policy's samples this is the reward model's accuracy where RL pushes it (over-optimisation)."""
+    gap = (gold_a - gold_b).abs()
+    distinct = gap > 1e-6
+    agree = ((scores_a - scores_b) * (gold_a - gold_b) > 0).double()
+    result = {"accuracy": float(agree[distinct].mean()) if distinct.any() else math.nan,
+              "pairs": int(distinct.sum())}
+    for lo, hi in GAP_BINS:
+        inside = distinct & (gap > lo) & (gap <= hi)
+        name = f"{lo:g}-{hi:g}" if hi != math.inf else f">{lo:g}"
+        result[f"accuracy_gap_{name}"] = float(agree[inside].mean()) if inside.any() else math.nan
+        result[f"pairs_gap_{name}"] = int(inside.sum())
+    return result
 
 
 def best_of_n_kl(n: int) -> float:
@@ -307,16 +330,21 @@ BEST_OF_N_COLUMNS = ("n", "kl_bon", "gold", "rm_score", "win_vs_sft_sampled", "w
 
 
 def write_report(out_dir: str, rows: list[dict], extra: dict[str, float], samples: str,
-                 best_of_n: list[dict] | None = None) -> str:
+                 best_of_n: list[dict] | None = None, reward_model: dict[str, dict] | None = None) -> str:
     """``eval.json`` and ``eval.md`` in ``out_dir``; returns the markdown (with the best-of-n baseline's
-    table where there is one)."""
+    table and the reward model's agreement with gold on the evaluated samples, where given)."""
     os.makedirs(out_dir, exist_ok=True)
     text = markdown_table(rows, extra)
     if best_of_n:
         text += ("\n\nBest-of-n from SFT's samples (picked by the reward model; gold_oracle: picked by gold), "
                  "at KL(π_BoN‖π_SFT) = kl_bon:\n\n" + markdown_table(best_of_n, columns=BEST_OF_N_COLUMNS))
+    if reward_model:
+        table = [{"pairs of samples": name, **figures} for name, figures in reward_model.items()]
+        text += ("\n\nThe reward model against gold on pairs of sampled completions of one prompt (distinct gold "
+                 "totals; by gold gap):\n\n" + markdown_table(table, columns=list(table[0])))
     with open(os.path.join(out_dir, "eval.json"), "w") as f:
-        json.dump({"rows": rows, **extra, **({"best_of_n": best_of_n} if best_of_n else {})}, f, indent=2)
+        json.dump({"rows": rows, **extra, **({"best_of_n": best_of_n} if best_of_n else {}),
+                   **({"reward_model": reward_model} if reward_model else {})}, f, indent=2)
     with open(os.path.join(out_dir, "eval.md"), "w") as f:
         f.write(text + "\n\n## Samples (gold totals in brackets)\n\n" + samples + "\n")
     return text

@@ -354,10 +354,16 @@ def run_eval(cfg: AlignConfig) -> dict[str, Any]:
     rows = evaluation.comparison_table(kinds, answers["policy"], answers["sft"], answers["base"], best_gold, cfg.seed,
                                        habits)
     best_of_n = evaluation.best_of_n_table(*pool, answers["sft"].sampled_gold, cfg.seed) if cfg.eval.best_of else None
+    policy_answers, sft_answers = answers["policy"], answers["sft"]
+    reward_model = {"policy_vs_sft_samples": evaluation.reward_model_agreement(
+        policy_answers.sampled_scores, policy_answers.sampled_gold, sft_answers.sampled_scores, sft_answers.sampled_gold)}
+    if cfg.eval.best_of > 0:  # two SFT samples: the distribution the reward model was trained on
+        reward_model["sft_vs_sft_samples"] = evaluation.reward_model_agreement(
+            pool[0][0], pool[1][0], sft_answers.sampled_scores, sft_answers.sampled_gold)
     texts = [world.prompt_text(p) for p in prompts[:count]]
     samples = evaluation.samples_table(texts, kinds, answers["policy"], answers["sft"], cfg.eval.samples_per_kind)
     out = cfg.paths.resolve("eval")
-    table = evaluation.write_report(out, rows, tax, samples, best_of_n)
+    table = evaluation.write_report(out, rows, tax, samples, best_of_n, reward_model)
     writer = tensorboard_writer(out)
     writer.add_text("eval/table", table)
     writer.add_text("eval/samples", samples)
