@@ -12,6 +12,7 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from agents.reward_model import RewardModel
 from envs.language_world import TASK_KINDS
+from ppo_core.align import evaluation
 from ppo_core.align.config import compose_align_config
 from ppo_core.align.data import pad_sequences
 from ppo_core.align.errors import AlignError
@@ -100,6 +101,7 @@ def test_eval_of_sft_against_itself_ties_everywhere_with_zero_kl(artifacts, tmp_
     assert summary["win_vs_sft_sampled"] == 0.5  # seeded sampling: the same samples from the same model
     assert summary["gold_policy_sampled"] == summary["gold_sft_sampled"]
     assert summary["pretraining_loss_policy"] == pytest.approx(summary["pretraining_loss_sft"])
+    assert summary["fact_recall_policy"] == summary["fact_recall_sft"]
     report = json.load(open(tmp_path / "eval" / "eval.json"))
     assert report["reward_model"]["policy_vs_sft_samples"]["pairs"] == 0  # the same samples: every pair tied
     assert report["reward_model"]["sft_vs_sft_samples"]["pairs"] > 0
@@ -136,6 +138,46 @@ def test_reward_model_agreement_counts_pairs_of_distinct_gold_by_hand():
     assert result["pairs"] == 4 and result["accuracy"] == 3 / 4
     assert (result["pairs_gap_0-0.1"], result["pairs_gap_0.1-0.3"], result["pairs_gap_>0.3"]) == (1, 2, 1)
     assert (result["accuracy_gap_0-0.1"], result["accuracy_gap_0.1-0.3"], result["accuracy_gap_>0.3"]) == (1.0, 0.5, 1.0)
+
+
+def test_sentence_log_likelihoods_are_those_of_unpadded_forwards(artifacts):
+    root, _ = artifacts
+    model = AutoModelForCausalLM.from_pretrained(os.path.join(root, "base"))
+    tokenizer = AutoTokenizer.from_pretrained(os.path.join(root, "base"))
+    texts = ["The zorbat eats fish.", "Mira lives in a big city with a river.", "Hi."]
+    expected = []
+    for text in texts:
+        ids = torch.tensor([tokenizer(text)["input_ids"]])
+        with torch.no_grad():
+            log_probs = torch.log_softmax(model(input_ids=ids).logits[0, :-1].double(), -1)
+        expected.append(float(log_probs.gather(-1, ids[0, 1:, None]).sum()))
+    got = evaluation.sentence_log_likelihoods(model, tokenizer, texts, batch_size=2)
+    assert got.tolist() == pytest.approx(expected, rel=1e-5)
+
+
+def test_fact_recall_asks_each_fact_against_false_values_in_one_wording(monkeypatch):
+    """Each group of candidate sentences states one fact with its true value first and false values after,
+    as the world's fact checker reads them; a model that scores true sentences higher recalls every fact,
+    one that cannot tell them apart none."""
+    from envs.language_world import build_world
+    from envs.language_world.claims import FactChecker
+
+    world = build_world(0, "tiny")
+    checker = FactChecker(world)
+    seen = []
+
+    def truthful(model, tokenizer, texts, batch_size=64):
+        seen.extend(texts)
+        verdicts = [checker.read(t, None, {}, frozenset()).claims for t in texts]
+        return torch.tensor([float(bool(c) and all(claim.true for claim in c)) for c in verdicts])
+
+    monkeypatch.setattr(evaluation, "sentence_log_likelihoods", truthful)
+    assert evaluation.fact_recall(None, None, world, count=40, seed=0) == 1.0
+    groups = [seen[i:i + 4] for i in range(0, len(seen), 4)]
+    assert len(groups) == 40 and all(len(set(g)) == 4 for g in groups)
+    assert all(len(set(g[0].split())) - len(set(g[0].split()) & set(g[1].split())) <= 3 for g in groups)
+    monkeypatch.setattr(evaluation, "sentence_log_likelihoods", lambda m, t, texts, batch_size=64: torch.zeros(len(texts)))
+    assert evaluation.fact_recall(None, None, world, count=40, seed=0) == 0.0
 
 
 def test_bootstrap_interval_matches_the_normal_approximation_of_a_proportion():

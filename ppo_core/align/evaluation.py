@@ -31,6 +31,7 @@ import dataclasses
 import json
 import math
 import os
+import random
 from collections.abc import Sequence
 
 import torch
@@ -38,6 +39,7 @@ from torch import Tensor
 
 from agents.lm import LMActorCritic
 from envs.text_bandit import TextBanditVecEnv
+from envs.text_encoding import pad_sequences
 from ppo_core.align.data import pack_blocks
 from ppo_core.align.pretrain import block_loss, split_documents
 
@@ -173,6 +175,48 @@ def sample_pool(policy: LMActorCritic, env: TextBanditVecEnv, count: int, size: 
     their reward-model scores and gold totals, each (size, M)."""
     sweeps = [sweep(policy, env, count, deterministic=False, seed=seed + i) for i in range(size)]
     return torch.stack([s.scores for s in sweeps]), torch.stack([s.gold for s in sweeps])
+
+
+@torch.no_grad()
+def sentence_log_likelihoods(model, tokenizer, texts: Sequence[str], batch_size: int = 64) -> Tensor:
+    """log p(text) under ``model`` of each text (its tokens after the first), (len(texts),) float64."""
+    device = next(model.parameters()).device
+    training = model.training
+    model.eval()
+    totals = []
+    for start in range(0, len(texts), batch_size):
+        ids, mask = pad_sequences([tokenizer(t)["input_ids"] for t in texts[start:start + batch_size]],
+                                  tokenizer.pad_token_id, "right")  # (B, T)
+        ids, mask = ids.to(device), mask.to(device)
+        log_probs = torch.log_softmax(model(input_ids=ids, attention_mask=mask).logits[:, :-1].double(), -1)
+        picked = log_probs.gather(-1, ids[:, 1:, None]).squeeze(-1)  # (B, T-1)
+        totals.append((picked * mask[:, 1:]).sum(1).cpu())
+    model.train(training)
+    return torch.cat(totals)
+
+
+def fact_recall(model, tokenizer, world, count: int, seed: int, choices: int = 4) -> float:
+    """What the model knows of the world's facts, the capability an alignment tax can take: the share of
+    ``count`` facts (drawn with ``seed``) whose statement, with the true value, the model finds more
+    likely than with each of ``choices`` − 1 other values of the attribute (chance: 1 / ``choices``).
+    The sentences are the corpus's own (render.statement), so a base model that learnt a fact recalls it."""
+    from envs.language_world.lexicon import ATTRIBUTES
+    from envs.language_world.render import statement
+
+    rng = random.Random(f"fact-recall:{seed}")
+    facts = [(e, a) for e in world.entities for a in ATTRIBUTES[e.kind]
+             if e.get(a) and len(set(world.values(e.kind, a)) - {e.get(a)}) >= choices - 1]
+    texts = []
+    for entity, attribute in rng.sample(facts, min(count, len(facts))):
+        truth = entity.get(attribute)
+        others = rng.sample(sorted(set(world.values(entity.kind, attribute)) - {truth}), choices - 1)
+        wording = random.Random(rng.random())  # one wording for every candidate value
+        state = wording.getstate()
+        for value in (truth, *others):
+            wording.setstate(state)
+            texts.append(statement(world, entity.name, entity.kind, attribute, value, wording))
+    scores = sentence_log_likelihoods(model, tokenizer, texts).view(-1, choices)  # (facts, choices), truth first
+    return float((scores[:, 0:1] > scores[:, 1:]).all(1).double().mean())
 
 
 def heldout_blocks(corpus: Sequence[str], tokenizer, val_fraction: float, block_size: int) -> Tensor:

@@ -318,6 +318,10 @@ def evaluation_policy(path: str, env, device: torch.device):
     return policy, model
 
 
+FACT_RECALL_FACTS = 300
+"""World facts of the fact-recall measure (evaluation.fact_recall), 4-way: its sd is about 0.03."""
+
+
 @register_stage("eval")
 def run_eval(cfg: AlignConfig) -> dict[str, Any]:
     """The RL policy against SFT and base on held-out prompts: win rates, RM score, KL, pretraining loss;
@@ -342,6 +346,8 @@ def run_eval(cfg: AlignConfig) -> dict[str, Any]:
         policy, model = evaluation_policy(path, env, device)
         answers[name] = evaluation.answer_all(policy, env, count, sample=name != "base", seed=cfg.seed)
         tax[f"pretraining_loss_{name}"] = evaluation.pretraining_loss(model, blocks)
+        tax[f"fact_recall_{name}"] = evaluation.fact_recall(model, env.tokenizer, world.world, FACT_RECALL_FACTS,
+                                                            cfg.seed)
         if name == "sft" and cfg.eval.best_of > 0:  # candidates drawn apart from the SFT sample they compete with
             pool = evaluation.sample_pool(policy, env, count, cfg.eval.best_of, seed=cfg.seed + 1)
     kinds = [p.kind for p in prompts[:count]]
