@@ -174,6 +174,17 @@ def report(results: dict[str, list[dict]], seconds: dict[str, float], command: s
     return "\n".join(lines)
 
 
+def parse_benchmark_args(parser: argparse.ArgumentParser, argv: list[str]) -> tuple[argparse.Namespace, AlignConfig]:
+    """A benchmark's own flags, and the pipeline's config from the rest (hydra overrides), with quiet
+    loggers and the config's torch threads set."""
+    args, overrides = parser.parse_known_args(argv)
+    logging.basicConfig(level=logging.WARNING)
+    hf_logging.disable_progress_bar()
+    cfg = compose_align_config(overrides)
+    torch.set_num_threads(cfg.threads)
+    return args, cfg
+
+
 def main(argv: list[str]) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
@@ -182,11 +193,7 @@ def main(argv: list[str]) -> None:
                         help="γ of PPO-ptx (0.3 lost 1.7 points of win rate on the small world, 1.0 lost 5.1)")
     parser.add_argument("--out", default="artifacts/bench_alignment", help="where the RL runs are written")
     parser.add_argument("--no-record", action="store_true", help="print only; leave RESULTS.md alone")
-    args, overrides = parser.parse_known_args(argv)
-    logging.basicConfig(level=logging.WARNING)
-    hf_logging.disable_progress_bar()
-    cfg = compose_align_config(overrides)
-    torch.set_num_threads(cfg.threads)
+    args, cfg = parse_benchmark_args(parser, argv)
     loads = [os.getloadavg()]
     seconds = supervised_seconds(cfg)
     out = Path(args.out)

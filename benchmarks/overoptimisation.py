@@ -26,20 +26,18 @@ import argparse  # noqa: E402
 import dataclasses  # noqa: E402
 import datetime  # noqa: E402
 import json  # noqa: E402
-import logging  # noqa: E402
 import math  # noqa: E402
 import sys  # noqa: E402
 import time  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 import torch  # noqa: E402
-from transformers.utils import logging as hf_logging  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from benchmarks.alignment import supervised_seconds, timed  # noqa: E402
+from benchmarks.alignment import parse_benchmark_args, supervised_seconds, timed  # noqa: E402
 from benchmarks.language_pipeline import cpu_name  # noqa: E402
 from ppo_core.align import evaluation  # noqa: E402
-from ppo_core.align.config import AlignConfig, compose_align_config  # noqa: E402
+from ppo_core.align.config import AlignConfig  # noqa: E402
 from ppo_core.align.stages import evaluation_env, evaluation_policy, rl_train_config  # noqa: E402
 from ppo_core.runtime import resolve_device  # noqa: E402
 from record import record  # noqa: E402
@@ -166,11 +164,7 @@ def main(argv: list[str]) -> None:
     parser.add_argument("--prompts", type=int, default=256, help="validation prompts of the best-of-n baseline")
     parser.add_argument("--out", default="artifacts/bench_overoptimisation", help="where the runs are written")
     parser.add_argument("--no-record", action="store_true", help="print only; leave RESULTS.md alone")
-    args, overrides = parser.parse_known_args(argv)
-    logging.basicConfig(level=logging.WARNING)
-    hf_logging.disable_progress_bar()
-    cfg = compose_align_config(overrides)
-    torch.set_num_threads(cfg.threads)
+    args, cfg = parse_benchmark_args(parser, argv)
     loads = [os.getloadavg()]
     supervised_seconds(cfg)
     if args.betas is None:  # β = 0 and the β the RL stage trains with

@@ -297,17 +297,12 @@ class BatchedTrainer:
         return True
 
     def _evaluate(self, runs: list[int]) -> dict[int, dict[str, float]]:
-        """The evaluations of ``runs``, by run: played together where every run has a ``RunEvaluator``
-        (ppo_core/batched_evaluation.py), else one run after another."""
-        evaluators = {run: self.trainers[run].evaluate for run in runs if self.trainers[run].evaluate is not None}
+        """The evaluations of ``runs``, by run, played together (ppo_core/batched_evaluation.py) by each
+        run's ``RunEvaluator`` halves."""
+        evaluators: dict[int, RunEvaluator] = {run: self.trainers[run].evaluate for run in runs
+                                               if self.trainers[run].evaluate is not None}
         if not evaluators:
             return {}
-        if not all(isinstance(e, RunEvaluator) for e in evaluators.values()):
-            results = {}
-            for run, evaluate in evaluators.items():
-                self.policy.write_back(run, self.trainers[run].policy)
-                results[run] = evaluate(len(self.trainers[run].eval_history))
-            return results
         seeds = [e.prepare(len(self.trainers[run].eval_history)) for run, e in evaluators.items()]
         runs = list(evaluators)
         index = torch.tensor(runs, dtype=torch.long, device=self.device)

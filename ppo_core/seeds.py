@@ -24,7 +24,6 @@ from ppo_core import checkpoint
 from ppo_core.batched_trainer import BatchedTrainer, generator_from_global, step_each
 from ppo_core.config import TrainConfig
 from ppo_core.errors import ConfigError, NonFiniteError
-from ppo_core.evaluation import RunEvaluator
 from ppo_core.resume import resumed_config
 from ppo_core.validation import validate
 
@@ -126,7 +125,7 @@ def run_seeds(config: TrainConfig, run_dir: Path, overrides: Sequence[str] = ())
     if batch:
         runs = [trainers[i] for i in batch]
         second_order = runs[0].algorithm.second_order
-        eval_envs = [t.evaluate.eval_env for t in runs if isinstance(t.evaluate, RunEvaluator)]
+        eval_envs = [t.evaluate.eval_env for t in runs if t.evaluate is not None]  # RunEvaluators (build.py)
         trained, failures = BatchedTrainer(runs, [generators[i] for i in batch],
                                            lambda policies: StackedMLPActorCritic(policies, second_order),
                                            env_stepper([t.env for t in runs]),

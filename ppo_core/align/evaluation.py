@@ -264,14 +264,15 @@ def comparison_table(kinds: Sequence[str], policy: Answers, sft: Answers, base: 
     the policy and SFT were sampled, the ``*_sampled`` columns compare their samples.
     """
     sampled = policy.sampled_gold is not None and sft.sampled_gold is not None
+    won = outcomes(policy.gold, sft.gold)  # (M,)
     rows = []
     for kind in [*sorted(set(kinds)), "all"]:
         pick = torch.tensor([kind in ("all", k) for k in kinds])
         row = {
             "kind": kind,
             "n": int(pick.sum()),
-            "win_vs_sft": win_rate(policy.gold[pick], sft.gold[pick]),
-            "win_vs_sft_ci": bootstrap_interval(outcomes(policy.gold[pick], sft.gold[pick]), seed),
+            "win_vs_sft": float(won[pick].mean()),
+            "win_vs_sft_ci": bootstrap_interval(won[pick], seed),
             **({"best_win_vs_sft": win_rate(best_gold[pick], sft.gold[pick])} if best_gold is not None else {}),
             "win_vs_base": win_rate(policy.gold[pick], base.gold[pick]),
             "sft_win_vs_base": win_rate(sft.gold[pick], base.gold[pick]),
@@ -292,7 +293,7 @@ def comparison_table(kinds: Sequence[str], policy: Answers, sft: Answers, base: 
         if policy.kl is not None:
             row["kl"] = float(policy.kl[pick].mean())
         if habits is not None:
-            row.update(habit_rows(pick, habits, outcomes(policy.gold, sft.gold)))
+            row.update(habit_rows(pick, habits, won))
         rows.append(row)
     return rows
 

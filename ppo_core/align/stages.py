@@ -324,8 +324,10 @@ FACT_RECALL_FACTS = 300
 
 @register_stage("eval")
 def run_eval(cfg: AlignConfig) -> dict[str, Any]:
-    """The RL policy against SFT and base on held-out prompts: win rates, RM score, KL, pretraining loss;
-    and best-of-n from SFT's samples, the baseline RL must beat at its KL."""
+    """The RL policy against SFT and base on held-out prompts: win rates with bootstrap intervals, the
+    win split into planted habits fixed and the rest, RM score, KL, pretraining loss and fact recall;
+    best-of-n from SFT's samples, the baseline RL must beat at its KL; and the reward model's agreement
+    with gold on the sampled completions (ppo_core/align/evaluation.py)."""
     from envs.language_world import clean_completion
     from ppo_core.align import evaluation
 
