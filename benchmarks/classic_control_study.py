@@ -3,9 +3,8 @@
 Runs, for every algorithm × task, N seeds of our tuned preset (conf/tuned/<algo>_<env>.yaml) and of
 its peer at rl-baselines3-zoo settings (with gSDE where the zoo uses it), from one joblib queue. Our
 seeds of a pair whose preset can be batched train as one seed batch, one process (``seeds=[...]``),
-queued before the task's peer runs; every other run has its own process, and our runs and the peer's
-alternate seed by seed: both sides of a wall-time
-ratio run at about the same time, so a change of machine load during a study lands on both alike. Then
+and the batches run first, the largest budget first; every other run has its own process, and our runs
+and the peer's alternate seed by seed: both sides of a wall-time ratio run at about the same time, so a change of machine load during a study lands on both alike. Then
 ``python -m ppo_core.compare`` reads them all. Every run evaluates deterministically at the preset's
 ``eval_every`` (evaluation time is excluded from the training clock) and, ours and peers alike, stops
 once ``--stop-after-evals`` evaluations in a row reach the task's standard threshold
@@ -253,6 +252,15 @@ def study_queue(algos: list[str], envs: list[str], skip: list[str], seeds: int, 
     return jobs
 
 
+def batches_first(jobs: list[Job], budgets: dict[tuple[str, str], tuple[int, int]], cap: int) -> list[Job]:
+    """The seed batches ahead of every other job, the largest env-step budget (capped) first, ties in queue
+    order. A batch runs as long as its slowest seed, so a long one queued last ends the study alone while
+    the other workers idle; queued first, the shorter jobs fill in around it."""
+    batches = [job for job in jobs if isinstance(job[2], tuple)]
+    batches.sort(key=lambda job: -min(budgets[job[0], job[1]][0], cap))  # stable: ties keep queue order
+    return batches + [job for job in jobs if not isinstance(job[2], tuple)]
+
+
 def batchable_pairs(algos: list[str], envs: list[str]) -> frozenset[str]:
     """Our ALGO_ENV pairs whose presets train as seed batches (ppo_core/seeds.py: batch_blocker)."""
     from ppo_core.api import make_config
@@ -263,11 +271,13 @@ def batchable_pairs(algos: list[str], envs: list[str]) -> frozenset[str]:
 
 def run_queue(jobs: list[Job], scale: float, cap: int, eval_episodes: int, stop_after_evals: int, n_jobs: int,
               out: Path) -> None:
-    """Run the jobs in order, ``n_jobs`` at a time (ours in ``out/ours``, the peers' in ``out/peers``)."""
+    """Run the jobs, ``n_jobs`` at a time, the seed batches first (``batches_first``) and the rest in queue
+    order (ours in ``out/ours``, the peers' in ``out/peers``)."""
     from joblib import Parallel, delayed
 
     # composing configs is not thread-safe, so every preset's budget is read here, before the threads start
     budgets = {key: preset_budget(*key) for key in {(PEER_OF.get(who, who), env) for who, env, _ in jobs}}
+    jobs = batches_first(jobs, budgets, cap)
 
     def run(who: str, env: str, seed: int) -> None:
         print(f"{who:9s} {env:22s} seed {seed}", flush=True)

@@ -7,6 +7,8 @@ the statistics as tensors, so they load with ``weights_only=True``.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 import torch
 from torch import Tensor
@@ -47,6 +49,26 @@ class RunningMeanStd:
         self.count = float(state["count"])
 
 
+def update_each(stats: Sequence[RunningMeanStd], batches: np.ndarray) -> None:
+    """``stats[i].update(batches[i])`` for S statistics at once, batches (S, B, *shape): the same
+    arithmetic on stacked arrays, bit for bit (sums over B run in the same order), for the S runs of a
+    seed batch (envs/stacked.py). Single-process only: it does not combine ranks' moments."""
+    batches = np.asarray(batches, dtype=np.float64)
+    batch_count = batches.shape[1]
+    mean, var = np.stack([s.mean for s in stats]), np.stack([s.var for s in stats])  # (S, *shape)
+    count = np.array([s.count for s in stats]).reshape(-1, *(1,) * (mean.ndim - 1))  # broadcasts on mean
+    batch_mean = batches.sum(1) / batch_count
+    centered = batches - batch_mean[:, None]
+    batch_var = (centered * centered).sum(1) / batch_count
+    delta = batch_mean - mean
+    total = count + batch_count
+    mean = mean + delta * batch_count / total
+    m2 = var * count + batch_var * batch_count + np.square(delta) * count * batch_count / total
+    var = m2 / total
+    for s, m, v, c in zip(stats, mean, var, total.reshape(-1).tolist()):
+        s.mean, s.var, s.count = m, v, c
+
+
 class ObservationNormalizer:
     """(obs − μ) / σ, clipped; statistics update only while ``training``."""
 
@@ -61,6 +83,16 @@ class ObservationNormalizer:
             self.stats.update(obs)
         normalized = (obs - self.stats.mean) / np.sqrt(self.stats.var + self.epsilon)
         return np.clip(normalized, -self.clip, self.clip).astype(obs.dtype, copy=False)
+
+    @staticmethod
+    def normalize_each(normalizers: Sequence[ObservationNormalizer], obs: np.ndarray) -> np.ndarray:
+        """``normalizers[i](obs[i])`` for S training normalisers of one clip and epsilon at once, obs (S, N, *shape)."""
+        update_each([n.stats for n in normalizers], obs)
+        first = normalizers[0]
+        mean = np.stack([n.stats.mean for n in normalizers])[:, None]  # (S, 1, *shape)
+        var = np.stack([n.stats.var for n in normalizers])[:, None]
+        normalized = (obs - mean) / np.sqrt(var + first.epsilon)
+        return np.clip(normalized, -first.clip, first.clip).astype(obs.dtype, copy=False)
 
     def state_dict(self) -> dict[str, Tensor]:
         return self.stats.state_dict()
@@ -90,6 +122,19 @@ class RewardScaler:
             self.discounted_return = self.discounted_return * ~episode_ends
         scaled = reward / np.sqrt(self.stats.var + self.epsilon)
         return np.clip(scaled, -self.clip, self.clip).astype(np.float32)
+
+    @staticmethod
+    def scale_each(scalers: Sequence[RewardScaler], reward: np.ndarray, episode_ends: np.ndarray) -> np.ndarray:
+        """``scalers[i](reward[i], episode_ends[i])`` for S training scalers of one γ, clip and epsilon at
+        once, reward and episode_ends (S, N)."""
+        first = scalers[0]
+        discounted = np.stack([s.discounted_return for s in scalers]) * first.gamma + reward  # (S, N)
+        update_each([s.stats for s in scalers], discounted)
+        discounted = discounted * ~episode_ends
+        for scaler, row in zip(scalers, discounted):
+            scaler.discounted_return = row
+        var = np.array([s.stats.var for s in scalers])[:, None]  # (S, 1)
+        return np.clip(reward / np.sqrt(var + first.epsilon), -first.clip, first.clip).astype(np.float32)
 
     def state_dict(self) -> dict[str, Tensor]:
         return {**self.stats.state_dict(), "discounted_return": torch.from_numpy(self.discounted_return.copy())}

@@ -22,11 +22,15 @@ import numpy as np
 import torch
 from gymnasium.envs.classic_control.cartpole import CartPoleVectorEnv
 from gymnasium.error import ResetNeeded
+from gymnasium.vector import AutoresetMode
 from torch import Tensor
 
+from envs.base import EpisodeTracker
 from envs.classic_vector import BatchedClassicEnv
 from envs.gym_env import GymVecEnv, check_finite
+from envs.normalize import ObservationNormalizer, RewardScaler
 from ppo_core.batched_trainer import EnvStepper, StackedStep, step_each
+from ppo_core.distributed import world_size
 
 
 def stacks(envs: Sequence[object]) -> bool:
@@ -56,7 +60,8 @@ def env_stepper(envs: Sequence[object]) -> EnvStepper:
 
 class ClassicStack:
     """Steps the batched classic envs of S runs (N copies each): one call of the task's dynamics on all
-    S·N rows, then each run's env takes its rows through its own time limits, restarts and wrapper."""
+    S·N rows, then each run's env takes its rows through its own time limits and restarts, and the
+    wrappers' bookkeeping of all runs is done on stacked arrays (``after_steps``)."""
 
     def __call__(self, envs: Sequence[GymVecEnv], actions: Tensor) -> StackedStep:
         cores: list[BatchedClassicEnv] = [env.env for env in envs]
@@ -65,8 +70,84 @@ class ClassicStack:
         bounds = np.cumsum([0, *(core.num_envs for core in cores)])
         action = actions.reshape(bounds[-1], *actions.shape[2:]).cpu().numpy()  # (S·N, ...)
         state, reward, terminated = cores[0].dynamics(np.concatenate([core.state for core in cores]), action)
-        return StackedStep.of([env.after_step(*core.advance(state[lo:hi].copy(), reward[lo:hi], terminated[lo:hi]))
-                               for env, core, lo, hi in zip(envs, cores, bounds[:-1], bounds[1:])])
+        steps = [core.advance(state[lo:hi].copy(), reward[lo:hi], terminated[lo:hi])
+                 for core, lo, hi in zip(cores, bounds[:-1], bounds[1:])]
+        if not books_together(envs):
+            return StackedStep.of([env.after_step(*step) for env, step in zip(envs, steps)])
+        obs, reward, terminated, truncated = (np.stack(part) for part in list(zip(*steps))[:4])
+        return after_steps(envs, obs, reward, terminated, truncated, [step[4] for step in steps])
+
+
+def books_together(envs: Sequence[GymVecEnv]) -> bool:
+    """Whether ``after_steps`` can do these envs' ``after_step``: same-step autoreset, training
+    normalisers of one kind and settings in every run or in none, one process."""
+    first = envs[0]
+    normalizers, scalers = [env.obs_normalizer for env in envs], [env.reward_scaler for env in envs]
+
+    def alike(parts: list, *names: str) -> bool:
+        if all(part is None for part in parts):
+            return True
+        return all(part is not None and part.training for part in parts) and len(
+            {tuple(getattr(part, name) for name in names) for part in parts}) == 1
+
+    return (world_size() == 1 and all(env.autoreset_mode == AutoresetMode.SAME_STEP for env in envs)
+            and len({env.num_envs for env in envs}) == 1 and first.device.type == "cpu"
+            and alike(normalizers, "clip", "epsilon") and alike(scalers, "gamma", "clip", "epsilon"))
+
+
+def after_steps(envs: Sequence[GymVecEnv], obs: np.ndarray, reward: np.ndarray, terminated: np.ndarray,
+                truncated: np.ndarray, infos: Sequence[dict]) -> StackedStep:
+    """``GymVecEnv.after_step`` of S runs' envs (same-step autoreset) on their results stacked (S, N, ...):
+    the same checks, episode counts, reward scaling and observation normalisation, each run's with its
+    own statistics, which are gathered from its env and written back to it. Per run this was 100 µs of
+    NumPy calls on 8-row arrays; for 10 runs at once, a tenth of that."""
+    for env in envs:
+        env.steps += 1
+    if not (np.isfinite(reward).all() and np.isfinite(obs).all()):
+        for env, r, o in zip(envs, reward, obs):  # the first bad run's own message
+            check_finite(env.name, env.steps, reward=r, observation=o)
+    episode_ends = terminated | truncated
+    _count_episodes([env.episodes for env in envs], reward, episode_ends)
+    first = envs[0]
+    if first.reward_scaler is not None:
+        reward = RewardScaler.scale_each([env.reward_scaler for env in envs], reward, episode_ends)
+    finals = [None if not t.any() else env._observe(_with_final(o, t, info), update=False)  # before this step's
+              for env, o, t, info in zip(envs, obs, truncated, infos)]                      # statistics update
+    obs = np.asarray(obs, dtype=np.float32)
+    if first.obs_normalizer is not None:
+        obs = ObservationNormalizer.normalize_each([env.obs_normalizer for env in envs], obs)
+    obs_t = torch.from_numpy(np.ascontiguousarray(obs))  # (S, N, ...)
+    truncated_t = torch.from_numpy(truncated)
+    final_obs = has_final = None
+    if any(final is not None for final in finals):
+        final_obs = torch.stack([o if final is None else final for o, final in zip(obs_t, finals)])
+        has_final = torch.stack([t if final is not None else torch.zeros_like(t) for t, final in zip(truncated_t, finals)])
+    return StackedStep(obs_t, torch.from_numpy(np.asarray(reward, dtype=np.float32)), torch.from_numpy(terminated),
+                       truncated_t, torch.ones(truncated.shape, dtype=torch.bool), final_obs, has_final)
+
+
+def _with_final(obs: np.ndarray, truncated: np.ndarray, info: dict) -> np.ndarray:
+    """The observations with the real final ones where truncated, as ``GymVecEnv.after_step`` builds them."""
+    final = np.array(obs, copy=True)
+    for i in np.flatnonzero(truncated):
+        final[i] = info["final_obs"][i]
+    return final
+
+
+def _count_episodes(trackers: Sequence[EpisodeTracker], reward: np.ndarray, episode_ends: np.ndarray) -> None:
+    """``EpisodeTracker.update`` of S runs at once (every step valid: same-step autoreset), (S, N)."""
+    returns, lengths = np.stack([t.returns for t in trackers]), np.stack([t.lengths for t in trackers])
+    returns += reward
+    lengths += 1
+    for run in np.flatnonzero(episode_ends.any(1)):
+        tracker, ended = trackers[run], episode_ends[run]
+        tracker.return_sum += float(returns[run][ended].sum())
+        tracker.length_sum += int(lengths[run][ended].sum())
+        tracker.count += int(ended.sum())
+    returns[episode_ends] = 0.0
+    lengths[episode_ends] = 0
+    for tracker, run_returns, run_lengths in zip(trackers, returns, lengths):
+        tracker.returns, tracker.lengths = run_returns, run_lengths
 
 
 class CartPoleStack:

@@ -271,12 +271,13 @@ def test_stacked_classic_envs_step_as_each_env_alone(env):
     from each run's generators and episode counts all agree, bit for bit."""
     from envs.classic_vector import BatchedClassicEnv
     from envs.make import make_gym_env
-    from envs.stacked import ClassicStack, classic_stacks, env_stepper
+    from envs.stacked import ClassicStack, books_together, classic_stacks, env_stepper
     from ppo_core.batched_trainer import step_each
 
     config = make_config(f"env={env}", "env.num_envs=5", "env.vectorization=batched").env
     alone, together = ([make_gym_env(config, torch.device("cpu"), 0.99) for _ in range(3)] for _ in range(2))
     assert isinstance(together[0].env, BatchedClassicEnv) and isinstance(env_stepper(together), ClassicStack)
+    assert books_together(together)  # the wrappers' bookkeeping too is done on stacked arrays
     # another task, or the same one with other constants, has other dynamics
     other = ("env=pendulum", "+env.kwargs.g=5.0") if env == "pendulum" else (
         "env=mountaincar" if env == "acrobot" else "env=acrobot",)
@@ -303,6 +304,32 @@ def test_stacked_classic_envs_step_as_each_env_alone(env):
         for key, value in a.state_dict().items():
             if key.endswith(("normalizer", "scaler")):
                 assert all(torch.equal(v, b.state_dict()[key][k]) for k, v in value.items()), key
+
+
+def test_stacked_bookkeeping_names_the_copy_and_step_of_a_non_finite_result_and_takes_only_alike_wrappers():
+    """A NaN in one run's results stops the batch with the message that run's env gives alone; envs whose
+    normalisers differ (or are frozen for evaluation) are each done by their own ``after_step``."""
+    from envs.make import make_gym_env
+    from envs.stacked import after_steps, books_together
+    from ppo_core.errors import NonFiniteError
+
+    config = make_config("env=acrobot", "env.num_envs=2", "env.vectorization=batched",
+                         "env.normalize_obs=true").env
+    envs = [make_gym_env(config, torch.device("cpu"), 0.99) for _ in range(3)]
+    for seed, env in enumerate(envs):
+        env.reset(seed=seed)
+    obs, reward = np.zeros((3, 2, 6), dtype=np.float32), np.zeros((3, 2), dtype=np.float32)
+    obs[1, 1, 4] = np.nan
+    ended = np.zeros((3, 2), dtype=bool)
+    with pytest.raises(NonFiniteError, match=r"BatchedAcrobot: env copy 1 returned a non-finite observation \(nan\) "
+                                             r"at vector step 1"):
+        after_steps(envs, obs, reward, ended, ended, [{}, {}, {}])
+    plain = make_gym_env(make_config("env=acrobot", "env.num_envs=2", "env.vectorization=batched",
+                                     "env.normalize_obs=false").env,
+                         torch.device("cpu"), 0.99)
+    assert books_together(envs) and not books_together([*envs, plain])
+    envs[2].set_training(False)
+    assert not books_together(envs)
 
 
 def test_the_stacked_policy_gives_the_same_numbers_for_any_layout_of_its_observations():

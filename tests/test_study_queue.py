@@ -67,3 +67,18 @@ def test_the_study_batches_the_presets_a_seed_batch_takes(study):
     pairs = study.batchable_pairs(["ppo", "trpo", "reinforce"], ["cartpole", "pendulum"])
     assert pairs == {"ppo_cartpole", "trpo_cartpole", "trpo_pendulum", "reinforce_cartpole", "reinforce_pendulum"}
     # PPO's Pendulum preset explores with gSDE, which a seed batch does not take
+
+
+def test_seed_batches_run_first_the_largest_capped_budget_first(study):
+    jobs = [("ppo", "cartpole", (0, 1)), ("sb3_ppo", "cartpole", 0), ("trpo", "cartpole", (0, 1)),
+            ("ppo", "acrobot", (0, 1)), ("sb3_ppo", "acrobot", 0), ("reinforce", "acrobot", (0, 1)),
+            ("reinforce", "acrobot", 2)]
+    budgets = {("ppo", "cartpole"): (100_000, 1), ("trpo", "cartpole"): (100_000, 1),
+               ("ppo", "acrobot"): (1_000_000, 1), ("reinforce", "acrobot"): (500_000, 1)}
+    assert study.batches_first(jobs, budgets, cap=10**9) == [
+        ("ppo", "acrobot", (0, 1)), ("reinforce", "acrobot", (0, 1)), ("ppo", "cartpole", (0, 1)),
+        ("trpo", "cartpole", (0, 1)), ("sb3_ppo", "cartpole", 0), ("sb3_ppo", "acrobot", 0),
+        ("reinforce", "acrobot", 2)]
+    # capped at 100k, every batch's budget ties and the queue's order stands
+    assert [job[:2] for job in study.batches_first(jobs, budgets, cap=100_000)[:4]] == [
+        ("ppo", "cartpole"), ("trpo", "cartpole"), ("ppo", "acrobot"), ("reinforce", "acrobot")]
