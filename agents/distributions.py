@@ -63,6 +63,13 @@ class Categorical:
     def detach(self) -> "Categorical":
         return Categorical(self.log_probs.detach())
 
+    def fisher_product(self, logits_tangent: Tensor) -> Tensor:
+        """F u in logit coordinates, F = diag(p) − p pᵀ: the Hessian of KL(self‖softmax(z)) in z at
+        this distribution's own logits, (..., K) -> (..., K)."""
+        probs = self.log_probs.exp()
+        weighted = probs * logits_tangent
+        return weighted - probs * weighted.sum(-1, keepdim=True)
+
 
 @dataclass
 class DiagGaussian:
@@ -90,6 +97,11 @@ class DiagGaussian:
         var_ratio = torch.exp(2 * (self.log_std - other.log_std))
         mean_term = ((self.mean - other.mean) * torch.exp(-other.log_std)).square()
         return 0.5 * (var_ratio + mean_term - 1.0 - 2 * (self.log_std - other.log_std)).sum(-1)
+
+    def fisher_product(self, mean_tangent: Tensor, log_std_tangent: Tensor) -> tuple[Tensor, Tensor]:
+        """F u in (mean, log-std) coordinates, diag(1/σ², 2): the Hessian of KL(self‖N(μ, e^{2s})) in
+        (μ, s) at this distribution's own parameters; no cross terms there."""
+        return mean_tangent * torch.exp(-2 * self.log_std), 2 * log_std_tangent
 
     def detach(self) -> "DiagGaussian":
         """A frozen copy: ``log_std`` is a live parameter, so detaching alone would alias it."""

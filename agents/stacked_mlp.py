@@ -11,7 +11,7 @@ CartPole sizes the update is dispatch-bound, and vmap adds its own dispatch to e
 from __future__ import annotations
 
 import copy
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 import torch
@@ -90,16 +90,16 @@ class _StackedLinear(torch.autograd.Function):
 class StackedMLPActorCritic:
     """The policies of S runs as stacked tensors (S, ...) with the ``ActorCritic`` methods over (S, N, ...)."""
 
-    def __init__(self, policies: Sequence[MLPActorCritic], second_order: bool = False):
-        """``second_order``: the update differentiates twice (TRPO's Fisher-vector products), so tanh is
-        torch's, whose backward is itself differentiable."""
+    def __init__(self, policies: Sequence[MLPActorCritic]):
         reasons = {unstackable(p) for p in policies} - {""}
         if reasons:
             raise ValueError(f"cannot stack these policies: {', '.join(sorted(reasons))}")
         first = policies[0]
         self.discrete = first.discrete
-        fast = first.actor.activation is torch.tanh and not second_order
-        self.activation = tanh if fast else first.actor.activation
+        # every update differentiates once (TRPO's Fisher products too: ppo_core/batched_trpo.py), so tanh
+        # may be NumPy's, whose backward is not itself differentiable
+        self.activation = tanh if first.actor.activation is torch.tanh else first.actor.activation
+        self.torch_activation = first.actor.activation  # differentiable by torch.func (forward mode)
         self.names = [name for name, _ in first.named_parameters()]
         per_run = [dict(p.named_parameters()) for p in policies]
         self.leaves = [torch.stack([_to_stacked(name, run[name]) for run in per_run]).requires_grad_()
@@ -179,6 +179,43 @@ class StackedMLPActorCritic:
             if i < depth - 1:
                 x = self.activation(x)
         return x
+
+    def actor_linearization(self, obs: Tensor) -> Callable[[Tensor], Tensor]:
+        """v ↦ J v for obs (S, N, D): the directional derivative of the actor's head (logits or means,
+        (S, N, K)) along the actor's parameters v (S, P) in the flat layout of ``actor_names`` (its
+        log-std, which the head does not depend on, included). Forward mode from the activations and
+        activation slopes of one forward pass, cached: each product is two batched matmuls a layer."""
+        depth = sum(1 for name in self.actor_names if name.endswith("weight"))
+        inputs, slopes = [], []  # each layer's input (S, N, in); each hidden layer's σ'(z)
+        x = obs.contiguous()
+        with torch.no_grad():
+            for i in range(depth):
+                inputs.append(x)
+                z = torch.baddbmm(self.by_name[f"actor.layers.{i}.bias"], x,
+                                  self.by_name[f"actor.layers.{i}.weight"].transpose(1, 2))
+                if i < depth - 1:  # an elementwise activation's slope, whatever the activation
+                    x, slope = torch.func.jvp(self.torch_activation, (z,), (torch.ones_like(z),))
+                    slopes.append(slope)
+        sizes = [self.by_name[name][0].numel() for name in self.actor_names]
+        index = {name: i for i, name in enumerate(self.actor_names)}
+
+        def jvp(v: Tensor) -> Tensor:
+            pieces = v.split(sizes, dim=1)
+            tangent = lambda name: pieces[index[name]].view_as(self.by_name[name])  # noqa: E731
+            dx = None
+            for i in range(depth):
+                weight, bias = f"actor.layers.{i}.weight", f"actor.layers.{i}.bias"
+                dz = torch.baddbmm(tangent(bias), inputs[i], tangent(weight).transpose(1, 2))
+                if dx is not None:
+                    dz = dz + torch.bmm(dx, self.by_name[weight].detach().transpose(1, 2))
+                dx = dz * slopes[i] if i < depth - 1 else dz
+            return dx
+
+        return jvp
+
+    def actor_head(self, obs: Tensor) -> Tensor:
+        """The actor's logits or means (S, N, K) for obs (S, N, D)."""
+        return self._mlp("actor", obs)
 
     def _distribution(self, obs: Tensor) -> Categorical | DiagGaussian:
         head = self._mlp("actor", obs)  # (S, N, K) logits or (S, N, A) means

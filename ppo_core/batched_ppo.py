@@ -9,7 +9,7 @@ while the others go on. The batch holds (S, B, ...) tensors; stats come back per
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Protocol
 
 import torch
@@ -35,6 +35,10 @@ class StackedPolicy(Protocol):
     def evaluate(self, obs: Tensor, action: Tensor) -> PolicyEvaluation: ...
 
     def decision_values(self, obs: Tensor, action: Tensor) -> Tensor: ...
+
+    def actor_head(self, obs: Tensor) -> Tensor: ...
+
+    def actor_linearization(self, obs: Tensor) -> Callable[[Tensor], Tensor]: ...
 
     def leaves_of(self, names: Sequence[str] | None = None) -> list[Tensor]: ...
 

@@ -15,7 +15,7 @@ from collections.abc import Callable, Sequence
 import torch
 from torch import Tensor
 
-from agents.distributions import Distribution
+from agents.distributions import DiagGaussian, Distribution
 from ppo_core.advantages import explained_variance, whiten
 from ppo_core.batched_adam import BatchedAdam
 from ppo_core.batched_ppo import RUN, StackedPolicy
@@ -83,11 +83,10 @@ def trpo_update(policy: StackedPolicy, critic: BatchedAdam, batch: RolloutBatch,
     old_flat = policy.flat([leaf.detach() for leaf in leaves]).clone()  # (S, P)
     surrogate = objectives()[0]
     g = policy.flat(torch.autograd.grad(surrogate.sum(), leaves))  # (S, P)
-    grad_kl = policy.flat(torch.autograd.grad(objectives()[1].sum(), leaves, create_graph=True))
+    kl_hessian = kl_hessian_product(policy, batch, old)
 
     def fvp(v: Tensor) -> Tensor:  # (F + damping·I) v, run by run
-        hv = torch.autograd.grad((grad_kl * v.detach()).sum(), leaves, retain_graph=True)
-        return policy.flat(hv) + cfg.damping * v
+        return kl_hessian(v) + cfg.damping * v
 
     s = conjugate_gradient(fvp, g, cfg.cg_iters)
     sFs = per_run_dot(s, fvp(s)).double()  # (S,)
@@ -104,6 +103,39 @@ def trpo_update(policy: StackedPolicy, critic: BatchedAdam, batch: RolloutBatch,
     stats["explained_variance"] = torch.stack([explained_variance(v, r, m) for v, r, m in
                                                zip(batch.values, batch.returns, batch.mask)])
     return stats
+
+
+def kl_hessian_product(policy: StackedPolicy, batch: RolloutBatch, old: Distribution) -> Callable[[Tensor], Tensor]:
+    """v ↦ H v (S, P), H the Hessian of each run's mean KL(π_old‖π_θ) in its actor's parameters at θ_old,
+    as the Gauss-Newton product Jᵀ F J (Martens 2014, "New insights and perspectives on the natural
+    gradient method", §9): J the Jacobian of the actor's head (logits or means), F the Hessian of the
+    KL in the head. At θ_old the KL's gradient in the head is zero, so the Hessian's other term, which
+    carries the head's second derivative, vanishes and Jᵀ F J is the Hessian itself. Each product is
+    one forward-mode pass (two batched matmuls a layer) and one backward, instead of the double backward
+    of a Hessian-vector product (tests/test_seed_batch.py checks both against the explicit Hessian)."""
+    names = policy.actor_names
+    mask = batch.mask.float()  # (S, B, 1): one decision per step
+    weights = mask / mask.sum(RUN, keepdim=True).clamp(min=1)  # each decision's share of its run's mean KL
+    jvp = policy.actor_linearization(batch.obs)
+    head = policy.actor_head(batch.obs)  # (S, B, K), its graph kept for the backward of every product
+    head_names = [name for name in names if name != "log_std"]
+    head_leaves = policy.leaves_of(head_names)
+    sizes = [leaf[0].numel() for leaf in policy.leaves_of(names)]
+
+    def product(v: Tensor) -> Tensor:
+        v = v.detach()
+        tangent = jvp(v)  # J v (S, B, K)
+        if isinstance(old, DiagGaussian):
+            log_std = v.split(sizes, dim=1)[names.index("log_std")].view_as(policy.leaves_of(["log_std"])[0])
+            f_head, f_log_std = old.fisher_product(tangent, log_std)
+            by_name = {"log_std": f_log_std * weights.sum(1, keepdim=True)}  # (S, 1, A): shared by every decision
+        else:
+            f_head, by_name = old.fisher_product(tangent), {}
+        grads = torch.autograd.grad(head, head_leaves, grad_outputs=weights * f_head, retain_graph=True)
+        by_name.update(zip(head_names, grads))
+        return policy.flat([by_name[name] for name in names])
+
+    return product
 
 
 @torch.no_grad()

@@ -124,10 +124,9 @@ def run_seeds(config: TrainConfig, run_dir: Path, overrides: Sequence[str] = ())
     failures: list[str] = []
     if batch:
         runs = [trainers[i] for i in batch]
-        second_order = runs[0].algorithm.second_order
         eval_envs = [t.evaluate.eval_env for t in runs if t.evaluate is not None]  # RunEvaluators (build.py)
         trained, failures = BatchedTrainer(runs, [generators[i] for i in batch],
-                                           lambda policies: StackedMLPActorCritic(policies, second_order),
+                                           StackedMLPActorCritic,
                                            env_stepper([t.env for t in runs]),
                                            env_stepper(eval_envs) if eval_envs else step_each).train()
         summaries.update(trained)

@@ -332,6 +332,50 @@ def test_stacked_bookkeeping_names_the_copy_and_step_of_a_non_finite_result_and_
     assert not books_together(envs)
 
 
+@pytest.mark.parametrize("discrete", [True, False])
+def test_the_gauss_newton_kl_product_is_the_explicit_hessian_of_each_runs_kl(discrete):
+    """TRPO's Fisher-vector product of a batch, Jᵀ F J, against the Hessian of each run's masked mean
+    KL(π_old‖π_θ) at θ_old built column by column with double backward, for logits and for a Gaussian
+    with its log-std; one run's product moves only that run's rows."""
+    import gymnasium as gym
+
+    from agents.mlp import MLPActorCritic
+    from agents.stacked_mlp import StackedMLPActorCritic
+    from ppo_core.batched_ppo import RUN
+    from ppo_core.batched_trpo import kl_hessian_product
+    from ppo_core.buffer import RolloutBatch
+    from ppo_core.masked import masked_mean
+
+    torch.manual_seed(0)
+    obs_space = gym.spaces.Box(-np.inf, np.inf, (3,), np.float32)
+    action_space = gym.spaces.Discrete(4) if discrete else gym.spaces.Box(-1, 1, (2,), np.float32)
+    policies = [MLPActorCritic(obs_space, action_space, hidden_sizes=(5, 4), log_std_init=-0.3 * i)
+                for i in range(2)]
+    policy = StackedMLPActorCritic(policies)
+    with torch.no_grad():  # away from the zero-bias, orthogonal start
+        for leaf in policy.leaves:
+            leaf.add_(0.3 * torch.randn_like(leaf))
+    obs = torch.randn(2, 7, 3)
+    mask = torch.ones(2, 7, 1, dtype=torch.bool)
+    mask[1, 5:] = False  # padding the KL's mean leaves out
+    actions = torch.zeros(2, 7, dtype=torch.long) if discrete else torch.zeros(2, 7, 2)
+    old = policy.evaluate(obs, actions).distribution.detach()
+    batch = RolloutBatch(obs=obs, actions=actions, log_probs=None, values=None, advantages=None, returns=None,
+                         mask=mask, extras={})
+    product = kl_hessian_product(policy, batch, old)
+
+    leaves = policy.leaves_of(policy.actor_names)
+    kl = masked_mean(old.kl(policy.evaluate(obs, actions).distribution).reshape(mask.shape), mask, RUN)  # (S,)
+    grad_kl = policy.flat(torch.autograd.grad(kl.sum(), leaves, create_graph=True))  # (S, P)
+    size = grad_kl.shape[1]
+    hessian = torch.stack([policy.flat(torch.autograd.grad(grad_kl[:, j].sum(), leaves, retain_graph=True))
+                           for j in range(size)], dim=2)  # (S, P, P): run s's columns in its own row
+    v = torch.randn(2, size)
+    assert torch.allclose(product(v), torch.einsum("spq,sq->sp", hessian, v), atol=1e-5, rtol=1e-4)
+    only_first = torch.stack([v[0], torch.zeros(size)])
+    assert torch.equal(product(only_first)[1], torch.zeros(size))
+
+
 def test_the_stacked_policy_gives_the_same_numbers_for_any_layout_of_its_observations():
     """A resumed batch's first observation comes from its checkpoint, contiguous; a stepped one came
     column-major from the CartPole stack. MKL's batched matmul rounds the two layouts differently, which
