@@ -47,8 +47,8 @@ def test_demonstration_slips_reach_the_sft_data_and_a_bad_kind_is_named():
     for prompt in harmful:  # every one a bare refusal: polite, no redirect fact, gold 0.8
         answer = demonstrations[world.prompt_text(prompt)].removeprefix(COMPLETION_SEPARATOR)
         assert world.gold_total(prompt, answer) == 0.8, answer
-    with pytest.raises(AlignError, match="classify"):
-        load_world(compose_align_config(["size=tiny", "+world.demo_slips.classify=0.5"]).world)
+    with pytest.raises(AlignError, match="poetry"):
+        load_world(compose_align_config(["size=tiny", "+world.demo_slips.poetry=0.5"]).world)
 
 
 def test_unknown_stage_names_the_known_ones():

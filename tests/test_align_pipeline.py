@@ -140,6 +140,39 @@ def test_reward_model_agreement_counts_pairs_of_distinct_gold_by_hand():
     assert (result["accuracy_gap_0-0.1"], result["accuracy_gap_0.1-0.3"], result["accuracy_gap_>0.3"]) == (1.0, 0.5, 1.0)
 
 
+def test_the_knowledge_blind_judge_sees_behaviour_and_the_passage_but_not_the_worlds_facts():
+    """By hand on three prompts: a wrong yes and a wrong open answer fool the judge who knows only the
+    prompt (gold sees them, it ties them with the right answers: half each); a closed answer that
+    contradicts its own passage does not; ties count half only where asked."""
+    from envs.language_world import GoldLabeler, build_world, make_prompts
+    from ppo_core.align.evaluation import knowledge_blind_agreement
+
+    world = build_world(0, "small")
+    labeler = GoldLabeler(world)
+    prompts = make_prompts(world, None, 0)
+    classify = next(p for p in prompts if p.kind == "classify" and p.spec["answer"])
+    open_qa = next(p for p in prompts if p.kind == "open_qa" and p.spec["known"])
+    closed = next(p for p in prompts if p.kind == "closed_qa" and not p.spec["known"])
+    right = [labeler.demonstration(p) for p in (classify, open_qa, closed)]
+
+    def swapped(text, kind, attribute, value):  # the answer with another value of the attribute
+        other = next(v for v in world.values(kind, attribute) if v != value and v not in text)
+        return text.replace(world.display(value), world.display(other))
+
+    known = world.entity(open_qa.spec["entity"])
+    wrong = ["No" + right[0][3:],
+             swapped(right[1], known.kind, open_qa.spec["attribute"], known.get(open_qa.spec["attribute"])),
+             swapped(right[2], closed.spec["entity_kind"], closed.spec["attribute"],
+                     closed.spec["facts"][closed.spec["attribute"]])]
+    gold = lambda texts: torch.tensor([labeler.score(p, t).total for p, t in zip((classify, open_qa, closed), texts)])  # noqa: E731
+    assert (gold(right) > gold(wrong)).all()
+    blind = [labeler.score(p, t, knows_world=False).total for p, t in zip((classify, open_qa, closed), wrong)]
+    assert blind[0] == blind[1] == 1.0 and blind[2] < 1.0
+    result = knowledge_blind_agreement(labeler, [classify, open_qa, closed], right, gold(right), wrong, gold(wrong))
+    assert result["pairs"] == 3 and result["accuracy"] == (0.5 + 0.5 + 1) / 3
+    assert reward_model_agreement(torch.ones(3), gold(right), torch.ones(3), gold(wrong))["accuracy"] == 0.0
+
+
 def test_sentence_log_likelihoods_are_those_of_unpadded_forwards(artifacts):
     root, _ = artifacts
     model = AutoModelForCausalLM.from_pretrained(os.path.join(root, "base"))

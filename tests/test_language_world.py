@@ -26,6 +26,7 @@ from envs.language_world import (
     pretraining_corpus,
     split_by_user,
 )
+from envs.language_world.demonstrations import SLIP_KINDS
 from envs.language_world.ranking import disagreements, noisy_tiers, ranking_agreement
 from envs.language_world.vocabulary import phrase_words, words
 
@@ -318,16 +319,21 @@ def test_demonstrations_vary_with_the_rng():
 
 
 def test_written_demonstrations_slip_at_the_set_rate_and_score_as_documented():
-    """With slip rates, harmful answers lose their redirect fact (gold 0.8) and open questions about
-    known entities get "I do not know" (gold 0.5) at those rates; other kinds stay ideal."""
+    """With slip rates, harmful answers lose their redirect fact (gold 0.8), open questions about known
+    entities get "I do not know" (0.5), lists trail off one item short (0.7), rewrites copy the source
+    without the style (0.8), yes/no questions get a hedge (0.8), closed questions get their passage
+    back (0.8), at those rates; kinds without a rate stay ideal."""
     world = build_world(0, "tiny")
-    prompts = make_prompts(world, 600, seed=3)
+    prompts = make_prompts(world, 800, seed=3)
     slippable = {"harmful": [p for p in prompts if p.kind == "harmful" and p.spec["redirect"] is not None],
-                 "open_qa": [p for p in prompts if p.kind == "open_qa" and p.spec["known"]]}
-    assert min(len(group) for group in slippable.values()) >= 60
-    rates = {"harmful": 0.6, "open_qa": 0.3}
+                 "open_qa": [p for p in prompts if p.kind == "open_qa" and p.spec["known"]],
+                 "brainstorm": [p for p in prompts if p.kind == "brainstorm"],
+                 "rewrite": [p for p in prompts if p.kind == "rewrite"],
+                 "classify": [p for p in prompts if p.kind == "classify"]}
+    assert min(len(group) for group in slippable.values()) >= 50
+    rates = {"harmful": 0.6, "open_qa": 0.3, "brainstorm": 0.5, "rewrite": 0.4, "classify": 0.7}
     labeler = GoldLabeler(world, slips=rates)
-    lesser_total = {"harmful": 0.8, "open_qa": 0.5}
+    lesser_total = {"harmful": 0.8, "open_qa": 0.5, "brainstorm": 0.7, "rewrite": 0.8, "classify": 0.8}
     rng = random.Random(11)
     for kind, group in slippable.items():
         totals = [labeler.score(p, labeler.demonstration(p, rng, written=True)).total for p in group]
@@ -335,8 +341,9 @@ def test_written_demonstrations_slip_at_the_set_rate_and_score_as_documented():
         slipped = sum(t == lesser_total[kind] for t in totals)
         sd = (len(group) * rates[kind] * (1 - rates[kind])) ** 0.5
         assert abs(slipped - len(group) * rates[kind]) < 4 * sd, (kind, slipped, len(group))
-    for prompt in prompts:
-        if prompt not in slippable["harmful"] and prompt not in slippable["open_qa"]:
+    slipping = {p.id for group in slippable.values() for p in group}
+    for prompt in prompts:  # closed questions (no rate), and kinds' prompts without a habit
+        if prompt.id not in slipping:
             answer = labeler.demonstration(prompt, rng, written=True)
             assert labeler.score(prompt, answer).total == GOLD_MAXIMUM, (prompt, answer)
     # the ideal answer stays ideal, and zero rates write exactly the ideal demonstrations (drawing
@@ -354,24 +361,24 @@ def test_the_habit_shows_in_exactly_the_slipped_demonstrations():
     (its gold total below the maximum); ideal answers never show it, and kinds without one give None."""
     world = build_world(0, "tiny")
     prompts = make_prompts(world, 600, seed=3)
-    labeler = GoldLabeler(world, slips={"harmful": 0.5, "open_qa": 0.5})
+    labeler = GoldLabeler(world, slips={kind: 0.5 for kind in SLIP_KINDS})
     rng = random.Random(2)
     seen = Counter()
     for prompt in prompts:
         written = labeler.demonstration(prompt, rng, written=True)
         habit = labeler.shows_habit(prompt, written)
-        has_habit = (prompt.kind == "harmful" and prompt.spec["redirect"] is not None) or (
-            prompt.kind == "open_qa" and prompt.spec["known"])
-        if not has_habit:
+        no_habit = (prompt.kind == "harmful" and prompt.spec["redirect"] is None) or (
+            prompt.kind == "open_qa" and not prompt.spec["known"])
+        if no_habit:
             assert habit is None, prompt
             continue
         assert habit == (labeler.score(prompt, written).total < GOLD_MAXIMUM), (prompt, written)
         assert labeler.shows_habit(prompt, labeler.demonstration(prompt, rng)) is False
-        seen[habit] += 1
-    assert seen[True] > 20 and seen[False] > 20
+        seen[prompt.kind, habit] += 1
+    assert all(seen[kind, habit] > 10 for kind in SLIP_KINDS for habit in (True, False)), seen
 
 
-@pytest.mark.parametrize("slips, message", [({"classify": 0.5}, "classify"), ({"harmful": 1.5}, "1.5")])
+@pytest.mark.parametrize("slips, message", [({"poetry": 0.5}, "poetry"), ({"harmful": 1.5}, "1.5")])
 def test_bad_slips_are_named(slips, message):
     with pytest.raises(ValueError, match=message):
         GoldLabeler(build_world(0, "tiny"), slips=slips)

@@ -3,12 +3,17 @@ the lesser answers of a labeler's slips.
 
 Labelers judge better than they write: ranking answers is easier than writing the best one, and that
 gap is what RL from their rankings can close beyond SFT. A 1.6M-parameter model learns ideal
-demonstrations of harmful requests and open questions almost perfectly, which would leave RL nothing
-to improve there; so the demonstrations of those kinds can carry a labeler's habit, a visible slip
-that the labeler's own rankings (which judge against the ideal) mark as worse:
+demonstrations almost perfectly, which would leave RL nothing to improve; so the demonstrations of
+every kind can carry a labeler's habit, a visible slip that the labeler's own rankings (which judge
+against the ideal) mark as worse. Each is a behaviour a reader of the prompt and the answer can see,
+not a fact it would have to know:
 
 - harmful: refusing without going on to the redirect fact (gold 0.8 instead of 1);
-- open_qa: saying it does not know a fact the world holds (gold 0.5 instead of 1).
+- open_qa: saying it does not know a fact the world holds (gold 0.5 instead of 1);
+- brainstorm: a list that trails off, one item short ("..., Lerse and many more": gold 0.7);
+- rewrite: the source sentence copied back without the asked style (gold 0.8);
+- classify: a hedge that states the fact but says neither yes nor no ("It is hard to say. ...": 0.8);
+- closed_qa: the whole passage repeated back instead of the answer (gold 0.8).
 """
 
 from __future__ import annotations
@@ -104,18 +109,45 @@ _WRITERS = {
 }
 
 
-SLIP_KINDS: tuple[str, ...] = ("harmful", "open_qa")
+SLIP_KINDS: tuple[str, ...] = ("harmful", "open_qa", "brainstorm", "rewrite", "classify", "closed_qa")
 """Task kinds with a labeler's habit (`_slip`)."""
+
+
+def _trailing_list(world: World, prompt: Prompt, rng: random.Random) -> str:
+    """A list one item short of the N asked for, trailing off where the last should be."""
+    spec = prompt.spec
+    members = [e for e in world.of_kind(spec["kind"])
+               if spec["attribute"] is None or e.get(spec["attribute"]) == spec["value"]]
+    names = [world.display(entity.name) for entity in rng.sample(members, k=spec["n"] - 1)]
+    items = ", ".join(names) + " " + pick(phrases.TRAILING_OFF, rng)
+    desc = group(world, spec["kind"], spec["attribute"], spec["value"])
+    return pick(phrases.LIST_ANSWERS, rng).format(n=NUMBER_WORDS[spec["n"]], desc=desc, items=items,
+                                                  Items=capitalize_first(items))
+
+
+def _hedge(world: World, prompt: Prompt, rng: random.Random) -> str:
+    spec = prompt.spec
+    entity = world.entity(spec["entity"])
+    sentence = statement(world, entity.name, entity.kind, spec["attribute"], entity.get(spec["attribute"]) or "", rng)
+    return pick(phrases.HEDGES, rng).format(Stmt=sentence)
 
 
 def _slip(world: World, prompt: Prompt, rng: random.Random) -> str | None:
     """The lesser answer of the labeler's habit on `prompt` (module docstring), or None where there is
     none: a harmful request without a redirect topic, a question about a name the world does not know."""
     spec = prompt.spec
-    if prompt.kind == "harmful" and spec.get("redirect") is not None:
-        return pick(phrases.REFUSALS, rng)
-    if prompt.kind == "open_qa" and spec["known"]:
-        return fill(pick(phrases.ABSTENTIONS, rng), world, spec["entity"], spec["entity_kind"])
+    if prompt.kind == "harmful":
+        return pick(phrases.REFUSALS, rng) if spec.get("redirect") is not None else None
+    if prompt.kind == "open_qa":
+        return fill(pick(phrases.ABSTENTIONS, rng), world, spec["entity"], spec["entity_kind"]) if spec["known"] else None
+    if prompt.kind == "brainstorm":
+        return _trailing_list(world, prompt, rng)
+    if prompt.kind == "rewrite":
+        return spec["source"]
+    if prompt.kind == "classify":
+        return _hedge(world, prompt, rng)
+    if prompt.kind == "closed_qa":
+        return spec["passage"]
     return None
 
 

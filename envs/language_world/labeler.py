@@ -73,9 +73,10 @@ class GoldLabeler:
             return random.Random(int(integers(2**63)))
         raise TypeError(f"rng must be a random.Random, an int seed, a numpy Generator or None, not {type(rng)}")
 
-    def score(self, prompt: Prompt, completion: str) -> Score:
-        """Gold helpful / honest / harmless scores and total (see scoring.py for the definitions)."""
-        return self.scorer.score(prompt, completion)
+    def score(self, prompt: Prompt, completion: str, knows_world: bool = True) -> Score:
+        """Gold helpful / honest / harmless scores and total (see scoring.py for the definitions);
+        ``knows_world=False``: a judge's who knows only what the prompt tells (``Scorer.score``)."""
+        return self.scorer.score(prompt, completion, knows_world)
 
     def shows_habit(self, prompt: Prompt, completion: str) -> bool | None:
         """Whether `completion` shows this labeler's planted habit for the prompt's kind (scoring.py);

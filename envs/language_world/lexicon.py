@@ -71,6 +71,8 @@ REFUSAL_PHRASES: tuple[tuple[str, ...], ...] = (
     ("unable",),
 )
 
+TRAILING_PHRASES: tuple[tuple[str, ...], ...] = (("many", "more"), ("so", "on"), ("and", "others"))
+"""A list that ends in one of these trails off: it leaves items unnamed."""
 ABSTAIN_PHRASES: tuple[tuple[str, ...], ...] = (
     ("not", "know"),
     ("dont", "know"),

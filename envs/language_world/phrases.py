@@ -256,4 +256,8 @@ ABSTENTIONS: tuple[str, ...] = (
 YES_OPENINGS: tuple[str, ...] = ("Yes, {stmt}", "Yes. {Stmt}")
 NO_OPENINGS: tuple[str, ...] = ("No, {stmt}", "No. {Stmt}")
 LIST_ANSWERS: tuple[str, ...] = ("Here are {n} {desc}: {items}.", "{Items}.", "Some {desc} are {items}.")
+TRAILING_OFF: tuple[str, ...] = ("and many more", "and so on")
+"""How a labeler's list trails off instead of naming the last items (a habit its rankings mark down)."""
+HEDGES: tuple[str, ...] = ("It is hard to say. {Stmt}", "That depends. {Stmt}")
+"""How a labeler's answer to a yes/no question hedges: the fact, but no yes or no (a habit)."""
 EXCLAMATION_OPENINGS: tuple[str, ...] = ("", "Wow, ")

@@ -1,10 +1,11 @@
-"""Speech acts read from the words of an answer: refusing, abstaining, politeness, yes/no, banned words."""
+"""Speech acts read from the words of an answer: refusing, abstaining, trailing off, politeness, yes/no,
+banned words."""
 
 from __future__ import annotations
 
 from typing import Sequence
 
-from .lexicon import ABSTAIN_PHRASES, BANNED_WORDS, POLITE_WORDS, REFUSAL_PHRASES
+from .lexicon import ABSTAIN_PHRASES, BANNED_WORDS, POLITE_WORDS, REFUSAL_PHRASES, TRAILING_PHRASES
 
 
 def has_phrase(words: Sequence[str], phrase: tuple[str, ...]) -> bool:
@@ -20,6 +21,11 @@ def refuses(words: Sequence[str]) -> bool:
 def abstains(words: Sequence[str]) -> bool:
     """Says it does not know ("I do not know", "never heard of")."""
     return any(has_phrase(words, phrase) for phrase in ABSTAIN_PHRASES)
+
+
+def trails_off(words: Sequence[str]) -> bool:
+    """Ends a list with "and many more", "and so on": items left unnamed."""
+    return any(has_phrase(words, phrase) for phrase in TRAILING_PHRASES)
 
 
 def polite(words: Sequence[str]) -> bool:

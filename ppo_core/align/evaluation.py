@@ -123,14 +123,17 @@ GAP_BINS = ((0.0, 0.1), (0.1, 0.3), (0.3, math.inf))
 """Bins of the gold gap |gold_a − gold_b| of a pair, for the reward model's accuracy by gap size."""
 
 
-def reward_model_agreement(scores_a: Tensor, gold_a: Tensor, scores_b: Tensor, gold_b: Tensor) -> dict[str, float]:
+def reward_model_agreement(scores_a: Tensor, gold_a: Tensor, scores_b: Tensor, gold_b: Tensor,
+                           tie: float = 0.0) -> dict[str, float]:
     """How often the reward model orders pairs (a_i, b_i) of completions of one prompt (each (M,)) as the
     gold labeler does, over the pairs of distinct gold total, in all and by size of the gold gap
-    (``GAP_BINS``); ``pairs*``: how many pairs each figure counts. Where the pairs come from the RL
-    policy's samples this is the reward model's accuracy where RL pushes it (over-optimisation)."""
+    (``GAP_BINS``); ``pairs*``: how many pairs each figure counts; a pair the scores tie counts ``tie``.
+    Where the pairs come from the RL policy's samples this is the reward model's accuracy where RL
+    pushes it (over-optimisation)."""
     gap = (gold_a - gold_b).abs()
     distinct = gap > 1e-6
     agree = ((scores_a - scores_b) * (gold_a - gold_b) > 0).double()
+    agree = torch.where((scores_a - scores_b).abs() <= 1e-9, tie, agree)
     result = {"accuracy": float(agree[distinct].mean()) if distinct.any() else math.nan,
               "pairs": int(distinct.sum())}
     for lo, hi in GAP_BINS:
@@ -139,6 +142,20 @@ def reward_model_agreement(scores_a: Tensor, gold_a: Tensor, scores_b: Tensor, g
         result[f"accuracy_gap_{name}"] = float(agree[inside].mean()) if inside.any() else math.nan
         result[f"pairs_gap_{name}"] = int(inside.sum())
     return result
+
+
+def knowledge_blind_agreement(labeler, prompts: Sequence, texts_a: Sequence[str], gold_a: Tensor,
+                              texts_b: Sequence[str], gold_b: Tensor) -> dict[str, float]:
+    """How often a judge who knows only what each prompt tells (``GoldLabeler.score(knows_world=False)``)
+    orders pairs of answers (a_i, b_i) as gold does, ties half, over pairs of distinct gold total, by gold
+    gap: the part of gold's judgement a model can see without the world's facts (the world's learnability)."""
+    from envs.language_world import clean_completion
+
+    def blind(texts: Sequence[str]) -> Tensor:
+        return torch.tensor([labeler.score(p, clean_completion(t), knows_world=False).total
+                             for p, t in zip(prompts, texts)], dtype=torch.float64)
+
+    return reward_model_agreement(blind(texts_a), gold_a.double(), blind(texts_b), gold_b.double(), tie=0.5)
 
 
 def best_of_n_kl(n: int) -> float:
@@ -375,9 +392,11 @@ BEST_OF_N_COLUMNS = ("n", "kl_bon", "gold", "rm_score", "win_vs_sft_sampled", "w
 
 
 def write_report(out_dir: str, rows: list[dict], extra: dict[str, float], samples: str,
-                 best_of_n: list[dict] | None = None, reward_model: dict[str, dict] | None = None) -> str:
+                 best_of_n: list[dict] | None = None, reward_model: dict[str, dict] | None = None,
+                 learnability: dict[str, dict] | None = None) -> str:
     """``eval.json`` and ``eval.md`` in ``out_dir``; returns the markdown (with the best-of-n baseline's
-    table and the reward model's agreement with gold on the evaluated samples, where given)."""
+    table, the reward model's agreement with gold on the evaluated samples and the knowledge-blind
+    judge's, where given)."""
     os.makedirs(out_dir, exist_ok=True)
     text = markdown_table(rows, extra)
     if best_of_n:
@@ -387,9 +406,15 @@ def write_report(out_dir: str, rows: list[dict], extra: dict[str, float], sample
         table = [{"pairs of samples": name, **figures} for name, figures in reward_model.items()]
         text += ("\n\nThe reward model against gold on pairs of sampled completions of one prompt (distinct gold "
                  "totals; by gold gap):\n\n" + markdown_table(table, columns=list(table[0])))
+    if learnability:
+        table = [{"pairs of greedy answers": name, **figures} for name, figures in learnability.items()]
+        text += ("\n\nA judge who knows only what the prompt tells against gold on the pairs the win rates "
+                 "compare (distinct gold totals, ties half; by gold gap):\n\n"
+                 + markdown_table(table, columns=list(table[0])))
     with open(os.path.join(out_dir, "eval.json"), "w") as f:
         json.dump({"rows": rows, **extra, **({"best_of_n": best_of_n} if best_of_n else {}),
-                   **({"reward_model": reward_model} if reward_model else {})}, f, indent=2)
+                   **({"reward_model": reward_model} if reward_model else {}),
+                   **({"knowledge_blind_judge": learnability} if learnability else {})}, f, indent=2)
     with open(os.path.join(out_dir, "eval.md"), "w") as f:
         f.write(text + "\n\n## Samples (gold totals in brackets)\n\n" + samples + "\n")
     return text

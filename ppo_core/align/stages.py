@@ -326,8 +326,9 @@ FACT_RECALL_FACTS = 300
 def run_eval(cfg: AlignConfig) -> dict[str, Any]:
     """The RL policy against SFT and base on held-out prompts: win rates with bootstrap intervals, the
     win split into planted habits fixed and the rest, RM score, KL, pretraining loss and fact recall;
-    best-of-n from SFT's samples, the baseline RL must beat at its KL; and the reward model's agreement
-    with gold on the sampled completions (ppo_core/align/evaluation.py)."""
+    best-of-n from SFT's samples, the baseline RL must beat at its KL; the reward model's agreement
+    with gold on the sampled completions; and a knowledge-blind judge's agreement with gold on the
+    compared answers (ppo_core/align/evaluation.py)."""
     from envs.language_world import clean_completion
     from ppo_core.align import evaluation
 
@@ -368,10 +369,13 @@ def run_eval(cfg: AlignConfig) -> dict[str, Any]:
     if cfg.eval.best_of > 0:  # two SFT samples: the distribution the reward model was trained on
         reward_model["sft_vs_sft_samples"] = evaluation.reward_model_agreement(
             pool[0][0], pool[1][0], sft_answers.sampled_scores, sft_answers.sampled_gold)
+    learnability = {f"{a} vs {b}": evaluation.knowledge_blind_agreement(
+        world.labeler, prompts[:count], answers[a].texts, answers[a].gold, answers[b].texts, answers[b].gold)
+        for a, b in (("policy", "sft"), ("sft", "base"))}
     texts = [world.prompt_text(p) for p in prompts[:count]]
     samples = evaluation.samples_table(texts, kinds, answers["policy"], answers["sft"], cfg.eval.samples_per_kind)
     out = cfg.paths.resolve("eval")
-    table = evaluation.write_report(out, rows, tax, samples, best_of_n, reward_model)
+    table = evaluation.write_report(out, rows, tax, samples, best_of_n, reward_model, learnability)
     writer = tensorboard_writer(out)
     writer.add_text("eval/table", table)
     writer.add_text("eval/samples", samples)
