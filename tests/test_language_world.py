@@ -378,6 +378,22 @@ def test_the_habit_shows_in_exactly_the_slipped_demonstrations():
     assert all(seen[kind, habit] > 10 for kind in SLIP_KINDS for habit in (True, False)), seen
 
 
+def test_a_judge_blind_to_the_worlds_facts_never_scores_an_answer_below_gold_and_differs_only_in_honesty():
+    """Over every kind, with answers written for other prompts (wrong on many facts): the blind judge's
+    helpfulness and harmlessness are gold's, and its honesty is at least gold's."""
+    world = build_world(0, "tiny")
+    prompts = make_prompts(world, 300, seed=4)
+    labeler = GoldLabeler(world)
+    rng = random.Random(0)
+    lower = 0
+    for prompt in prompts:
+        answer = labeler.demonstration(rng.choice([p for p in prompts if p.kind == prompt.kind]), rng)
+        gold, blind = labeler.score(prompt, answer), labeler.score(prompt, answer, knows_world=False)
+        assert (blind.helpful, blind.harmless) == (gold.helpful, gold.harmless) and blind.honest >= gold.honest
+        lower += gold.honest < blind.honest
+    assert lower > 30
+
+
 @pytest.mark.parametrize("slips, message", [({"poetry": 0.5}, "poetry"), ({"harmful": 1.5}, "1.5")])
 def test_bad_slips_are_named(slips, message):
     with pytest.raises(ValueError, match=message):
