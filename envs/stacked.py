@@ -6,12 +6,15 @@ loop is most of a batch's rollout, the physics of all runs' copies is computed a
 - ``CartPoleStack``: Gymnasium's ``CartPoleVectorEnv.step`` operation for operation (10 runs of 8
   copies stepped in turn: 1.6 ms a step);
 - ``ClassicStack``: the batched NumPy Acrobot, MountainCar and Pendulum (envs/classic_vector.py),
-  whose dynamics work row by row (REINFORCE Acrobot, 10 runs: 3.5 ms a step in turn, most of it RK4).
+  whose dynamics work row by row (REINFORCE Acrobot, 10 runs: 3.5 ms a step in turn, most of it RK4),
+  and whose wrappers' bookkeeping (checks, episode counts, normalisers) then runs on stacked arrays
+  too (``after_steps``: 1.41 ms a step of 10 runs before, 0.78 after).
 
-Each run's copies reset from that run's own generators with the draws its env makes, and each run's
-env does its own bookkeeping (time limits, normalisers, episode counts), so every run's numbers stay
-its own (tests/test_seed_batch.py checks them against single runs, bit for bit). The runs' env objects
-keep their state between steps, so checkpoints, snapshots and evaluations see them as usual.
+Each run's copies reset from that run's own generators with the draws its env makes, each run keeps
+its own time limits, and its normalisers and episode counts are its own statistics, gathered from
+its env and written back, so every run's numbers stay its own (tests/test_seed_batch.py checks them
+against single runs, bit for bit). The runs' env objects keep their state between steps, so
+checkpoints, snapshots and evaluations see them as usual.
 """
 
 from __future__ import annotations
@@ -99,8 +102,8 @@ def after_steps(envs: Sequence[GymVecEnv], obs: np.ndarray, reward: np.ndarray, 
                 truncated: np.ndarray, infos: Sequence[dict]) -> StackedStep:
     """``GymVecEnv.after_step`` of S runs' envs (same-step autoreset) on their results stacked (S, N, ...):
     the same checks, episode counts, reward scaling and observation normalisation, each run's with its
-    own statistics, which are gathered from its env and written back to it. Per run this was 100 µs of
-    NumPy calls on 8-row arrays; for 10 runs at once, a tenth of that."""
+    own statistics, which are gathered from its env and written back to it. Done run by run, this was
+    100 µs of NumPy calls on 8-row arrays per run and step."""
     for env in envs:
         env.steps += 1
     if not (np.isfinite(reward).all() and np.isfinite(obs).all()):

@@ -112,7 +112,7 @@ def kl_hessian_product(policy: StackedPolicy, batch: RolloutBatch, old: Distribu
     KL in the head. At θ_old the KL's gradient in the head is zero, so the Hessian's other term, which
     carries the head's second derivative, vanishes and Jᵀ F J is the Hessian itself. Each product is
     one forward-mode pass (two batched matmuls a layer) and one backward, instead of the double backward
-    of a Hessian-vector product (tests/test_seed_batch.py checks both against the explicit Hessian)."""
+    of a Hessian-vector product (tests/test_seed_batch.py checks it against the explicit Hessian)."""
     names = policy.actor_names
     mask = batch.mask.float()  # (S, B, 1): one decision per step
     weights = mask / mask.sum(RUN, keepdim=True).clamp(min=1)  # each decision's share of its run's mean KL
