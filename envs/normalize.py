@@ -32,12 +32,8 @@ class RunningMeanStd:
         centered = batch - batch_mean
         batch_var = (centered * centered).sum(0) / batch_count
         batch_count, batch_mean, batch_var = combine_moments(batch_count, batch_mean, batch_var)
-        delta = batch_mean - self.mean
-        total = self.count + batch_count
-        self.mean = self.mean + delta * batch_count / total
-        m2 = self.var * self.count + batch_var * batch_count + np.square(delta) * self.count * batch_count / total
-        self.var = m2 / total
-        self.count = total
+        self.mean, self.var, self.count = merge_moments(self.mean, self.var, self.count, batch_mean, batch_var,
+                                                        batch_count)
 
     def state_dict(self) -> dict[str, Tensor]:
         return {"mean": torch.tensor(np.asarray(self.mean)), "var": torch.tensor(np.asarray(self.var)),
@@ -47,6 +43,15 @@ class RunningMeanStd:
         self.mean = state["mean"].cpu().numpy().astype(np.float64)
         self.var = state["var"].cpu().numpy().astype(np.float64)
         self.count = float(state["count"])
+
+
+def merge_moments(mean, var, count, batch_mean, batch_var, batch_count):
+    """(mean, population variance, count) of the stream so far merged with a batch's (Chan et al. 1979).
+    ``count`` broadcasts against ``mean``: a float for one statistic, (S, 1, ...) for S of them."""
+    delta = batch_mean - mean
+    total = count + batch_count
+    m2 = var * count + batch_var * batch_count + np.square(delta) * count * batch_count / total
+    return mean + delta * batch_count / total, m2 / total, total
 
 
 def update_each(stats: Sequence[RunningMeanStd], batches: np.ndarray) -> None:
@@ -60,11 +65,7 @@ def update_each(stats: Sequence[RunningMeanStd], batches: np.ndarray) -> None:
     batch_mean = batches.sum(1) / batch_count
     centered = batches - batch_mean[:, None]
     batch_var = (centered * centered).sum(1) / batch_count
-    delta = batch_mean - mean
-    total = count + batch_count
-    mean = mean + delta * batch_count / total
-    m2 = var * count + batch_var * batch_count + np.square(delta) * count * batch_count / total
-    var = m2 / total
+    mean, var, total = merge_moments(mean, var, count, batch_mean, batch_var, batch_count)
     for s, m, v, c in zip(stats, mean, var, total.reshape(-1).tolist()):
         s.mean, s.var, s.count = m, v, c
 

@@ -66,8 +66,14 @@ class ClassicStack:
     S·N rows, then each run's env takes its rows through its own time limits and restarts, and the
     wrappers' bookkeeping of all runs is done on stacked arrays (``after_steps``)."""
 
+    def __init__(self) -> None:
+        self._books: tuple[list[int], bool] = ([], False)  # (the envs' ids, books_together of them)
+
     def __call__(self, envs: Sequence[GymVecEnv], actions: Tensor) -> StackedStep:
         cores: list[BatchedClassicEnv] = [env.env for env in envs]
+        ids = [id(env) for env in envs]
+        if ids != self._books[0]:  # the first step, or runs left the batch
+            self._books = (ids, books_together(envs))
         if any(core.generators[0] is None for core in cores):
             raise ResetNeeded("call reset() before step()")
         bounds = np.cumsum([0, *(core.num_envs for core in cores)])
@@ -75,7 +81,7 @@ class ClassicStack:
         state, reward, terminated = cores[0].dynamics(np.concatenate([core.state for core in cores]), action)
         steps = [core.advance(state[lo:hi].copy(), reward[lo:hi], terminated[lo:hi])
                  for core, lo, hi in zip(cores, bounds[:-1], bounds[1:])]
-        if not books_together(envs):
+        if not self._books[1]:
             return StackedStep.of([env.after_step(*step) for env, step in zip(envs, steps)])
         obs, reward, terminated, truncated = (np.stack(part) for part in list(zip(*steps))[:4])
         return after_steps(envs, obs, reward, terminated, truncated, [step[4] for step in steps])

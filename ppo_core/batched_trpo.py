@@ -121,12 +121,14 @@ def kl_hessian_product(policy: StackedPolicy, batch: RolloutBatch, old: Distribu
     head_names = [name for name in names if name != "log_std"]
     head_leaves = policy.leaves_of(head_names)
     sizes = [leaf[0].numel() for leaf in policy.leaves_of(names)]
+    gaussian = isinstance(old, DiagGaussian)
+    log_std_shape = policy.leaves_of(["log_std"])[0].shape if gaussian else None  # (S, 1, A)
 
     def product(v: Tensor) -> Tensor:
         v = v.detach()
         tangent = jvp(v)  # J v (S, B, K)
-        if isinstance(old, DiagGaussian):
-            log_std = v.split(sizes, dim=1)[names.index("log_std")].view_as(policy.leaves_of(["log_std"])[0])
+        if gaussian:
+            log_std = v.split(sizes, dim=1)[names.index("log_std")].view(log_std_shape)
             f_head, f_log_std = old.fisher_product(tangent, log_std)
             by_name = {"log_std": f_log_std * weights.sum(1, keepdim=True)}  # (S, 1, A): shared by every decision
         else:
